@@ -1,0 +1,165 @@
+// The genesis document (a JSON file written by `peergrid init` or by hand):
+// chain id, the first members with their keys and roles, market and ledger
+// parameters. One TypeBox schema gives the TypeScript type, the validation
+// with its error messages, and (later) the HTTP API's JSON schema.
+//
+// The genesis block commits to the document's canonical binary encoding, not
+// to the JSON text, so reformatting the file does not change the chain.
+import { type Static, Type } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { assert } from "./assert.js";
+import { type Block, BLOCK_VERSION, blockHash, type BlockHeader } from "./block.js";
+import { Writer } from "./codec.js";
+import { ConfigError } from "./errors.js";
+import { type Hash, HashTag, ZERO_HASH, hashTagged, parseHex } from "./hash.js";
+import { EMPTY_STATE_ROOT } from "./state-tree.js";
+import { MEMBER_NAME_BYTES_MAX, ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX, Role, type RoleName, SIGNATURE_BYTES, TIME_MS_MAX } from "./tx.js";
+
+const RoleNameSchema = Type.Union(
+  (Object.keys(Role) as RoleName[]).map((r) => Type.Literal(r)),
+  { description: "box: reads meters and keeps the ledger; user: trades; admin: enrols members; auditor: read-only replica; controller: owns switchgear" },
+);
+
+const Int = (min: number, max: number, description: string) => Type.Integer({ minimum: min, maximum: max, description });
+
+export const MarketParamsSchema = Type.Object(
+  {
+    intervalMs: Int(60_000, 86_400_000, "market (delivery) interval length; 900000 = 15 minutes"),
+    priceMinMicroPerKWh: Int(0, PRICE_MICRO_PER_KWH_MAX, "lowest limit price an order may carry"),
+    priceMaxMicroPerKWh: Int(1, PRICE_MICRO_PER_KWH_MAX, "highest limit price an order may carry"),
+    orderEnergyMaxWh: Int(1, ORDER_ENERGY_WH_MAX, "largest energy of one order"),
+    openOrdersPerMemberMax: Int(1, 10_000, "open orders one member may have"),
+    orderIntervalsAheadMax: Int(1, 10_000, "how many intervals ahead an order may be placed"),
+  },
+  { additionalProperties: false },
+);
+
+export const LedgerParamsSchema = Type.Object(
+  {
+    blockIntervalMs: Int(100, 60_000, "target time between blocks"),
+    txsPerBlockMax: Int(1, 100_000, "transactions one block may carry"),
+    blockBytesMax: Int(1024, 16 * 1024 * 1024, "encoded size one block may have"),
+    readingSkewMaxMs: Int(0, 3_600_000, "how far a reading's time may be ahead of its block's time"),
+    readingAgeMaxMs: Int(1_000, 7 * 86_400_000, "how far a reading's time may be behind its block's time"),
+    meterPowerMaxW: Int(1, 100_000_000, "largest plausible power through one meter; bounds counter jumps"),
+    seqGapMax: Int(1, 1_000_000_000, "largest jump of an author's sequence number (lost transactions are skipped, replays refused)"),
+  },
+  { additionalProperties: false },
+);
+
+export const GenesisMemberSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: MEMBER_NAME_BYTES_MAX }),
+    publicKey: Type.String({ pattern: "^[0-9a-f]{64}$", description: "Ed25519 public key, 64 lowercase hex digits" }),
+    roles: Type.Array(RoleNameSchema, { minItems: 1, uniqueItems: true }),
+  },
+  { additionalProperties: false },
+);
+
+export const GenesisSchema = Type.Object(
+  {
+    chainId: Type.String({ pattern: "^[a-z0-9][a-z0-9-]{0,62}$", description: "lowercase letters, digits and dashes" }),
+    genesisTimeMs: Int(0, TIME_MS_MAX, "chain start, milliseconds since the epoch"),
+    members: Type.Array(GenesisMemberSchema, { minItems: 1, maxItems: 10_000 }),
+    market: MarketParamsSchema,
+    ledger: LedgerParamsSchema,
+  },
+  { additionalProperties: false },
+);
+
+export type MarketParams = Static<typeof MarketParamsSchema>;
+export type LedgerParams = Static<typeof LedgerParamsSchema>;
+export type GenesisMember = Static<typeof GenesisMemberSchema>;
+export type Genesis = Static<typeof GenesisSchema>;
+
+export const DEFAULT_MARKET_PARAMS: MarketParams = {
+  intervalMs: 900_000,
+  priceMinMicroPerKWh: 0,
+  priceMaxMicroPerKWh: 2_000_000, // 2.00 per kWh
+  orderEnergyMaxWh: 1_000_000,
+  openOrdersPerMemberMax: 32,
+  orderIntervalsAheadMax: 96,
+};
+
+export const DEFAULT_LEDGER_PARAMS: LedgerParams = {
+  blockIntervalMs: 1_000,
+  txsPerBlockMax: 20_000,
+  blockBytesMax: 4 * 1024 * 1024,
+  readingSkewMaxMs: 10_000,
+  readingAgeMaxMs: 600_000,
+  meterPowerMaxW: 250_000,
+  seqGapMax: 1_000_000,
+};
+
+/**
+ * Validate a parsed genesis JSON value. `market` and `ledger` may be left out
+ * (or partly given) and take the defaults above. Throws ConfigError listing
+ * every problem with its JSON path.
+ */
+export function parseGenesis(value: unknown): Genesis {
+  const withDefaults =
+    typeof value === "object" && value !== null && !Array.isArray(value)
+      ? {
+          ...value,
+          market: { ...DEFAULT_MARKET_PARAMS, ...((value as Record<string, unknown>).market as object | undefined) },
+          ledger: { ...DEFAULT_LEDGER_PARAMS, ...((value as Record<string, unknown>).ledger as object | undefined) },
+        }
+      : value;
+  const problems = [...Value.Errors(GenesisSchema, withDefaults)].slice(0, 20).map((e) => `${e.path || "/"}: ${e.message}`);
+  if (problems.length > 0) throw new ConfigError("genesis", problems);
+  const g = withDefaults as Genesis;
+  const seen = new Set<string>();
+  g.members.forEach((m, i) => {
+    if (seen.has(m.publicKey)) problems.push(`/members/${i}/publicKey: the same key is already enrolled by an earlier member`);
+    seen.add(m.publicKey);
+    if (new TextEncoder().encode(m.name).length > MEMBER_NAME_BYTES_MAX) problems.push(`/members/${i}/name: longer than ${MEMBER_NAME_BYTES_MAX} bytes`);
+  });
+  if (!g.members.some((m) => m.roles.includes("admin"))) problems.push("/members: no member has the admin role, so nobody could ever enrol another");
+  if (!g.members.some((m) => m.roles.includes("box"))) problems.push("/members: no member has the box role, so nobody could propose a block");
+  if (g.market.priceMinMicroPerKWh > g.market.priceMaxMicroPerKWh) problems.push("/market: priceMinMicroPerKWh is above priceMaxMicroPerKWh");
+  if (problems.length > 0) throw new ConfigError("genesis", problems);
+  return g;
+}
+
+export function rolesMask(roles: readonly RoleName[]): number {
+  return roles.reduce((mask, r) => mask | Role[r], 0);
+}
+
+export function encodeGenesis(g: Genesis): Uint8Array {
+  const w = new Writer(256 + g.members.length * 64);
+  w.u8(1).str(g.chainId, 64).uvar(g.genesisTimeMs);
+  w.uvar(g.members.length);
+  for (const m of g.members) {
+    const key = parseHex(m.publicKey, 32);
+    assert(key !== null, "genesis member keys were validated");
+    w.str(m.name, MEMBER_NAME_BYTES_MAX).fixed(key, 32).u8(rolesMask(m.roles));
+  }
+  const mk = g.market;
+  w.uvar(mk.intervalMs).uvar(mk.priceMinMicroPerKWh).uvar(mk.priceMaxMicroPerKWh);
+  w.uvar(mk.orderEnergyMaxWh).uvar(mk.openOrdersPerMemberMax).uvar(mk.orderIntervalsAheadMax);
+  const lg = g.ledger;
+  w.uvar(lg.blockIntervalMs).uvar(lg.txsPerBlockMax).uvar(lg.blockBytesMax).uvar(lg.readingSkewMaxMs);
+  w.uvar(lg.readingAgeMaxMs).uvar(lg.meterPowerMaxW).uvar(lg.seqGapMax);
+  return w.finish();
+}
+
+/** Block 0: unsigned, no transactions; its txRoot commits to the genesis document. */
+export function genesisBlock(g: Genesis): Block {
+  const header: BlockHeader = {
+    version: BLOCK_VERSION,
+    height: 0,
+    parentHash: ZERO_HASH,
+    timeMs: g.genesisTimeMs,
+    txRoot: genesisDocHash(g),
+    stateRoot: EMPTY_STATE_ROOT,
+    proposer: 0,
+    raftTerm: 0,
+    raftIndex: 0,
+    txCount: 0,
+  };
+  return { header, signature: new Uint8Array(SIGNATURE_BYTES), hash: blockHash(header), txs: [] };
+}
+
+export function genesisDocHash(g: Genesis): Hash {
+  return hashTagged(HashTag.genesis, encodeGenesis(g));
+}

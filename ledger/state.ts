@@ -1,0 +1,363 @@
+// The ledger state machine: a pure, deterministic core.
+//
+//   applyBlock(state, block, verifier) -> { state, results }
+//
+// Raft orders blocks; this function decides what they mean, identically on
+// every box. A block whose header is wrong (link, height, time, roots,
+// proposer, signature, size) cannot be applied at all: BlockRejectedError.
+// Inside a good block every transaction gets a result code; only those with
+// ResultCode.ok change the state. The input state is never modified.
+//
+// Invariants (checked by assertions):
+//   result.state.height === state.height + 1
+//   results.length === block.txs.length
+//   a member's lastSeq only grows; a meter's good counters only grow
+import { assert, assertNever, bytesEqual } from "./assert.js";
+import { type Block, HEADER_BYTES_MAX, blockSigningMessage } from "./block.js";
+import { varintSize } from "./codec.js";
+import { BlockRejectedError } from "./errors.js";
+import { type Genesis, genesisBlock, rolesMask } from "./genesis.js";
+import { type Hash, parseHex, toHex } from "./hash.js";
+import { merkleRoot } from "./merkle.js";
+import {
+  GLOBAL_KEY,
+  type GlobalRecord,
+  type MemberRecord,
+  type MeterRecord,
+  type OrderRecord,
+  type StateRecord,
+  encodeRecord,
+  memberKey,
+  meterKey,
+  orderKey,
+  publicKeyKey,
+} from "./records.js";
+import { StateTree } from "./state-tree.js";
+import {
+  type CancelBody,
+  type MemberBody,
+  type OrderBody,
+  Quality,
+  type ReadingBody,
+  Role,
+  type SignatureVerifier,
+  type SignedTx,
+  signatureOf,
+  txSignPrefix,
+  txSigningMessage,
+} from "./tx.js";
+
+/** Everything fixed for the life of a chain. */
+export interface Chain {
+  readonly genesis: Genesis;
+  readonly hash: Hash; // the genesis block hash: the chain's identity
+  readonly txSignPrefix: Uint8Array;
+}
+
+export function makeChain(genesis: Genesis): Chain {
+  const hash = genesisBlock(genesis).hash;
+  return { genesis, hash, txSignPrefix: txSignPrefix(hash) };
+}
+
+export interface LedgerState {
+  readonly chain: Chain;
+  readonly height: number; // last applied block
+  readonly blockHash: Hash;
+  readonly timeMs: number;
+  readonly raftTerm: number;
+  readonly raftIndex: number;
+  readonly tree: StateTree<StateRecord>;
+}
+
+export const ResultCode = {
+  ok: 0,
+  unknownAuthor: 1,
+  authorRemoved: 2,
+  badSignature: 3,
+  staleSequence: 4,
+  sequenceGap: 5,
+  notPermitted: 6,
+  readingTimeOrder: 10,
+  readingTimeWindow: 11,
+  readingCounterBackwards: 12,
+  readingCounterJump: 13,
+  orderEnergy: 20,
+  orderPrice: 21,
+  orderInterval: 22,
+  orderExpired: 23,
+  orderCounterparty: 24,
+  openOrdersLimit: 25,
+  orderNotFound: 26,
+  notOrderAuthor: 27,
+  keyAlreadyEnrolled: 30,
+  unknownSubject: 31,
+  lastAdmin: 32,
+  noRoles: 33,
+} as const;
+export type ResultCode = (typeof ResultCode)[keyof typeof ResultCode];
+
+const RESULT_NAMES = new Map<number, string>(Object.entries(ResultCode).map(([name, code]) => [code, name]));
+
+export function resultName(code: number): string {
+  return RESULT_NAMES.get(code) ?? `unknown(${code})`;
+}
+
+export function emptyTree(): StateTree<StateRecord> {
+  return StateTree.empty<StateRecord>(encodeRecord);
+}
+
+/** The state after the genesis block: its members, nothing else. */
+export function genesisState(chain: Chain): LedgerState {
+  const g = chain.genesis;
+  const changes = new Map<string, StateRecord | null>();
+  let activeAdmins = 0;
+  g.members.forEach((m, index) => {
+    const publicKey = parseHex(m.publicKey, 32);
+    assert(publicKey !== null, "genesis keys were validated");
+    const roles = rolesMask(m.roles);
+    if ((roles & Role.admin) !== 0) activeAdmins++;
+    changes.set(memberKey(index), { kind: "member", index, publicKey, roles, active: true, name: m.name, lastSeq: 0, openOrders: 0 });
+    changes.set(publicKeyKey(publicKey), { kind: "key", member: index });
+  });
+  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins });
+  return { chain, height: 0, blockHash: chain.hash, timeMs: g.genesisTimeMs, raftTerm: 0, raftIndex: 0, tree: emptyTree().withUpdates(changes) };
+}
+
+/** Pending changes of one block, read through to the state before it. */
+class Overlay {
+  readonly changes = new Map<string, StateRecord | null>();
+  constructor(private readonly tree: StateTree<StateRecord>) {}
+
+  get<R extends StateRecord>(key: string, kind: R["kind"]): R | undefined {
+    const rec = this.changes.has(key) ? this.changes.get(key) : this.tree.get(key);
+    if (rec === undefined || rec === null) return undefined;
+    assert(rec.kind === kind, `record ${key} is a ${rec.kind}, expected ${kind}`);
+    return rec as R;
+  }
+
+  set(key: string, rec: StateRecord | null): void {
+    this.changes.set(key, rec);
+  }
+}
+
+export interface ApplyResult {
+  readonly state: LedgerState;
+  readonly results: readonly ResultCode[];
+}
+
+function reject(code: string, block: Block, message: string): never {
+  throw new BlockRejectedError(code, block.header.height, message);
+}
+
+/** Header checks: everything about a block except its transactions' verdicts. */
+export function checkBlock(state: LedgerState, block: Block, verifier: SignatureVerifier): void {
+  const h = block.header;
+  const p = state.chain.genesis.ledger;
+  if (h.height !== state.height + 1) reject("PG_ERR_BLOCK_HEIGHT", block, `expected height ${state.height + 1}`);
+  if (!bytesEqual(h.parentHash, state.blockHash)) reject("PG_ERR_BLOCK_PARENT", block, `parent hash ${toHex(h.parentHash)} is not ${toHex(state.blockHash)}`);
+  if (h.timeMs <= state.timeMs) reject("PG_ERR_BLOCK_TIME", block, `time ${h.timeMs} is not after the parent's ${state.timeMs}`);
+  if (h.raftTerm < state.raftTerm || h.raftIndex <= state.raftIndex) {
+    reject("PG_ERR_BLOCK_RAFT", block, `raft term/index ${h.raftTerm}/${h.raftIndex} not after ${state.raftTerm}/${state.raftIndex}`);
+  }
+  if (h.txCount !== block.txs.length || h.txCount > p.txsPerBlockMax) {
+    reject("PG_ERR_BLOCK_SIZE", block, `${block.txs.length} transactions (header says ${h.txCount}, limit ${p.txsPerBlockMax})`);
+  }
+  let bytes = HEADER_BYTES_MAX;
+  for (const t of block.txs) bytes += varintSize(t.bytes.length) + t.bytes.length;
+  if (bytes > p.blockBytesMax) reject("PG_ERR_BLOCK_SIZE", block, `about ${bytes} bytes, limit ${p.blockBytesMax}`);
+  if (!bytesEqual(h.stateRoot, state.tree.root)) {
+    reject("PG_ERR_BLOCK_STATE_ROOT", block, `state root ${toHex(h.stateRoot)} differs from this box's ${toHex(state.tree.root)}`);
+  }
+  if (!bytesEqual(h.txRoot, merkleRoot(block.txs.map((t) => t.id)))) reject("PG_ERR_BLOCK_TX_ROOT", block, "transaction Merkle root does not match the body");
+  const proposer = state.tree.get(memberKey(h.proposer));
+  if (proposer === undefined || proposer.kind !== "member" || !proposer.active || (proposer.roles & Role.box) === 0) {
+    reject("PG_ERR_BLOCK_PROPOSER", block, `proposer ${h.proposer} is not an active box`);
+  }
+  if (!verifier.verify(proposer.publicKey, blockSigningMessage(state.chain.hash, h), block.signature)) {
+    reject("PG_ERR_BLOCK_SIGNATURE", block, `signature does not verify with proposer ${h.proposer}'s key`);
+  }
+}
+
+export function applyBlock(state: LedgerState, block: Block, verifier: SignatureVerifier): ApplyResult {
+  checkBlock(state, block, verifier);
+  const overlay = new Overlay(state.tree);
+  const ctx: TxContext = { state, overlay, verifier, blockTimeMs: block.header.timeMs, height: block.header.height };
+  const results: ResultCode[] = block.txs.map((t) => applyTx(ctx, t));
+  const next: LedgerState = {
+    chain: state.chain,
+    height: block.header.height,
+    blockHash: block.hash,
+    timeMs: block.header.timeMs,
+    raftTerm: block.header.raftTerm,
+    raftIndex: block.header.raftIndex,
+    tree: state.tree.withUpdates(overlay.changes),
+  };
+  assert(next.height === state.height + 1 && results.length === block.txs.length, "one result per transaction, one height per block");
+  return { state: next, results };
+}
+
+interface TxContext {
+  readonly state: LedgerState;
+  readonly overlay: Overlay;
+  readonly verifier: SignatureVerifier;
+  readonly blockTimeMs: number;
+  readonly height: number;
+}
+
+/** Validate one transaction and, when valid, stage its changes. */
+export function applyTx(ctx: TxContext, t: SignedTx): ResultCode {
+  const { tx } = t;
+  const author = ctx.overlay.get<MemberRecord>(memberKey(tx.author), "member");
+  if (author === undefined) return ResultCode.unknownAuthor;
+  if (!author.active) return ResultCode.authorRemoved;
+  const message = txSigningMessage(ctx.state.chain.txSignPrefix, t.bytes, true);
+  if (!ctx.verifier.verify(author.publicKey, message, signatureOf(t.bytes))) return ResultCode.badSignature;
+  if (tx.seq <= author.lastSeq) return ResultCode.staleSequence;
+  if (tx.seq > author.lastSeq + ctx.state.chain.genesis.ledger.seqGapMax) return ResultCode.sequenceGap;
+  const body = tx.body;
+  let code: ResultCode;
+  switch (body.type) {
+    case "reading":
+      code = applyReading(ctx, author, body);
+      break;
+    case "order":
+      code = applyOrder(ctx, author, body, t.id);
+      break;
+    case "cancel":
+      code = applyCancel(ctx, author, body);
+      break;
+    case "member":
+      code = applyMember(ctx, author, body);
+      break;
+    default:
+      return assertNever(body, "tx body");
+  }
+  if (code === ResultCode.ok) {
+    // Re-read: the body may have changed the author's record (open orders, roles).
+    const current = ctx.overlay.get<MemberRecord>(memberKey(tx.author), "member");
+    assert(current !== undefined && current.lastSeq < tx.seq, "sequence numbers only grow");
+    ctx.overlay.set(memberKey(tx.author), { ...current, lastSeq: tx.seq });
+  }
+  return code;
+}
+
+/** The most energy a counter can plausibly advance in dtMs at powerMaxW, rounded up. Integer-safe. */
+export function energyBoundWh(dtMs: number, powerMaxW: number): number {
+  const MS_PER_HOUR = 3_600_000;
+  const hours = Math.floor(dtMs / MS_PER_HOUR);
+  const rest = dtMs - hours * MS_PER_HOUR;
+  return hours * powerMaxW + Math.ceil((rest * powerMaxW) / MS_PER_HOUR);
+}
+
+function applyReading(ctx: TxContext, author: MemberRecord, r: ReadingBody): ResultCode {
+  const p = ctx.state.chain.genesis.ledger;
+  if ((author.roles & Role.box) === 0) return ResultCode.notPermitted;
+  if (r.timeMs > ctx.blockTimeMs + p.readingSkewMaxMs || r.timeMs + p.readingAgeMaxMs < ctx.blockTimeMs) return ResultCode.readingTimeWindow;
+  const key = meterKey(author.index, r.meterId);
+  const prev = ctx.overlay.get<MeterRecord>(key, "meter");
+  if (prev !== undefined && r.timeMs <= prev.timeMs) return ResultCode.readingTimeOrder;
+  const good = r.quality === Quality.good;
+  if (good && prev !== undefined && prev.goodTimeMs >= 0) {
+    if (r.importWh < prev.goodImportWh || r.exportWh < prev.goodExportWh) return ResultCode.readingCounterBackwards;
+    const boundWh = energyBoundWh(r.timeMs - prev.goodTimeMs, p.meterPowerMaxW) + 1; // +1: counters are rounded to whole Wh
+    if (r.importWh - prev.goodImportWh > boundWh || r.exportWh - prev.goodExportWh > boundWh) return ResultCode.readingCounterJump;
+  }
+  const next: MeterRecord = {
+    kind: "meter",
+    author: author.index,
+    meterId: r.meterId,
+    readingCount: (prev?.readingCount ?? 0) + 1,
+    timeMs: r.timeMs,
+    importWh: r.importWh,
+    exportWh: r.exportWh,
+    powerW: r.powerW,
+    voltagesDeciV: r.voltagesDeciV,
+    frequencyMilliHz: r.frequencyMilliHz,
+    quality: r.quality,
+    goodTimeMs: good ? r.timeMs : (prev?.goodTimeMs ?? -1),
+    goodImportWh: good ? r.importWh : (prev?.goodImportWh ?? 0),
+    goodExportWh: good ? r.exportWh : (prev?.goodExportWh ?? 0),
+  };
+  ctx.overlay.set(key, next);
+  return ResultCode.ok;
+}
+
+function applyOrder(ctx: TxContext, author: MemberRecord, o: OrderBody, id: Hash): ResultCode {
+  const m = ctx.state.chain.genesis.market;
+  if ((author.roles & (Role.user | Role.box)) === 0) return ResultCode.notPermitted;
+  if (o.energyWh < 1 || o.energyWh > m.orderEnergyMaxWh) return ResultCode.orderEnergy;
+  if (o.priceMicroPerKWh < m.priceMinMicroPerKWh || o.priceMicroPerKWh > m.priceMaxMicroPerKWh) return ResultCode.orderPrice;
+  const currentStart = ctx.blockTimeMs - (ctx.blockTimeMs % m.intervalMs);
+  const latestStart = currentStart + m.orderIntervalsAheadMax * m.intervalMs;
+  // Orders are for a future interval: the current one clears when it starts.
+  if (o.intervalStartMs % m.intervalMs !== 0 || o.intervalStartMs <= currentStart || o.intervalStartMs > latestStart) {
+    return ResultCode.orderInterval;
+  }
+  if (o.expiresAtMs <= ctx.blockTimeMs) return ResultCode.orderExpired;
+  if (o.counterparty !== null) {
+    const cp = ctx.overlay.get<MemberRecord>(memberKey(o.counterparty), "member");
+    if (cp === undefined || !cp.active || o.counterparty === author.index) return ResultCode.orderCounterparty;
+  }
+  if (author.openOrders >= m.openOrdersPerMemberMax) return ResultCode.openOrdersLimit;
+  const rec: OrderRecord = {
+    kind: "order",
+    id,
+    author: author.index,
+    side: o.side,
+    energyWh: o.energyWh,
+    priceMicroPerKWh: o.priceMicroPerKWh,
+    intervalStartMs: o.intervalStartMs,
+    expiresAtMs: o.expiresAtMs,
+    flags: o.flags,
+    counterparty: o.counterparty,
+    placedHeight: ctx.height,
+  };
+  ctx.overlay.set(orderKey(id), rec);
+  ctx.overlay.set(memberKey(author.index), { ...author, openOrders: author.openOrders + 1 });
+  return ResultCode.ok;
+}
+
+function applyCancel(ctx: TxContext, author: MemberRecord, c: CancelBody): ResultCode {
+  const key = orderKey(c.orderId);
+  const order = ctx.overlay.get<OrderRecord>(key, "order");
+  if (order === undefined) return ResultCode.orderNotFound;
+  if (order.author !== author.index) return ResultCode.notOrderAuthor;
+  assert(author.openOrders > 0, "an author with an open order counts it");
+  ctx.overlay.set(key, null);
+  ctx.overlay.set(memberKey(author.index), { ...author, openOrders: author.openOrders - 1 });
+  return ResultCode.ok;
+}
+
+function applyMember(ctx: TxContext, author: MemberRecord, b: MemberBody): ResultCode {
+  if ((author.roles & Role.admin) === 0) return ResultCode.notPermitted;
+  const global = ctx.overlay.get<GlobalRecord>(GLOBAL_KEY, "global");
+  assert(global !== undefined, "the global record exists from genesis");
+  switch (b.action) {
+    case "enrol": {
+      if (b.roles === 0) return ResultCode.noRoles;
+      if (ctx.overlay.get(publicKeyKey(b.publicKey), "key") !== undefined) return ResultCode.keyAlreadyEnrolled;
+      const index = global.memberCount;
+      ctx.overlay.set(memberKey(index), { kind: "member", index, publicKey: b.publicKey, roles: b.roles, active: true, name: b.name, lastSeq: 0, openOrders: 0 });
+      ctx.overlay.set(publicKeyKey(b.publicKey), { kind: "key", member: index });
+      const admins = global.activeAdmins + ((b.roles & Role.admin) !== 0 ? 1 : 0);
+      ctx.overlay.set(GLOBAL_KEY, { ...global, memberCount: index + 1, activeAdmins: admins });
+      return ResultCode.ok;
+    }
+    case "remove":
+    case "setRoles": {
+      const subject = ctx.overlay.get<MemberRecord>(memberKey(b.subject), "member");
+      if (subject === undefined || !subject.active) return ResultCode.unknownSubject;
+      const newRoles = b.action === "remove" ? subject.roles : b.roles;
+      if (b.action === "setRoles" && newRoles === 0) return ResultCode.noRoles;
+      const wasAdmin = (subject.roles & Role.admin) !== 0;
+      const staysAdmin = b.action === "setRoles" && (newRoles & Role.admin) !== 0;
+      const admins = global.activeAdmins - (wasAdmin ? 1 : 0) + (staysAdmin ? 1 : 0);
+      if (admins < 1) return ResultCode.lastAdmin;
+      ctx.overlay.set(memberKey(b.subject), { ...subject, roles: newRoles, active: b.action !== "remove" });
+      ctx.overlay.set(GLOBAL_KEY, { ...global, activeAdmins: admins });
+      return ResultCode.ok;
+    }
+    default:
+      return assertNever(b, "member action");
+  }
+}

@@ -1,0 +1,355 @@
+// Transactions: the signed envelope and the bodies of each type.
+//
+// Envelope (fixed for all types, version 1):
+//   u8 version | u8 type | uvar author | uvar seq | body | signature[64]
+// `author` is the member index assigned at enrolment (genesis members are
+// 0..n-1 in file order), which keeps a reading small: a public key would cost
+// 32 bytes on every one of ~5 million readings a day. The signature is Ed25519
+// over   TX_SIGN_DOMAIN | chain hash | every byte before the signature,
+// so a transaction signed for one chain is worthless on another. The id is
+// SHA-256 (tagged) of the whole encoding, signature included.
+//
+// New types (vote, proposal, switch) add a body codec and a type code; the
+// envelope does not change. A decoder that does not know a type refuses it
+// with DecodeError(unknown_type).
+import { assert, assertNever } from "./assert.js";
+import { Reader, Writer } from "./codec.js";
+import { DecodeError, DecodeReason } from "./errors.js";
+import { HASH_BYTES, type Hash, HashTag, hashTagged, utf8 } from "./hash.js";
+
+export const TX_VERSION = 1;
+export const SIGNATURE_BYTES = 64;
+export const PUBLIC_KEY_BYTES = 32;
+
+export const TxType = {
+  reading: 1,
+  order: 2,
+  cancel: 3,
+  member: 4,
+  // Reserved for later issues; the envelope already carries them.
+  vote: 5,
+  proposal: 6,
+  switch: 7,
+} as const;
+export type TxTypeName = keyof typeof TxType;
+
+/** Largest encoding accepted for each type (envelope and signature included). */
+export const TX_BYTES_MAX = {
+  reading: 128,
+  order: 160,
+  cancel: 128,
+  member: 200,
+} as const;
+export const TX_BYTES_MAX_ANY = 200;
+
+export const AUTHOR_MAX = 2 ** 24 - 1; // member indexes: 16 million members is plenty
+export const SEQ_MAX = 2 ** 48 - 1;
+export const TIME_MS_MAX = 2 ** 48 - 1; // year 10889
+export const ENERGY_WH_MAX = 2 ** 48 - 1;
+export const POWER_W_ABS_MAX = 2 ** 31 - 1;
+export const METER_ID_MAX = 255;
+export const VOLTAGE_DECI_V_MAX = 65_535; // 6553.5 V
+export const FREQUENCY_MILLI_HZ_MAX = 100_000; // 100 Hz
+export const PHASES_MAX = 3;
+export const ORDER_ENERGY_WH_MAX = 2 ** 40 - 1;
+export const PRICE_MICRO_PER_KWH_MAX = 2 ** 40 - 1;
+export const MEMBER_NAME_BYTES_MAX = 64;
+
+/** Reading quality flags. 0 means good; any bit set means the value is suspect. */
+export const Quality = {
+  good: 0,
+  outOfRange: 1 << 0,
+  counterBackwards: 1 << 1,
+  counterJump: 1 << 2,
+  stale: 1 << 3,
+  commsError: 1 << 4,
+  estimated: 1 << 5,
+} as const;
+export const QUALITY_MASK = 0x3f;
+
+/** Member roles: a bitmask, so a box can also be an admin, a user also an auditor. */
+export const Role = {
+  box: 1 << 0, // reads meters, proposes blocks, votes in Raft
+  user: 1 << 1, // a neighbour who trades
+  admin: 1 << 2, // enrols and removes members
+  auditor: 1 << 3, // read-only replica (Raft learner)
+  controller: 1 << 4, // owns switchgear, runs islanding dispatch
+} as const;
+export type RoleName = keyof typeof Role;
+export const ROLE_MASK = 0x1f;
+
+export function roleNames(roles: number): RoleName[] {
+  return (Object.keys(Role) as RoleName[]).filter((name) => (roles & Role[name]) !== 0);
+}
+
+export const OrderSide = { buy: 0, sell: 1 } as const;
+export type OrderSideName = keyof typeof OrderSide;
+
+export const OrderFlag = {
+  localRenewableOnly: 1 << 0,
+} as const;
+export const ORDER_FLAG_MASK = 0x01;
+
+export const MemberAction = { enrol: 0, remove: 1, setRoles: 2 } as const;
+
+export interface ReadingBody {
+  readonly type: "reading";
+  readonly meterId: number; // the box's meter channel, 0..255
+  readonly timeMs: number;
+  readonly importWh: number; // cumulative counter
+  readonly exportWh: number; // cumulative counter
+  readonly powerW: number; // + importing from the grid, - exporting
+  readonly voltagesDeciV: readonly number[]; // one per phase, 0.1 V units
+  readonly frequencyMilliHz: number;
+  readonly quality: number; // Quality bits
+}
+
+export interface OrderBody {
+  readonly type: "order";
+  readonly side: OrderSideName;
+  readonly energyWh: number;
+  readonly priceMicroPerKWh: number; // limit price
+  readonly intervalStartMs: number; // delivery interval
+  readonly expiresAtMs: number;
+  readonly flags: number; // OrderFlag bits
+  readonly counterparty: number | null; // trade only with this member, or anyone
+}
+
+export interface CancelBody {
+  readonly type: "cancel";
+  readonly orderId: Hash;
+}
+
+export type MemberBody =
+  | { readonly type: "member"; readonly action: "enrol"; readonly publicKey: Uint8Array; readonly roles: number; readonly name: string }
+  | { readonly type: "member"; readonly action: "remove"; readonly subject: number }
+  | { readonly type: "member"; readonly action: "setRoles"; readonly subject: number; readonly roles: number };
+
+export type TxBody = ReadingBody | OrderBody | CancelBody | MemberBody;
+
+export interface Tx {
+  readonly author: number;
+  readonly seq: number;
+  readonly body: TxBody;
+}
+
+/** A transaction as it travels and is stored: the bytes are the source of truth. */
+export interface SignedTx {
+  readonly tx: Tx;
+  readonly bytes: Uint8Array; // full encoding, signature last
+  readonly id: Hash;
+}
+
+function encodeBody(w: Writer, body: TxBody): void {
+  switch (body.type) {
+    case "reading": {
+      assert(body.voltagesDeciV.length >= 1 && body.voltagesDeciV.length <= PHASES_MAX, "reading has 1..3 phases");
+      w.uvar(body.meterId).uvar(body.timeMs).uvar(body.importWh).uvar(body.exportWh).svar(body.powerW);
+      w.u8(body.voltagesDeciV.length);
+      for (const v of body.voltagesDeciV) w.uvar(v);
+      w.uvar(body.frequencyMilliHz).u8(body.quality);
+      return;
+    }
+    case "order":
+      w.u8(OrderSide[body.side]).uvar(body.energyWh).uvar(body.priceMicroPerKWh);
+      w.uvar(body.intervalStartMs).uvar(body.expiresAtMs).u8(body.flags);
+      w.uvar(body.counterparty === null ? 0 : body.counterparty + 1);
+      return;
+    case "cancel":
+      w.fixed(body.orderId, HASH_BYTES);
+      return;
+    case "member":
+      w.u8(MemberAction[body.action]);
+      switch (body.action) {
+        case "enrol":
+          w.fixed(body.publicKey, PUBLIC_KEY_BYTES).u8(body.roles).str(body.name, MEMBER_NAME_BYTES_MAX);
+          return;
+        case "remove":
+          w.uvar(body.subject);
+          return;
+        case "setRoles":
+          w.uvar(body.subject).u8(body.roles);
+          return;
+        default:
+          return assertNever(body, "member action");
+      }
+    default:
+      return assertNever(body, "tx body");
+  }
+}
+
+/** The bytes an author signs over (everything but the signature). */
+export function encodeUnsignedTx(tx: Tx): Uint8Array {
+  const w = new Writer(96);
+  w.u8(TX_VERSION).u8(TxType[tx.body.type]).uvar(tx.author).uvar(tx.seq);
+  encodeBody(w, tx.body);
+  return w.finish();
+}
+
+function decodeReading(r: Reader): ReadingBody {
+  const meterId = r.uvar("meterId", METER_ID_MAX);
+  const timeMs = r.uvar("timeMs", TIME_MS_MAX);
+  const importWh = r.uvar("importWh", ENERGY_WH_MAX);
+  const exportWh = r.uvar("exportWh", ENERGY_WH_MAX);
+  const powerW = r.svar("powerW", POWER_W_ABS_MAX);
+  const phases = r.u8("phase count");
+  if (phases < 1 || phases > PHASES_MAX) r.fail(DecodeReason.outOfRange, `phase count ${phases} not in 1..${PHASES_MAX}`);
+  const voltagesDeciV: number[] = [];
+  for (let i = 0; i < phases; i++) voltagesDeciV.push(r.uvar("voltage", VOLTAGE_DECI_V_MAX));
+  const frequencyMilliHz = r.uvar("frequency", FREQUENCY_MILLI_HZ_MAX);
+  const quality = r.u8("quality");
+  if ((quality & ~QUALITY_MASK) !== 0) r.fail(DecodeReason.outOfRange, `unknown quality bits ${quality}`);
+  return { type: "reading", meterId, timeMs, importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality };
+}
+
+function decodeOrder(r: Reader): OrderBody {
+  const sideCode = r.u8("side");
+  if (sideCode > 1) r.fail(DecodeReason.outOfRange, `order side ${sideCode} is neither buy (0) nor sell (1)`);
+  const energyWh = r.uvar("energyWh", ORDER_ENERGY_WH_MAX);
+  const priceMicroPerKWh = r.uvar("priceMicroPerKWh", PRICE_MICRO_PER_KWH_MAX);
+  const intervalStartMs = r.uvar("intervalStartMs", TIME_MS_MAX);
+  const expiresAtMs = r.uvar("expiresAtMs", TIME_MS_MAX);
+  const flags = r.u8("flags");
+  if ((flags & ~ORDER_FLAG_MASK) !== 0) r.fail(DecodeReason.outOfRange, `unknown order flags ${flags}`);
+  const cp = r.uvar("counterparty", AUTHOR_MAX + 1);
+  const side: OrderSideName = sideCode === 0 ? "buy" : "sell";
+  return { type: "order", side, energyWh, priceMicroPerKWh, intervalStartMs, expiresAtMs, flags, counterparty: cp === 0 ? null : cp - 1 };
+}
+
+function decodeRoles(r: Reader): number {
+  const roles = r.u8("roles");
+  if ((roles & ~ROLE_MASK) !== 0) r.fail(DecodeReason.outOfRange, `unknown role bits ${roles}`);
+  return roles;
+}
+
+function decodeMember(r: Reader): MemberBody {
+  const action = r.u8("member action");
+  switch (action) {
+    case MemberAction.enrol: {
+      const publicKey = r.fixed(PUBLIC_KEY_BYTES, "publicKey").slice();
+      const roles = decodeRoles(r);
+      const name = r.str(MEMBER_NAME_BYTES_MAX, "member name");
+      return { type: "member", action: "enrol", publicKey, roles, name };
+    }
+    case MemberAction.remove:
+      return { type: "member", action: "remove", subject: r.uvar("subject", AUTHOR_MAX) };
+    case MemberAction.setRoles:
+      return { type: "member", action: "setRoles", subject: r.uvar("subject", AUTHOR_MAX), roles: decodeRoles(r) };
+    default:
+      return r.fail(DecodeReason.outOfRange, `unknown member action ${action}`);
+  }
+}
+
+function typeName(code: number): Exclude<TxTypeName, "vote" | "proposal" | "switch"> | null {
+  switch (code) {
+    case TxType.reading:
+      return "reading";
+    case TxType.order:
+      return "order";
+    case TxType.cancel:
+      return "cancel";
+    case TxType.member:
+      return "member";
+    default:
+      return null;
+  }
+}
+
+/**
+ * Decode one signed transaction. Throws DecodeError for anything that is not
+ * exactly one canonical encoding: wrong version, unknown type, oversized for
+ * its type, truncated, non-minimal or trailing bytes.
+ */
+export function decodeTx(bytes: Uint8Array): SignedTx {
+  if (bytes.length > TX_BYTES_MAX_ANY) {
+    throw new DecodeError(DecodeReason.oversized, `transaction is ${bytes.length} bytes, limit ${TX_BYTES_MAX_ANY}`, 0);
+  }
+  const head: Reader = new Reader(bytes);
+  const version = head.u8("version");
+  if (version !== TX_VERSION) head.fail(DecodeReason.unsupportedVersion, `transaction version ${version} (this box reads ${TX_VERSION})`);
+  const code = head.u8("type");
+  const name = typeName(code);
+  if (name === null) head.fail(DecodeReason.unknownType, `unknown transaction type ${code}`);
+  if (bytes.length > TX_BYTES_MAX[name]) {
+    head.fail(DecodeReason.oversized, `${name} transaction is ${bytes.length} bytes, limit ${TX_BYTES_MAX[name]}`);
+  }
+  if (bytes.length < head.offset + SIGNATURE_BYTES) head.fail(DecodeReason.truncated, "transaction shorter than its signature");
+  const bodyEnd = bytes.length - SIGNATURE_BYTES;
+  const r: Reader = new Reader(bytes, head.offset, bodyEnd);
+  const author = r.uvar("author", AUTHOR_MAX);
+  const seq = r.uvar("seq", SEQ_MAX);
+  if (seq === 0) r.fail(DecodeReason.outOfRange, "seq starts at 1");
+  let body: TxBody;
+  switch (name) {
+    case "reading":
+      body = decodeReading(r);
+      break;
+    case "order":
+      body = decodeOrder(r);
+      break;
+    case "cancel":
+      body = { type: "cancel", orderId: r.fixed(HASH_BYTES, "orderId").slice() };
+      break;
+    case "member":
+      body = decodeMember(r);
+      break;
+    default:
+      return assertNever(name, "tx type");
+  }
+  r.done(`${name} body`);
+  const own = bytes.slice();
+  return { tx: { author, seq, body }, bytes: own, id: txId(own) };
+}
+
+export function txId(bytes: Uint8Array): Hash {
+  return hashTagged(HashTag.tx, bytes);
+}
+
+export function signatureOf(bytes: Uint8Array): Uint8Array {
+  assert(bytes.length > SIGNATURE_BYTES, "signed transaction longer than a signature");
+  return bytes.subarray(bytes.length - SIGNATURE_BYTES);
+}
+
+const TX_SIGN_DOMAIN = utf8("peergrid/tx/v1\0\0"); // 16 bytes
+
+/** The 48-byte prefix of every transaction signature on one chain. */
+export function txSignPrefix(chainHash: Hash): Uint8Array {
+  assert(chainHash.length === HASH_BYTES, "chain hash is 32 bytes");
+  const prefix = new Uint8Array(TX_SIGN_DOMAIN.length + HASH_BYTES);
+  prefix.set(TX_SIGN_DOMAIN, 0);
+  prefix.set(chainHash, TX_SIGN_DOMAIN.length);
+  return prefix;
+}
+
+/** What the author's key signs: prefix | unsigned encoding. */
+export function txSigningMessage(prefix: Uint8Array, signedOrUnsigned: Uint8Array, hasSignature: boolean): Uint8Array {
+  const unsignedLength = hasSignature ? signedOrUnsigned.length - SIGNATURE_BYTES : signedOrUnsigned.length;
+  const msg = new Uint8Array(prefix.length + unsignedLength);
+  msg.set(prefix, 0);
+  msg.set(signedOrUnsigned.subarray(0, unsignedLength), prefix.length);
+  return msg;
+}
+
+/** Anything that can sign (node:crypto in a box, a browser key for a user). */
+export interface Signer {
+  readonly publicKey: Uint8Array;
+  sign(message: Uint8Array): Uint8Array;
+}
+
+/** Ed25519 verification, handed to pure cores so that they do no I/O themselves. */
+export interface SignatureVerifier {
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+}
+
+/** Build, sign and encode a transaction. */
+export function signTx(tx: Tx, signer: Signer, chainHash: Hash): SignedTx {
+  const unsigned = encodeUnsignedTx(tx);
+  const signature = signer.sign(txSigningMessage(txSignPrefix(chainHash), unsigned, false));
+  assert(signature.length === SIGNATURE_BYTES, "Ed25519 signatures are 64 bytes");
+  const bytes = new Uint8Array(unsigned.length + SIGNATURE_BYTES);
+  bytes.set(unsigned, 0);
+  bytes.set(signature, unsigned.length);
+  const limit = TX_BYTES_MAX[tx.body.type];
+  assert(bytes.length <= limit, `${tx.body.type} encodes to ${bytes.length} bytes, limit ${limit}`);
+  return { tx, bytes, id: txId(bytes) };
+}
