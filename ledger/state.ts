@@ -143,6 +143,8 @@ class Overlay {
 export interface ApplyResult {
   readonly state: LedgerState;
   readonly results: readonly ResultCode[];
+  /** The records this block changed (null: deleted); what a store writes. */
+  readonly changes: ReadonlyMap<string, StateRecord | null>;
 }
 
 function reject(code: string, block: Block, message: string): never {
@@ -193,7 +195,7 @@ export function applyBlock(state: LedgerState, block: Block, verifier: Signature
     tree: state.tree.withUpdates(overlay.changes),
   };
   assert(next.height === state.height + 1 && results.length === block.txs.length, "one result per transaction, one height per block");
-  return { state: next, results };
+  return { state: next, results, changes: overlay.changes };
 }
 
 interface TxContext {

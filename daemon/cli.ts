@@ -1,0 +1,182 @@
+// The `peergrid` command line. commander gives every subcommand its --help
+// and consistent errors for unknown options, which hand-rolled parsing gets
+// wrong in small ways.
+import { Command, CommanderError, Option } from "commander";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { PeergridError } from "../ledger/errors.js";
+import { type Genesis, parseGenesis } from "../ledger/genesis.js";
+import { parseHex, toHex } from "../ledger/hash.js";
+import { NodeSigner, NodeVerifier, readKeyFile, writeKeyFile } from "../ledger/keys.js";
+import { Ledger, ledgerPath } from "../ledger/ledger.js";
+import { LedgerStore } from "../ledger/store.js";
+import { Role, type RoleName } from "../ledger/tx.js";
+import { type VerifyReport, verifyChain } from "../ledger/verify.js";
+import { runDemo } from "./demo.js";
+
+/** Exit codes: 0 ok, 1 a check found a fault, 2 bad usage or input. */
+export const Exit = { ok: 0, fault: 1, usage: 2 } as const;
+
+class UsageError extends PeergridError {
+  constructor(message: string) {
+    super("PG_ERR_USAGE", message);
+  }
+}
+
+function readJsonFile(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${what} ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function parseIntOption(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
+    return Number(value);
+  };
+}
+
+/** NAME:ROLE[+ROLE...]:KEY where KEY is a key file or 64 hex digits. */
+function parseMemberSpec(spec: string): Genesis["members"][number] {
+  const parts = spec.split(":");
+  if (parts.length !== 3) throw new UsageError(`--member "${spec}" must be NAME:ROLES:KEY, e.g. box-1:box+admin:box-1.key`);
+  const [name, roleList, key] = parts as [string, string, string];
+  const roles = roleList.split("+");
+  for (const r of roles) if (!(r in Role)) throw new UsageError(`--member "${spec}": unknown role "${r}" (roles: ${Object.keys(Role).join(", ")})`);
+  const publicKey = parseHex(key, 32) !== null ? key.toLowerCase() : toHex(readKeyFile(key).publicKey);
+  return { name, publicKey, roles: roles as RoleName[] };
+}
+
+function printReport(report: VerifyReport, json: boolean, log: (s: string) => void): void {
+  if (json) {
+    log(JSON.stringify(report, null, 2));
+    return;
+  }
+  log(`chain        ${report.chainId} ${report.chainHash}`);
+  log(`blocks       ${report.blocks} checked (head ${report.headHeight})`);
+  log(`transactions ${report.transactions} ${JSON.stringify(report.byType)}`);
+  log(`rejected     ${Object.keys(report.rejected).length === 0 ? "none" : JSON.stringify(report.rejected)} (valid verdicts, re-derived identically)`);
+  log(`state root   ${report.stateRoot} (${report.stateRecords} records)`);
+  if (report.fault === null) {
+    log(`OK: every block from genesis to ${report.headHeight} re-verified`);
+    return;
+  }
+  const f = report.fault;
+  const where = f.txIndex === null ? `block ${f.height}` : `block ${f.height}, transaction ${f.txIndex}${f.txId === null ? "" : ` (id ${f.txId})`}`;
+  log(`FAULT at ${where}: ${f.code}: ${f.message}`);
+}
+
+export function buildProgram(log: (s: string) => void, setExit: (code: number) => void): Command {
+  const program = new Command("peergrid")
+    .description("peergrid: signed meter readings and a neighbourhood energy market on a ledger shared by every box")
+    .showHelpAfterError()
+    .exitOverride();
+  program.configureOutput({ writeOut: (s) => log(s.trimEnd()), writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command("keygen")
+    .description("create an Ed25519 key file (mode 0600) for a box or a member, and print its public key")
+    .requiredOption("--out <file>", "key file to write; an existing file is never overwritten")
+    .action((o: { out: string }) => {
+      const signer = NodeSigner.generate();
+      writeKeyFile(o.out, signer);
+      log(toHex(signer.publicKey));
+    });
+
+  program
+    .command("genesis")
+    .description("write a genesis document for a new neighbourhood")
+    .requiredOption("--chain-id <id>", "the neighbourhood's chain id: lowercase letters, digits, dashes")
+    .option("--member <NAME:ROLES:KEY>", "a first member; ROLES joined by + (box, user, admin, auditor, controller); KEY is a key file or 64 hex digits; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--time-ms <ms>", "genesis time, ms since the epoch (default: now)", parseIntOption("time-ms"))
+    .option("--interval-ms <ms>", "market interval (default 900000 = 15 minutes)", parseIntOption("interval-ms"))
+    .requiredOption("--out <file>", "where to write the genesis JSON")
+    .action((o: { chainId: string; member: string[]; timeMs?: number; intervalMs?: number; out: string }) => {
+      if (o.member.length === 0) throw new UsageError("give at least one --member (and at least one with the admin and box roles)");
+      if (existsSync(o.out)) throw new UsageError(`${o.out} already exists; refusing to overwrite a genesis document`);
+      const genesis = parseGenesis({
+        chainId: o.chainId,
+        genesisTimeMs: o.timeMs ?? Date.now(),
+        members: o.member.map(parseMemberSpec),
+        ...(o.intervalMs === undefined ? {} : { market: { intervalMs: o.intervalMs } }),
+      });
+      writeFileSync(o.out, JSON.stringify(genesis, null, 2) + "\n");
+      log(`wrote ${o.out} for chain "${genesis.chainId}" with ${genesis.members.length} members`);
+    });
+
+  program
+    .command("init")
+    .description("create a box's data directory and ledger from a genesis document")
+    .requiredOption("--genesis <file>", "genesis document (see `peergrid genesis`)")
+    .requiredOption("--data-dir <dir>", "data directory to create; holds ledger.sqlite")
+    .action((o: { genesis: string; dataDir: string }) => {
+      const genesis = parseGenesis(readJsonFile(o.genesis, "genesis document"));
+      const ledger = Ledger.create(o.dataDir, genesis, new NodeVerifier());
+      writeFileSync(join(o.dataDir, "genesis.json"), JSON.stringify(genesis, null, 2) + "\n");
+      log(`initialised ${ledgerPath(o.dataDir)}: chain "${genesis.chainId}" ${toHex(ledger.state.chain.hash)}`);
+      ledger.close();
+    });
+
+  program
+    .command("verify")
+    .description("audit a ledger from genesis: hash links, Merkle roots, signatures, every transaction re-validated, state roots; exits 1 at the first fault")
+    .argument("<data-dir>", "a box's data directory (or the ledger.sqlite file itself)")
+    .option("--json", "print the report as JSON")
+    .action((dataDir: string, o: { json?: boolean }) => {
+      const path = dataDir.endsWith(".sqlite") ? dataDir : ledgerPath(dataDir);
+      const store = LedgerStore.open(path, { readonly: true });
+      try {
+        const report = verifyChain(store, new NodeVerifier());
+        printReport(report, o.json === true, log);
+        setExit(report.ok ? Exit.ok : Exit.fault);
+      } finally {
+        store.close();
+      }
+    });
+
+  program
+    .command("demo")
+    .description("build a demonstration neighbourhood chain through the real ledger code, then audit it")
+    .option("--data-dir <dir>", "where to build it (rebuilt on every run)", "demo-data")
+    .addOption(new Option("--boxes <n>", "meter boxes").default(4).argParser(parseIntOption("boxes")))
+    .addOption(new Option("--neighbours <n>", "neighbours without a box, enrolled on the chain").default(3).argParser(parseIntOption("neighbours")))
+    .addOption(new Option("--seconds <n>", "one-second blocks to build").default(180).argParser(parseIntOption("seconds")))
+    .addOption(new Option("--seed <n>", "seed: the same seed builds the same chain").default(1).argParser(parseIntOption("seed")))
+    .option("--json", "print the audit report as JSON")
+    .action((o: { dataDir: string; boxes: number; neighbours: number; seconds: number; seed: number; json?: boolean }) => {
+      if (o.boxes < 1 || o.boxes > 100) throw new UsageError("--boxes must be 1..100");
+      if (o.seconds < 1 || o.seconds > 86_400) throw new UsageError("--seconds must be 1..86400");
+      if (o.neighbours > 1000) throw new UsageError("--neighbours must be at most 1000");
+      const result = runDemo({ dataDir: resolve(o.dataDir), boxes: o.boxes, neighbours: o.neighbours, seconds: o.seconds, seed: o.seed, log });
+      printReport(result.report, o.json === true, log);
+      if (!o.json) log(`\nThe ledger is in ${resolve(o.dataDir)}; audit it again with: peergrid verify ${o.dataDir}`);
+      setExit(result.report.ok ? Exit.ok : Exit.fault);
+    });
+
+  return program;
+}
+
+/** Run the CLI; returns the process exit code. */
+export async function main(argv: readonly string[], log: (s: string) => void = (s) => console.log(s)): Promise<number> {
+  let exit: number = Exit.ok;
+  const program = buildProgram(log, (c) => (exit = c));
+  try {
+    await program.parseAsync(argv as string[]);
+    return exit;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? Exit.ok : Exit.usage;
+    if (err instanceof PeergridError) {
+      process.stderr.write(`peergrid: ${err.message}\n`);
+      return Exit.usage;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,406 @@
+// The ledger store: one SQLite file per box (better-sqlite3, WAL mode,
+// synchronous=FULL). Everything a block changes (the block, its transactions
+// and their results, the state records it touched, the latest reading of each
+// meter) is written in ONE SQLite transaction, so a power cut or `kill -9`
+// at any moment leaves the file at the last fully written block.
+//
+// On open the store refuses, with a clear StoreError, a file that is not a
+// peergrid store, has a newer schema, fails SQLite's quick_check, belongs to
+// another chain, or whose saved state does not hash to the root recorded for
+// its last block.
+//
+// Tables
+//   meta            key -> value: chain hash, genesis document
+//   blocks          height -> hash, signed header, time, first tx row, tx count,
+//                   state root AFTER the block (checked on reopen)
+//   txs             one row per transaction (raw bytes, result, author, seq,
+//                   type, time); indexed by id prefix, (author, seq), (type, time).
+//                   The 32-byte id is not stored: it is the hash of `raw`, and
+//                   a 48-bit prefix finds the row (~56 bytes saved per reading).
+//   latest_readings (author, meter) -> the newest reading
+//   state           key -> encoded StateRecord (the state after the head block)
+import Database from "better-sqlite3";
+import { existsSync } from "node:fs";
+import { assert, bytesEqual } from "./assert.js";
+import { type Block, decodeHeader, encodeHeader } from "./block.js";
+import { StoreError } from "./errors.js";
+import { type Genesis, genesisBlock, parseGenesis } from "./genesis.js";
+import { type Hash, toHex } from "./hash.js";
+import { type StateRecord, decodeRecord, encodeRecord } from "./records.js";
+import { type Chain, type LedgerState, type ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
+import { type SignedTx, TxType, decodeTx } from "./tx.js";
+
+const APPLICATION_ID = 0x50475244; // "PGRD"
+const SCHEMA_VERSION = 1;
+const ID_PREFIX_BYTES = 6;
+
+const SCHEMA = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE blocks (
+  height INTEGER PRIMARY KEY,
+  hash BLOB NOT NULL,
+  header BLOB NOT NULL,
+  time_ms INTEGER NOT NULL,
+  first_tx INTEGER NOT NULL,
+  tx_count INTEGER NOT NULL,
+  state_root BLOB NOT NULL
+);
+CREATE TABLE txs (
+  rowid INTEGER PRIMARY KEY,
+  id_prefix INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  author INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  type INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  result INTEGER NOT NULL,
+  raw BLOB NOT NULL
+);
+CREATE INDEX txs_by_id ON txs(id_prefix);
+CREATE INDEX txs_by_author ON txs(author, seq);
+CREATE INDEX txs_by_type_time ON txs(type, time_ms);
+CREATE TABLE latest_readings (
+  author INTEGER NOT NULL,
+  meter_id INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  import_wh INTEGER NOT NULL,
+  export_wh INTEGER NOT NULL,
+  power_w INTEGER NOT NULL,
+  voltages_deci_v TEXT NOT NULL,
+  frequency_milli_hz INTEGER NOT NULL,
+  quality INTEGER NOT NULL,
+  PRIMARY KEY (author, meter_id)
+) WITHOUT ROWID;
+CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+`;
+
+export interface StoredTx {
+  readonly signed: SignedTx;
+  readonly height: number;
+  readonly index: number; // position in its block
+  readonly result: ResultCode;
+}
+
+export interface StoredBlock {
+  readonly block: Block;
+  readonly results: readonly ResultCode[];
+  readonly stateRoot: Hash; // after this block
+}
+
+export interface LatestReading {
+  readonly author: number;
+  readonly meterId: number;
+  readonly height: number;
+  readonly timeMs: number;
+  readonly importWh: number;
+  readonly exportWh: number;
+  readonly powerW: number;
+  readonly voltagesDeciV: readonly number[];
+  readonly frequencyMilliHz: number;
+  readonly quality: number;
+}
+
+export interface OpenOptions {
+  /** Refuse a store of any other chain. */
+  readonly genesis?: Genesis;
+  readonly readonly?: boolean;
+  /** Skip SQLite's quick_check on open (only for tools that check everything anyway). */
+  readonly skipQuickCheck?: boolean;
+}
+
+function idPrefix(id: Hash): number {
+  let n = 0;
+  for (let i = 0; i < ID_PREFIX_BYTES; i++) n = n * 256 + (id[i] as number);
+  return n;
+}
+
+function sqliteMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+type Row = Record<string, unknown>;
+
+export class LedgerStore {
+  readonly chain: Chain;
+  private readonly stmts: ReturnType<LedgerStore["prepare"]>;
+
+  private constructor(
+    private readonly db: Database.Database,
+    readonly path: string,
+    chain: Chain,
+  ) {
+    this.chain = chain;
+    this.stmts = this.prepare();
+  }
+
+  /** Create a new store holding the genesis block. Refuses an existing file. */
+  static create(path: string, genesis: Genesis): LedgerStore {
+    if (existsSync(path)) throw new StoreError("PG_ERR_STORE_EXISTS", `${path} already exists; refusing to overwrite a ledger`);
+    const db = new Database(path);
+    try {
+      configure(db, false);
+      const chain = makeChain(genesis);
+      const g = genesisBlock(genesis);
+      const state0 = genesisState(chain);
+      db.transaction(() => {
+        db.exec(SCHEMA);
+        db.pragma(`application_id = ${APPLICATION_ID}`);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        const meta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+        meta.run("chain_hash", Buffer.from(chain.hash));
+        meta.run("chain_id", Buffer.from(genesis.chainId));
+        meta.run("genesis", Buffer.from(JSON.stringify(genesis)));
+        db.prepare("INSERT INTO blocks (height, hash, header, time_ms, first_tx, tx_count, state_root) VALUES (0, ?, ?, ?, 1, 0, ?)").run(
+          Buffer.from(g.hash),
+          Buffer.from(encodeHeader(g.header, g.signature)),
+          g.header.timeMs,
+          Buffer.from(state0.tree.root),
+        );
+        const put = db.prepare("INSERT INTO state (key, value) VALUES (?, ?)");
+        for (const e of state0.tree.entries()) put.run(e.key, Buffer.from(encodeRecord(e.value)));
+      })();
+      return new LedgerStore(db, path, chain);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  static open(path: string, options: OpenOptions = {}): LedgerStore {
+    if (!existsSync(path)) throw new StoreError("PG_ERR_STORE_MISSING", `${path} does not exist; create it with \`peergrid init\``);
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: true });
+    } catch (err) {
+      throw new StoreError("PG_ERR_STORE_CORRUPT", `${path} cannot be opened as SQLite: ${sqliteMessage(err)}`, { cause: err });
+    }
+    try {
+      const chain = checkFile(db, path, options);
+      if (!options.readonly) configure(db, true);
+      return new LedgerStore(db, path, chain);
+    } catch (err) {
+      db.close();
+      if (err instanceof StoreError) throw err;
+      throw new StoreError("PG_ERR_STORE_CORRUPT", `${path} is not a usable peergrid store: ${sqliteMessage(err)}`, { cause: err });
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      head: db.prepare("SELECT height, hash, time_ms, state_root FROM blocks ORDER BY height DESC LIMIT 1"),
+      block: db.prepare("SELECT * FROM blocks WHERE height = ?"),
+      blocksFrom: db.prepare("SELECT * FROM blocks WHERE height >= ? ORDER BY height"),
+      insertBlock: db.prepare("INSERT INTO blocks (height, hash, header, time_ms, first_tx, tx_count, state_root) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      maxTxRow: db.prepare("SELECT COALESCE(MAX(rowid), 0) AS n FROM txs"),
+      insertTx: db.prepare("INSERT INTO txs (rowid, id_prefix, height, author, seq, type, time_ms, result, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      txRange: db.prepare("SELECT raw, result FROM txs WHERE rowid >= ? AND rowid < ? ORDER BY rowid"),
+      txById: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE id_prefix = ?"),
+      txsByAuthor: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE author = ? AND seq >= ? ORDER BY seq LIMIT ?"),
+      txsByTypeTime: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE type = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?"),
+      upsertState: db.prepare("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      deleteState: db.prepare("DELETE FROM state WHERE key = ?"),
+      allState: db.prepare("SELECT key, value FROM state ORDER BY key"),
+      upsertReading: db.prepare(
+        `INSERT INTO latest_readings (author, meter_id, height, time_ms, import_wh, export_wh, power_w, voltages_deci_v, frequency_milli_hz, quality)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(author, meter_id) DO UPDATE SET height = excluded.height, time_ms = excluded.time_ms, import_wh = excluded.import_wh,
+           export_wh = excluded.export_wh, power_w = excluded.power_w, voltages_deci_v = excluded.voltages_deci_v,
+           frequency_milli_hz = excluded.frequency_milli_hz, quality = excluded.quality`,
+      ),
+      latestReadings: db.prepare("SELECT * FROM latest_readings ORDER BY author, meter_id"),
+    };
+  }
+
+  head(): { height: number; hash: Hash; timeMs: number; stateRoot: Hash } {
+    const row = this.stmts.head.get() as Row | undefined;
+    assert(row !== undefined, "a store always holds the genesis block");
+    return { height: row.height as number, hash: new Uint8Array(row.hash as Buffer), timeMs: row.time_ms as number, stateRoot: new Uint8Array(row.state_root as Buffer) };
+  }
+
+  /**
+   * The ledger state after the head block, rebuilt from the state table and
+   * checked against the root recorded with that block.
+   */
+  loadState(): LedgerState {
+    const head = this.head();
+    const block = this.getBlock(head.height);
+    assert(block !== null, "head block is readable");
+    const changes = new Map<string, StateRecord | null>();
+    for (const row of this.stmts.allState.iterate() as Iterable<Row>) {
+      changes.set(row.key as string, decodeRecord(new Uint8Array(row.value as Buffer)));
+    }
+    const tree = emptyTree().withUpdates(changes);
+    if (!bytesEqual(tree.root, head.stateRoot)) {
+      throw new StoreError(
+        "PG_ERR_STORE_CORRUPT",
+        `${this.path}: the saved state hashes to ${toHex(tree.root)}, not to the root ${toHex(head.stateRoot)} recorded for block ${head.height}; run \`peergrid verify\``,
+      );
+    }
+    const { header } = block.block;
+    return { chain: this.chain, height: head.height, blockHash: head.hash, timeMs: head.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex, tree };
+  }
+
+  /**
+   * Append an applied block: the block, its transactions with their results,
+   * the changed state records and latest readings, in one SQLite transaction.
+   * `state` is the state after the block, `changes` what the block changed.
+   */
+  appendBlock(block: Block, results: readonly ResultCode[], state: LedgerState, changes: ReadonlyMap<string, StateRecord | null>): void {
+    const h = block.header;
+    assert(results.length === block.txs.length, "one result per transaction");
+    assert(state.height === h.height && bytesEqual(state.blockHash, block.hash), "state is the state after this block");
+    const run = this.db.transaction(() => {
+      const head = this.head();
+      assert(h.height === head.height + 1 && bytesEqual(h.parentHash, head.hash), `block ${h.height} extends the stored head ${head.height}`);
+      const firstRow = (this.stmts.maxTxRow.get() as { n: number }).n + 1;
+      this.stmts.insertBlock.run(h.height, Buffer.from(block.hash), Buffer.from(encodeHeader(h, block.signature)), h.timeMs, firstRow, block.txs.length, Buffer.from(state.tree.root));
+      block.txs.forEach((t, i) => {
+        const body = t.tx.body;
+        const timeMs = body.type === "reading" ? body.timeMs : h.timeMs;
+        this.stmts.insertTx.run(firstRow + i, idPrefix(t.id), h.height, t.tx.author, t.tx.seq, TxType[body.type], timeMs, results[i] as number, Buffer.from(t.bytes));
+      });
+      for (const [key, rec] of changes) {
+        if (rec === null) this.stmts.deleteState.run(key);
+        else this.stmts.upsertState.run(key, Buffer.from(encodeRecord(rec)));
+        if (rec !== null && rec.kind === "meter") {
+          this.stmts.upsertReading.run(rec.author, rec.meterId, h.height, rec.timeMs, rec.importWh, rec.exportWh, rec.powerW, rec.voltagesDeciV.join(","), rec.frequencyMilliHz, rec.quality);
+        }
+      }
+    });
+    run.immediate();
+  }
+
+  getBlock(height: number): StoredBlock | null {
+    const row = this.stmts.block.get(height) as Row | undefined;
+    return row === undefined ? null : this.rowToBlock(row);
+  }
+
+  *blocksFrom(height: number): Generator<StoredBlock> {
+    // Read block by block so that a long chain is never held in memory at once.
+    for (let h = height; ; h++) {
+      const b = this.getBlock(h);
+      if (b === null) return;
+      yield b;
+    }
+  }
+
+  /** Raw rows of one block, for auditors who must re-check bytes before trusting them. */
+  rawBlock(height: number): { hash: Uint8Array; header: Uint8Array; stateRoot: Uint8Array; txs: { raw: Uint8Array; result: number }[] } | null {
+    const row = this.stmts.block.get(height) as Row | undefined;
+    if (row === undefined) return null;
+    const first = row.first_tx as number;
+    const txs = (this.stmts.txRange.all(first, first + (row.tx_count as number)) as Row[]).map((r) => ({ raw: new Uint8Array(r.raw as Buffer), result: r.result as number }));
+    return { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), stateRoot: new Uint8Array(row.state_root as Buffer), txs };
+  }
+
+  private rowToBlock(row: Row): StoredBlock {
+    const height = row.height as number;
+    const raw = this.rawBlock(height);
+    assert(raw !== null, "block row exists");
+    const { header, signature, hash } = decodeHeader(raw.header);
+    assert(bytesEqual(hash, raw.hash), `stored hash of block ${height} matches its header`);
+    const txs = raw.txs.map((t) => decodeTx(t.raw));
+    assert(txs.length === header.txCount, `block ${height} has the ${header.txCount} transactions its header names`);
+    return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot };
+  }
+
+  getTx(id: Hash): StoredTx | null {
+    for (const row of this.stmts.txById.all(idPrefix(id)) as Row[]) {
+      const signed = decodeTx(new Uint8Array(row.raw as Buffer));
+      if (bytesEqual(signed.id, id)) return this.rowToTx(row, signed);
+    }
+    return null;
+  }
+
+  txsByAuthor(author: number, fromSeq = 0, limit = 100): StoredTx[] {
+    return (this.stmts.txsByAuthor.all(author, fromSeq, limit) as Row[]).map((r) => this.rowToTx(r));
+  }
+
+  txsByTypeTime(type: keyof typeof TxType, fromMs: number, toMs: number, limit = 100): StoredTx[] {
+    return (this.stmts.txsByTypeTime.all(TxType[type], fromMs, toMs, limit) as Row[]).map((r) => this.rowToTx(r));
+  }
+
+  private rowToTx(row: Row, signed = decodeTx(new Uint8Array(row.raw as Buffer))): StoredTx {
+    const height = row.height as number;
+    const block = this.stmts.block.get(height) as Row;
+    return { signed, height, index: (row.rowid as number) - (block.first_tx as number), result: row.result as ResultCode };
+  }
+
+  latestReadings(): LatestReading[] {
+    return (this.stmts.latestReadings.all() as Row[]).map((r) => ({
+      author: r.author as number,
+      meterId: r.meter_id as number,
+      height: r.height as number,
+      timeMs: r.time_ms as number,
+      importWh: r.import_wh as number,
+      exportWh: r.export_wh as number,
+      powerW: r.power_w as number,
+      voltagesDeciV: (r.voltages_deci_v as string).split(",").map(Number),
+      frequencyMilliHz: r.frequency_milli_hz as number,
+      quality: r.quality as number,
+    }));
+  }
+
+  /** Every saved state record, in key order (for auditors comparing states). */
+  *savedState(): Generator<[string, Uint8Array]> {
+    for (const row of this.stmts.allState.iterate() as Iterable<Row>) yield [row.key as string, new Uint8Array(row.value as Buffer)];
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function configure(db: Database.Database, existing: boolean): void {
+  db.pragma("journal_mode = WAL");
+  // FULL: fsync the WAL at every commit, so an acknowledged block survives a power cut.
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = OFF");
+  if (existing) db.pragma("wal_autocheckpoint = 1000");
+}
+
+function checkFile(db: Database.Database, path: string, options: OpenOptions): Chain {
+  const appId = db.pragma("application_id", { simple: true }) as number;
+  if (appId !== APPLICATION_ID) {
+    throw new StoreError("PG_ERR_STORE_FOREIGN", `${path} is an SQLite file but not a peergrid ledger (application_id ${appId})`);
+  }
+  const version = db.pragma("user_version", { simple: true }) as number;
+  if (version !== SCHEMA_VERSION) {
+    throw new StoreError("PG_ERR_STORE_VERSION", `${path} has schema version ${version}; this peergrid reads version ${SCHEMA_VERSION}`);
+  }
+  if (!options.skipQuickCheck) {
+    const rows = db.pragma("quick_check(5)") as { quick_check: string }[];
+    const problems = rows.map((r) => r.quick_check).filter((m) => m !== "ok");
+    if (problems.length > 0) throw new StoreError("PG_ERR_STORE_CORRUPT", `${path} is corrupt (SQLite quick_check: ${problems.join("; ")}); restore it from a backup or resync from the neighbours`);
+  }
+  const meta = new Map((db.prepare("SELECT key, value FROM meta").all() as Row[]).map((r) => [r.key as string, r.value as Buffer]));
+  const storedHash = meta.get("chain_hash");
+  const genesisText = meta.get("genesis");
+  if (storedHash === undefined || genesisText === undefined) throw new StoreError("PG_ERR_STORE_CORRUPT", `${path} has no chain identity in its meta table`);
+  let genesis: Genesis;
+  try {
+    genesis = parseGenesis(JSON.parse(genesisText.toString("utf8")));
+  } catch (err) {
+    throw new StoreError("PG_ERR_STORE_CORRUPT", `${path}: its saved genesis document is unreadable: ${sqliteMessage(err)}`, { cause: err });
+  }
+  const chain = makeChain(genesis);
+  if (!bytesEqual(chain.hash, storedHash)) {
+    throw new StoreError("PG_ERR_STORE_CORRUPT", `${path}: its genesis document hashes to ${toHex(chain.hash)}, not to the chain hash ${toHex(storedHash)} it records`);
+  }
+  if (options.genesis !== undefined) {
+    const expected = makeChain(options.genesis);
+    if (!bytesEqual(expected.hash, chain.hash)) {
+      throw new StoreError(
+        "PG_ERR_STORE_OTHER_CHAIN",
+        `${path} belongs to chain "${genesis.chainId}" (${toHex(chain.hash).slice(0, 16)}…), but this box is configured for chain "${options.genesis.chainId}" (${toHex(expected.hash).slice(0, 16)}…); use another data directory`,
+      );
+    }
+  }
+  const g0 = db.prepare("SELECT hash FROM blocks WHERE height = 0").get() as Row | undefined;
+  if (g0 === undefined || !bytesEqual(new Uint8Array(g0.hash as Buffer), chain.hash)) {
+    throw new StoreError("PG_ERR_STORE_CORRUPT", `${path}: block 0 is missing or is not this chain's genesis block`);
+  }
+  return chain;
+}

@@ -1,0 +1,168 @@
+// The auditor's check of a whole chain, from genesis: hash links, header
+// hashes, Merkle roots, signatures, every transaction re-validated and every
+// block re-applied, state roots compared at every height, and the saved state
+// compared record by record at the end. It stops at the first fault and says
+// where (height, transaction) and what.
+import { bytesEqual } from "./assert.js";
+import { decodeHeader } from "./block.js";
+import { BlockRejectedError, DecodeError } from "./errors.js";
+import { genesisBlock } from "./genesis.js";
+import { toHex } from "./hash.js";
+import { encodeRecord } from "./records.js";
+import { type LedgerState, ResultCode, applyBlock, genesisState, resultName } from "./state.js";
+import type { LedgerStore } from "./store.js";
+import { type SignatureVerifier, type SignedTx, type TxTypeName, decodeTx, signatureOf, txSigningMessage } from "./tx.js";
+
+export interface VerifyFault {
+  readonly height: number;
+  readonly txIndex: number | null;
+  readonly txId: string | null;
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly chainId: string;
+  readonly chainHash: string;
+  readonly blocks: number; // blocks checked, genesis included
+  readonly transactions: number;
+  readonly byType: Record<string, number>;
+  readonly rejected: Record<string, number>;
+  readonly headHeight: number;
+  readonly headHash: string;
+  readonly stateRoot: string;
+  readonly stateRecords: number;
+  readonly fault: VerifyFault | null;
+}
+
+class Fault extends Error {
+  constructor(readonly fault: VerifyFault) {
+    super(fault.message);
+  }
+}
+
+function fault(height: number, code: string, message: string, txIndex: number | null = null, txId: string | null = null): never {
+  throw new Fault({ height, txIndex, txId, code, message });
+}
+
+export function verifyChain(store: LedgerStore, verifier: SignatureVerifier, onBlock?: (height: number, head: number) => void): VerifyReport {
+  const chain = store.chain;
+  const headHeight = store.head().height;
+  const byType: Record<string, number> = {};
+  const rejected: Record<string, number> = {};
+  let transactions = 0;
+  let blocks = 0;
+  let state: LedgerState = genesisState(chain);
+  const base = { chainId: chain.genesis.chainId, chainHash: toHex(chain.hash), headHeight };
+  try {
+    checkGenesis(store, state);
+    blocks = 1;
+    for (let height = 1; height <= headHeight; height++) {
+      state = verifyBlock(store, state, height, verifier, (t, code) => {
+        transactions++;
+        byType[t.tx.body.type] = (byType[t.tx.body.type] ?? 0) + 1;
+        if (code !== ResultCode.ok) rejected[resultName(code)] = (rejected[resultName(code)] ?? 0) + 1;
+      });
+      blocks++;
+      onBlock?.(height, headHeight);
+    }
+    const stateRecords = compareSavedState(store, state);
+    return { ...base, ok: true, blocks, transactions, byType, rejected, headHash: toHex(state.blockHash), stateRoot: toHex(state.tree.root), stateRecords, fault: null };
+  } catch (err) {
+    if (!(err instanceof Fault)) throw err;
+    return { ...base, ok: false, blocks, transactions, byType, rejected, headHash: toHex(state.blockHash), stateRoot: toHex(state.tree.root), stateRecords: 0, fault: err.fault };
+  }
+}
+
+function checkGenesis(store: LedgerStore, state: LedgerState): void {
+  const raw = store.rawBlock(0);
+  if (raw === null) fault(0, "PG_ERR_VERIFY_MISSING", "block 0 (genesis) is missing");
+  const expected = genesisBlock(state.chain.genesis);
+  const header = decodeStoredHeader(raw.header, 0);
+  if (!bytesEqual(header.hash, expected.hash) || !bytesEqual(raw.hash, expected.hash)) {
+    fault(0, "PG_ERR_VERIFY_GENESIS", "block 0 is not the genesis block built from the stored genesis document");
+  }
+  if (!bytesEqual(raw.stateRoot, state.tree.root)) fault(0, "PG_ERR_VERIFY_STATE_ROOT", "recorded state root after genesis differs from the recomputed one");
+}
+
+function decodeStoredHeader(bytes: Uint8Array, height: number) {
+  try {
+    return decodeHeader(bytes);
+  } catch (err) {
+    if (err instanceof DecodeError) fault(height, "PG_ERR_VERIFY_DECODE", `header does not decode: ${err.message}`);
+    throw err;
+  }
+}
+
+function verifyBlock(
+  store: LedgerStore,
+  state: LedgerState,
+  height: number,
+  verifier: SignatureVerifier,
+  count: (t: SignedTx, code: number) => void,
+): LedgerState {
+  const raw = store.rawBlock(height);
+  if (raw === null) fault(height, "PG_ERR_VERIFY_MISSING", `block ${height} is missing (the head is ${store.head().height})`);
+  const { header, signature, hash } = decodeStoredHeader(raw.header, height);
+  if (header.height !== height) fault(height, "PG_ERR_VERIFY_HEIGHT", `stored at height ${height} but its header says ${header.height}`);
+  if (!bytesEqual(hash, raw.hash)) fault(height, "PG_ERR_VERIFY_HASH", `recorded hash ${toHex(raw.hash)} is not the header's hash ${toHex(hash)}`);
+  const txs: SignedTx[] = raw.txs.map((t, i) => {
+    try {
+      return decodeTx(t.raw);
+    } catch (err) {
+      if (err instanceof DecodeError) fault(height, "PG_ERR_VERIFY_DECODE", `transaction ${i} does not decode: ${err.message}`, i);
+      throw err;
+    }
+  });
+  let result;
+  try {
+    result = applyBlock(state, { header, signature, hash, txs }, verifier);
+  } catch (err) {
+    if (!(err instanceof BlockRejectedError)) throw err;
+    if (err.code === "PG_ERR_BLOCK_TX_ROOT") blameTransaction(state, txs, height, verifier);
+    fault(height, err.code, err.message);
+  }
+  result.results.forEach((code, i) => {
+    const recorded = raw.txs[i]?.result;
+    if (recorded !== code) {
+      const t = txs[i] as SignedTx;
+      fault(height, "PG_ERR_VERIFY_RESULT", `transaction ${i} (${t.tx.body.type} by member ${t.tx.author}) was recorded as ${resultName(recorded ?? -1)} but re-validates as ${resultName(code)}`, i, toHex(t.id));
+    }
+    count(txs[i] as SignedTx, code);
+  });
+  if (!bytesEqual(result.state.tree.root, raw.stateRoot)) {
+    fault(height, "PG_ERR_VERIFY_STATE_ROOT", `re-applying gives state root ${toHex(result.state.tree.root)}, the store recorded ${toHex(raw.stateRoot)}`);
+  }
+  return result.state;
+}
+
+/** The Merkle root says the body changed; find the transaction whose signature no longer holds. */
+function blameTransaction(state: LedgerState, txs: readonly SignedTx[], height: number, verifier: SignatureVerifier): void {
+  txs.forEach((t, i) => {
+    const author = state.tree.get(`m/${t.tx.author}`);
+    const what = `${t.tx.body.type as TxTypeName} by member ${t.tx.author}`;
+    if (author === undefined || author.kind !== "member") return;
+    const msg = txSigningMessage(state.chain.txSignPrefix, t.bytes, true);
+    if (!verifier.verify(author.publicKey, msg, signatureOf(t.bytes))) {
+      fault(height, "PG_ERR_VERIFY_TX_TAMPERED", `transaction ${i} (${what}) is not the one the block committed to: its signature does not verify`, i, toHex(t.id));
+    }
+  });
+}
+
+function compareSavedState(store: LedgerStore, state: LedgerState): number {
+  const height = state.height;
+  const saved = new Map(store.savedState());
+  let n = 0;
+  for (const e of state.tree.entries()) {
+    const bytes = saved.get(e.key);
+    if (bytes === undefined || !bytesEqual(bytes, encodeRecord(e.value))) {
+      fault(height, "PG_ERR_VERIFY_SAVED_STATE", `saved state record ${e.key} differs from the re-applied chain`);
+    }
+    saved.delete(e.key);
+    n++;
+  }
+  const extra = saved.keys().next();
+  if (!extra.done) fault(height, "PG_ERR_VERIFY_SAVED_STATE", `saved state has record ${extra.value} that the chain never produced`);
+  return n;
+}
