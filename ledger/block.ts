@@ -149,8 +149,8 @@ export function decodeBlock(bytes: Uint8Array): Block {
   const { header, signature } = readHeader(r);
   const txs: SignedTx[] = [];
   for (let i = 0; i < header.txCount; i++) {
-    const start = r.offset;
     const raw = r.bytes(TX_BYTES_MAX_ANY, `transaction ${i}`);
+    const start = r.offset - raw.length; // after the length prefix: where the tx's own offsets count from
     try {
       txs.push(decodeTx(raw));
     } catch (err) {

@@ -7,8 +7,11 @@ import { assert } from "./assert.js";
 import { DecodeError, DecodeReason } from "./errors.js";
 
 const TEXT_ENCODER = new TextEncoder();
-const TEXT_DECODER = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string. Without it the decoder
+// strips it, so "\uFEFFx" and "x" would decode to the same value (not canonical).
+const TEXT_DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const TWO_POW_7 = 128;
+const LONE_SURROGATE = /\p{Cs}/u; // with the u flag a well-formed pair is one astral code point, not Cs
 
 export function varintSize(value: number): number {
   let size = 1;
@@ -87,6 +90,8 @@ export class Writer {
   }
 
   str(value: string, maxBytes: number): this {
+    // TextEncoder turns a lone surrogate into U+FFFD, so two strings would share one encoding.
+    assert(!LONE_SURROGATE.test(value), "text with a lone UTF-16 surrogate has no UTF-8 encoding");
     return this.bytes(TEXT_ENCODER.encode(value), maxBytes);
   }
 

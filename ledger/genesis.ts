@@ -98,12 +98,8 @@ export const DEFAULT_LEDGER_PARAMS: LedgerParams = {
  */
 export function parseGenesis(value: unknown): Genesis {
   const withDefaults =
-    typeof value === "object" && value !== null && !Array.isArray(value)
-      ? {
-          ...value,
-          market: { ...DEFAULT_MARKET_PARAMS, ...((value as Record<string, unknown>).market as object | undefined) },
-          ledger: { ...DEFAULT_LEDGER_PARAMS, ...((value as Record<string, unknown>).ledger as object | undefined) },
-        }
+    isPlainObject(value)
+      ? { ...value, market: withDefaultsFor(DEFAULT_MARKET_PARAMS, value.market), ledger: withDefaultsFor(DEFAULT_LEDGER_PARAMS, value.ledger) }
       : value;
   const problems = [...Value.Errors(GenesisSchema, withDefaults)].slice(0, 20).map((e) => `${e.path || "/"}: ${e.message}`);
   if (problems.length > 0) throw new ConfigError("genesis", problems);
@@ -113,12 +109,23 @@ export function parseGenesis(value: unknown): Genesis {
     if (seen.has(m.publicKey)) problems.push(`/members/${i}/publicKey: the same key is already enrolled by an earlier member`);
     seen.add(m.publicKey);
     if (new TextEncoder().encode(m.name).length > MEMBER_NAME_BYTES_MAX) problems.push(`/members/${i}/name: longer than ${MEMBER_NAME_BYTES_MAX} bytes`);
+    if (/\p{Cs}/u.test(m.name)) problems.push(`/members/${i}/name: contains a lone UTF-16 surrogate (not valid Unicode text)`);
   });
   if (!g.members.some((m) => m.roles.includes("admin"))) problems.push("/members: no member has the admin role, so nobody could ever enrol another");
   if (!g.members.some((m) => m.roles.includes("box"))) problems.push("/members: no member has the box role, so nobody could propose a block");
   if (g.market.priceMinMicroPerKWh > g.market.priceMaxMicroPerKWh) problems.push("/market: priceMinMicroPerKWh is above priceMaxMicroPerKWh");
   if (problems.length > 0) throw new ConfigError("genesis", problems);
   return g;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Defaults under what is given; anything but an object or undefined is left for the schema to report. */
+function withDefaultsFor(defaults: object, given: unknown): unknown {
+  if (given === undefined) return { ...defaults };
+  return isPlainObject(given) ? { ...defaults, ...given } : given;
 }
 
 export function rolesMask(roles: readonly RoleName[]): number {

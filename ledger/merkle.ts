@@ -52,6 +52,8 @@ export function merkleProof(ids: readonly Hash[], index: number): MerkleProof {
 }
 
 export function verifyMerkleProof(id: Hash, proof: MerkleProof, root: Hash): boolean {
+  // Without this a one-leaf proof (no siblings) "verified" for any index.
+  if (!Number.isSafeInteger(proof.index) || !Number.isSafeInteger(proof.count) || proof.index < 0 || proof.index >= proof.count) return false;
   let node = merkleLeaf(id);
   let i = proof.index;
   let width = proof.count;

@@ -171,7 +171,10 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
     case RecordKind.order: {
       const id = r.fixed(HASH_BYTES, "id").slice();
       const author = r.uvar("author", AUTHOR_MAX);
-      const side: OrderSideName = r.u8("side") === OrderSide.buy ? "buy" : "sell";
+      const sideCode = r.u8("side");
+      // Refuse 2..255 rather than read them as "sell": one record, one encoding.
+      if (sideCode > OrderSide.sell) r.fail(DecodeReason.outOfRange, `order side ${sideCode}`);
+      const side: OrderSideName = sideCode === OrderSide.buy ? "buy" : "sell";
       const energyWh = r.uvar("energyWh", ORDER_ENERGY_WH_MAX);
       const priceMicroPerKWh = r.uvar("price", PRICE_MICRO_PER_KWH_MAX);
       const intervalStartMs = r.uvar("intervalStartMs", TIME_MS_MAX);
