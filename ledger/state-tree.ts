@@ -2,15 +2,16 @@
 // Merkle tree of fixed depth over 2^16 buckets.
 //
 //   bucket(key)  = first 16 bits of SHA-256(key)
-//   leaf hash    = H(stateLeaf | len(key) | key | encode(value))
+//   leaf hash    = H(stateLeaf | len(key) | key | SHA-256(encode(value)))
 //   bucket hash  = H(stateBucket | leaf hashes in key order), or EMPTY[0]
 //   node hash    = H(stateNode | left | right), EMPTY[d] for an empty subtree
 //
 // Updating k keys costs about k * 17 hashes and path-copies k * 16 nodes, so
 // the previous state is never touched (apply() returns a new state and the
-// caller may keep the old one). A proof for one key is the bucket's other
-// leaf hashes plus 16 sibling hashes.
-import { assert } from "./assert.js";
+// caller may keep the old one). A proof for one key is the (key, value hash)
+// of every entry in its bucket plus 16 sibling hashes; because the keys are
+// in the proof, it can show a key's value or that the key is absent.
+import { assert, bytesEqual } from "./assert.js";
 import { Writer } from "./codec.js";
 import { type Hash, HashTag, hash, hashTagged, hashTagged2, utf8 } from "./hash.js";
 
@@ -66,16 +67,24 @@ export function bucketOf(key: string): number {
   return index;
 }
 
-export function leafHash(key: string, valueBytes: Uint8Array): Hash {
-  const w = new Writer(16 + key.length + valueBytes.length);
-  w.u8(HashTag.stateLeaf).str(key, 1024).raw(valueBytes);
+export function valueHash(valueBytes: Uint8Array): Hash {
+  return hash(valueBytes);
+}
+
+export function leafHashOf(key: string, valueDigest: Hash): Hash {
+  const w = new Writer(48 + key.length);
+  w.u8(HashTag.stateLeaf).str(key, 1024).fixed(valueDigest, 32);
   return hash(w.finish());
 }
 
-function bucketHash<V>(entries: readonly Entry<V>[]): Hash {
-  const buf = new Uint8Array(1 + entries.length * 32);
+export function leafHash(key: string, valueBytes: Uint8Array): Hash {
+  return leafHashOf(key, valueHash(valueBytes));
+}
+
+function bucketHash(leafHashes: readonly Hash[]): Hash {
+  const buf = new Uint8Array(1 + leafHashes.length * 32);
   buf[0] = HashTag.stateBucket;
-  entries.forEach((e, i) => buf.set(e.leafHash, 1 + i * 32));
+  leafHashes.forEach((h, i) => buf.set(h, 1 + i * 32));
   return hash(buf);
 }
 
@@ -92,7 +101,8 @@ export type Encode<V> = (value: V) => Uint8Array;
 export interface StateProof {
   readonly key: string;
   readonly bucket: number;
-  readonly bucketLeaves: readonly Hash[]; // every leaf hash in the key's bucket, in key order
+  /** Every entry of the key's bucket, in key order: its key and the hash of its value's encoding. */
+  readonly bucketEntries: readonly { readonly key: string; readonly valueHash: Hash }[];
   readonly siblings: readonly Hash[]; // STATE_TREE_DEPTH hashes, from the bucket level up
 }
 
@@ -172,25 +182,32 @@ export class StateTree<V> {
       siblings.push(nodeHash(goRight ? node.left : node.right, d));
       node = goRight ? node.right : node.left;
     }
-    const bucketLeaves = node === null ? [] : (node as Bucket<V>).entries.map((e) => e.leafHash);
-    return { key, bucket: index, bucketLeaves, siblings: siblings.reverse() };
+    const entries = node === null ? [] : (node as Bucket<V>).entries;
+    const bucketEntries = entries.map((e) => ({ key: e.key, valueHash: valueHash(this.encode(e.value)) }));
+    return { key, bucket: index, bucketEntries, siblings: siblings.reverse() };
   }
 }
 
-/** Check that `leaf` (or, with leaf null, absence of the key) is committed to by `root`. */
-export function verifyStateProof(proof: StateProof, leaf: Hash | null, root: Hash): boolean {
+/**
+ * Check a proof against a state root: with `valueBytes`, that the key holds
+ * exactly that encoded value; with null, that the key is absent.
+ */
+export function verifyStateProof(proof: StateProof, valueBytes: Uint8Array | null, root: Hash): boolean {
   if (proof.siblings.length !== STATE_TREE_DEPTH || proof.bucket !== bucketOf(proof.key)) return false;
-  const present = leaf !== null && proof.bucketLeaves.some((h) => h.every((b, i) => b === leaf[i]));
-  if (leaf !== null && !present) return false;
-  let node =
-    proof.bucketLeaves.length === 0
-      ? (EMPTY[0] as Hash)
-      : bucketHash(proof.bucketLeaves.map((h) => ({ key: "", value: null, leafHash: h })));
+  const entries = proof.bucketEntries;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as StateProof["bucketEntries"][number];
+    if (bucketOf(e.key) !== proof.bucket || e.valueHash.length !== 32) return false;
+    if (i > 0 && !((entries[i - 1] as typeof e).key < e.key)) return false; // strictly sorted: one entry per key
+  }
+  const own = entries.find((e) => e.key === proof.key);
+  if (valueBytes === null ? own !== undefined : own === undefined || !bytesEqual(own.valueHash, valueHash(valueBytes))) return false;
+  let node = entries.length === 0 ? (EMPTY[0] as Hash) : bucketHash(entries.map((e) => leafHashOf(e.key, e.valueHash)));
   for (let d = 0; d < STATE_TREE_DEPTH; d++) {
     const sibling = proof.siblings[d] as Hash;
     node = ((proof.bucket >> d) & 1) === 1 ? hashTagged2(HashTag.stateNode, sibling, node) : hashTagged2(HashTag.stateNode, node, sibling);
   }
-  return node.every((b, i) => b === root[i]);
+  return bytesEqual(node, root);
 }
 
 function searchEntries<V>(entries: readonly Entry<V>[], key: string): number {
@@ -230,7 +247,7 @@ function updateBucket<V>(
     }
   }
   if (entries.length === 0) return [null, delta];
-  return [{ kind: "bucket", hash: bucketHash(entries), entries }, delta];
+  return [{ kind: "bucket", hash: bucketHash(entries.map((e) => e.leafHash)), entries }, delta];
 }
 
 /** Path-copy the nodes above the changed buckets (indexes sorted ascending). */
