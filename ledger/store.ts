@@ -20,7 +20,8 @@
 //   latest_readings (author, meter) -> the newest reading
 //   state           key -> encoded StateRecord (the state after the head block)
 import Database from "better-sqlite3";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
 import { assert, bytesEqual } from "./assert.js";
 import { type Block, decodeHeader, encodeHeader } from "./block.js";
 import { StoreError } from "./errors.js";
@@ -134,12 +135,21 @@ export class LedgerStore {
     this.stmts = this.prepare();
   }
 
-  /** Create a new store holding the genesis block. Refuses an existing file. */
+  /**
+   * Create a new store holding the genesis block. Refuses an existing file.
+   * The store is built under a temporary name and renamed into place only
+   * when complete: a crash during create leaves no store (and a stale
+   * temporary file, removed by the next create), never a half-made file that
+   * open would refuse and create would refuse to replace.
+   */
   static create(path: string, genesis: Genesis): LedgerStore {
     if (existsSync(path)) throw new StoreError("PG_ERR_STORE_EXISTS", `${path} already exists; refusing to overwrite a ledger`);
-    const db = new Database(path);
+    const tmp = `${path}.creating`;
+    for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+    const db = new Database(tmp);
     try {
-      configure(db, false);
+      // Rollback journal while creating (no -wal file to carry across the rename); open switches to WAL.
+      db.pragma("synchronous = FULL");
       const chain = makeChain(genesis);
       const g = genesisBlock(genesis);
       const state0 = genesisState(chain);
@@ -160,11 +170,15 @@ export class LedgerStore {
         const put = db.prepare("INSERT INTO state (key, value) VALUES (?, ?)");
         for (const e of state0.tree.entries()) put.run(e.key, Buffer.from(encodeRecord(e.value)));
       })();
-      return new LedgerStore(db, path, chain);
     } catch (err) {
       db.close();
+      rmSync(tmp, { force: true });
       throw err;
     }
+    db.close();
+    renameSync(tmp, path);
+    fsyncDir(dirname(path));
+    return LedgerStore.open(path, { genesis });
   }
 
   static open(path: string, options: OpenOptions = {}): LedgerStore {
@@ -225,11 +239,24 @@ export class LedgerStore {
    */
   loadState(): LedgerState {
     const head = this.head();
-    const block = this.getBlock(head.height);
+    let block: StoredBlock | null;
+    try {
+      block = this.getBlock(head.height);
+    } catch (err) {
+      // Rows read from disk are input: a damaged head block is a corrupt store, not a broken invariant of this process.
+      throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: head block ${head.height} is unreadable (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
+    }
     assert(block !== null, "head block is readable");
     const changes = new Map<string, StateRecord | null>();
     for (const row of this.stmts.allState.iterate() as Iterable<Row>) {
-      changes.set(row.key as string, decodeRecord(new Uint8Array(row.value as Buffer)));
+      let rec: StateRecord;
+      try {
+        rec = decodeRecord(new Uint8Array(row.value as Buffer));
+      } catch (err) {
+        // Bytes that do not decode are a damaged store, not bad input: the same StoreError as a wrong root.
+        throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: saved state record ${String(row.key)} does not decode (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
+      }
+      changes.set(row.key as string, rec);
     }
     const tree = emptyTree().withUpdates(changes);
     if (!bytesEqual(tree.root, head.stateRoot)) {
@@ -350,6 +377,16 @@ export class LedgerStore {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+}
+
+/** Make a rename in `dir` durable (POSIX: the directory entry is data of the directory). */
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -107,6 +107,10 @@ function verifyBlock(
   const { header, signature, hash } = decodeStoredHeader(raw.header, height);
   if (header.height !== height) fault(height, "PG_ERR_VERIFY_HEIGHT", `stored at height ${height} but its header says ${header.height}`);
   if (!bytesEqual(hash, raw.hash)) fault(height, "PG_ERR_VERIFY_HASH", `recorded hash ${toHex(raw.hash)} is not the header's hash ${toHex(hash)}`);
+  // A lost row is a damaged store, not an oversized block: say so before the state machine calls it PG_ERR_BLOCK_SIZE.
+  if (raw.txs.length < header.txCount) {
+    fault(height, "PG_ERR_VERIFY_MISSING", `the store holds ${raw.txs.length} of the ${header.txCount} transactions the header commits to`);
+  }
   const txs: SignedTx[] = raw.txs.map((t, i) => {
     try {
       return decodeTx(t.raw);
