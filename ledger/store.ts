@@ -191,7 +191,7 @@ export class LedgerStore {
     }
     try {
       const chain = checkFile(db, path, options);
-      if (!options.readonly) configure(db, true);
+      if (!options.readonly) configure(db);
       return new LedgerStore(db, path, chain);
     } catch (err) {
       db.close();
@@ -390,12 +390,12 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function configure(db: Database.Database, existing: boolean): void {
+function configure(db: Database.Database): void {
   db.pragma("journal_mode = WAL");
   // FULL: fsync the WAL at every commit, so an acknowledged block survives a power cut.
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = OFF");
-  if (existing) db.pragma("wal_autocheckpoint = 1000");
+  db.pragma("wal_autocheckpoint = 1000"); // pages; keeps the -wal file near 4 MB
 }
 
 function checkFile(db: Database.Database, path: string, options: OpenOptions): Chain {
