@@ -27,8 +27,14 @@ export class Writer {
   private buf: Uint8Array;
   private pos = 0;
 
-  constructor(capacity = 128) {
-    this.buf = new Uint8Array(capacity);
+  /** A capacity for a new buffer, or a buffer to reuse (replaced by a larger one if it fills up). */
+  constructor(capacityOrBuffer: number | Uint8Array = 128) {
+    this.buf = typeof capacityOrBuffer === "number" ? new Uint8Array(capacityOrBuffer) : capacityOrBuffer;
+  }
+
+  /** The underlying buffer (a new one if writing outgrew the one given). */
+  get buffer(): Uint8Array {
+    return this.buf;
   }
 
   private ensure(extra: number): void {
@@ -101,6 +107,11 @@ export class Writer {
 
   finish(): Uint8Array {
     return this.buf.slice(0, this.pos);
+  }
+
+  /** The bytes written so far, without a copy: valid until the next write. */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
   }
 }
 

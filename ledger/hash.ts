@@ -14,7 +14,6 @@ export const HashTag = {
   tx: 0x10,
   blockHeader: 0x11,
   genesis: 0x12,
-  merkleLeaf: 0x00,
   merkleNode: 0x01,
   stateLeaf: 0x20,
   stateBucket: 0x21,
@@ -25,19 +24,33 @@ export function hash(data: Uint8Array): Hash {
   return sha256(data);
 }
 
+// Small typed arrays above 64 bytes live outside V8's heap and are costly to
+// allocate and collect; hashing thousands of transactions a block would make
+// one per call. Preimages are built in this scratch buffer instead (safe:
+// JavaScript runs one call at a time and sha256 keeps no reference).
+const SCRATCH = new Uint8Array(16 * 1024);
+
+/** SHA-256 of tag | parts... */
 export function hashTagged(tag: number, ...parts: Uint8Array[]): Hash {
-  const h = sha256.create();
-  h.update(Uint8Array.of(tag));
-  for (const part of parts) h.update(part);
-  return h.digest();
+  let total = 1;
+  for (const part of parts) total += part.length;
+  if (total > SCRATCH.length) {
+    const h = sha256.create();
+    h.update(Uint8Array.of(tag));
+    for (const part of parts) h.update(part);
+    return h.digest();
+  }
+  SCRATCH[0] = tag;
+  let at = 1;
+  for (const part of parts) {
+    SCRATCH.set(part, at);
+    at += part.length;
+  }
+  return sha256(SCRATCH.subarray(0, total));
 }
 
 export function hashTagged2(tag: number, a: Uint8Array, b: Uint8Array): Hash {
-  const buf = new Uint8Array(1 + a.length + b.length);
-  buf[0] = tag;
-  buf.set(a, 1);
-  buf.set(b, 1 + a.length);
-  return sha256(buf);
+  return hashTagged(tag, a, b);
 }
 
 export function utf8(text: string): Uint8Array {

@@ -43,8 +43,9 @@ import {
   type SignatureVerifier,
   type SignedTx,
   signatureOf,
+  TX_BYTES_MAX_ANY,
   txSignPrefix,
-  txSigningMessage,
+  writeTxSigningMessage,
 } from "./tx.js";
 
 /** Everything fixed for the life of a chain. */
@@ -183,7 +184,8 @@ export function checkBlock(state: LedgerState, block: Block, verifier: Signature
 export function applyBlock(state: LedgerState, block: Block, verifier: SignatureVerifier): ApplyResult {
   checkBlock(state, block, verifier);
   const overlay = new Overlay(state.tree);
-  const ctx: TxContext = { state, overlay, verifier, blockTimeMs: block.header.timeMs, height: block.header.height };
+  const scratch = new Uint8Array(state.chain.txSignPrefix.length + TX_BYTES_MAX_ANY);
+  const ctx: TxContext = { state, overlay, verifier, scratch, blockTimeMs: block.header.timeMs, height: block.header.height };
   const results: ResultCode[] = block.txs.map((t) => applyTx(ctx, t));
   const next: LedgerState = {
     chain: state.chain,
@@ -202,6 +204,7 @@ interface TxContext {
   readonly state: LedgerState;
   readonly overlay: Overlay;
   readonly verifier: SignatureVerifier;
+  readonly scratch: Uint8Array; // for signing messages: see writeTxSigningMessage
   readonly blockTimeMs: number;
   readonly height: number;
 }
@@ -212,7 +215,7 @@ export function applyTx(ctx: TxContext, t: SignedTx): ResultCode {
   const author = ctx.overlay.get<MemberRecord>(memberKey(tx.author), "member");
   if (author === undefined) return ResultCode.unknownAuthor;
   if (!author.active) return ResultCode.authorRemoved;
-  const message = txSigningMessage(ctx.state.chain.txSignPrefix, t.bytes, true);
+  const message = writeTxSigningMessage(ctx.scratch, ctx.state.chain.txSignPrefix, t.bytes);
   if (!ctx.verifier.verify(author.publicKey, message, signatureOf(t.bytes))) return ResultCode.badSignature;
   if (tx.seq <= author.lastSeq) return ResultCode.staleSequence;
   if (tx.seq > author.lastSeq + ctx.state.chain.genesis.ledger.seqGapMax) return ResultCode.sequenceGap;

@@ -106,7 +106,7 @@ export function deepFreeze<T>(value: T, seen = new Set<unknown>()): T {
 /** Everything in a state tree as sorted "key=hex(record bytes)" lines. */
 export function treeDump(state: LedgerState): string[] {
   const lines: string[] = [];
-  for (const e of state.tree.entries()) lines.push(`${e.key}=${toHex(e.leafHash)}`);
+  for (const e of state.tree.entries()) lines.push(`${e.key}=${toHex(e.bytes)}`);
   return lines.sort();
 }
 

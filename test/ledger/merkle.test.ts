@@ -13,13 +13,19 @@ const concat = (...parts: Uint8Array[]): Uint8Array => {
   return out;
 };
 
-/** Reference: MTH(D) = H(0x00|d) for one leaf, H(0x01|MTH(D[0:k])|MTH(D[k:n])) with k the largest power of two < n. */
+/**
+ * Reference, recursive: MTH(D) = D[0] for one leaf; otherwise split D into
+ * runs of k leaves, k the largest power of 16 below n, and hash the runs'
+ * roots together with the node tag (a single run's root is promoted).
+ */
 function referenceRoot(ids: readonly Hash[]): Hash {
   if (ids.length === 0) return sha256(Uint8Array.of(0x01));
-  if (ids.length === 1) return sha256(concat(Uint8Array.of(0x00), ids[0] as Hash));
+  if (ids.length === 1) return ids[0] as Hash;
   let k = 1;
-  while (k * 2 < ids.length) k *= 2;
-  return sha256(concat(Uint8Array.of(0x01), referenceRoot(ids.slice(0, k)), referenceRoot(ids.slice(k))));
+  while (k * 16 < ids.length) k *= 16;
+  const children: Hash[] = [];
+  for (let i = 0; i < ids.length; i += k) children.push(referenceRoot(ids.slice(i, i + k)));
+  return children.length === 1 ? (children[0] as Hash) : sha256(concat(Uint8Array.of(0x01), ...children));
 }
 
 const ids = (n: number, salt = "tx"): Hash[] => Array.from({ length: n }, (_, i) => sha256(utf8(`${salt}-${i}`)));
@@ -30,13 +36,15 @@ describe("merkle", () => {
     assert.deepEqual(merkleRoot([]), EMPTY_MERKLE_ROOT);
   });
 
-  test("roots of 1..40 leaves match the recursive reference", () => {
-    for (let n = 1; n <= 40; n++) assert.equal(toHex(merkleRoot(ids(n))), toHex(referenceRoot(ids(n))), `${n} leaves`);
+  test("roots of 1..40, 255..257 and 4097 leaves match the recursive reference", () => {
+    for (const n of [...Array.from({ length: 40 }, (_, i) => i + 1), 255, 256, 257, 4097]) {
+      assert.equal(toHex(merkleRoot(ids(n))), toHex(referenceRoot(ids(n))), `${n} leaves`);
+    }
   });
 
-  test("a one-leaf root is not the id itself, and order matters", () => {
+  test("a one-leaf root is the id itself (ids are already tagged hashes), and order matters", () => {
     const [a, b] = ids(2) as [Hash, Hash];
-    assert.notDeepEqual(merkleRoot([a]), a);
+    assert.deepEqual(merkleRoot([a]), a);
     assert.notDeepEqual(merkleRoot([a, b]), merkleRoot([b, a]));
   });
 
@@ -52,7 +60,7 @@ describe("merkle", () => {
       for (let i = 0; i < n; i++) {
         const proof = merkleProof(leaves, i);
         assert.ok(verifyMerkleProof(leaves[i] as Hash, proof, root), `n=${n} i=${i}`);
-        assert.ok(proof.siblings.length <= Math.ceil(Math.log2(n)), "at most one sibling a level");
+        assert.ok(proof.siblings.length <= 15 * Math.ceil(Math.log(n) / Math.log(16)), "at most 15 siblings a level");
       }
     }
   });
@@ -84,7 +92,7 @@ describe("merkle", () => {
   });
 
   test("a proof fails with a tampered, missing or extra sibling", () => {
-    for (const n of [2, 3, 7, 16, 33]) {
+    for (const n of [2, 3, 7, 16, 17, 33, 300]) {
       const leaves = ids(n);
       const root = merkleRoot(leaves);
       for (let i = 0; i < n; i++) {

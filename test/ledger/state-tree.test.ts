@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Writer } from "../../ledger/codec.js";
 import { type Hash, toHex } from "../../ledger/hash.js";
-import { EMPTY_STATE_ROOT, STATE_TREE_DEPTH, StateTree, bucketOf, leafHash, verifyStateProof } from "../../ledger/state-tree.js";
+import { BUCKET_COUNT, EMPTY_STATE_ROOT, NODE_ARITY, STATE_TREE_LEVELS, StateTree, bucketOf, verifyStateProof } from "../../ledger/state-tree.js";
 import { Rng } from "./fixtures.js";
 
 const encode = (v: number): Uint8Array => new Writer(8).uvar(v).finish();
@@ -75,14 +75,14 @@ describe("state tree", () => {
     }
   });
 
-  test("entries() yields every key exactly once, with the leaf hash of its value", () => {
+  test("entries() yields every key exactly once, with the encoding of its value", () => {
     const ref = new Map(KEY_POOL.map((k, i) => [k, i] as [string, number]));
     const tree = fromScratch(ref);
     const seen = new Set<string>();
     for (const e of tree.entries()) {
       assert.ok(!seen.has(e.key), `duplicate ${e.key}`);
       seen.add(e.key);
-      assert.deepEqual(e.leafHash, leafHash(e.key, encode(e.value)));
+      assert.deepEqual(e.bytes, encode(e.value));
     }
     assert.equal(seen.size, KEY_POOL.length);
   });
@@ -151,7 +151,8 @@ describe("state tree proofs", () => {
   test("a proof verifies for every present key with its value", () => {
     for (const [k, v] of ref) {
       const proof = tree.prove(k);
-      assert.equal(proof.siblings.length, STATE_TREE_DEPTH);
+      assert.equal(proof.levels.length, STATE_TREE_LEVELS);
+      assert.ok(proof.levels.every((l) => l.length === NODE_ARITY));
       assert.equal(proof.bucket, bucketOf(k));
       assert.ok(proof.bucketEntries.some((e) => e.key === k));
       assert.ok(verifyStateProof(proof, encode(v), root), k);
@@ -170,11 +171,13 @@ describe("state tree proofs", () => {
       const value = encode(v);
       assert.ok(!verifyStateProof(proof, encode(v + 1), root), `wrong value ${k}`);
       assert.ok(!verifyStateProof(proof, value, otherRoot), `other root ${k}`);
-      for (let d = 0; d < STATE_TREE_DEPTH; d += 5) {
-        const siblings = proof.siblings.map((h, i) => (i === d ? flip(h) : h));
-        assert.ok(!verifyStateProof({ ...proof, siblings }, value, root), `tampered sibling ${d} of ${k}`);
+      for (let l = 0; l < STATE_TREE_LEVELS; l++) {
+        for (const c of [0, 7, 15]) {
+          const levels = proof.levels.map((hs, i) => (i === l ? hs.map((h, j) => (j === c ? flip(h) : h)) : hs));
+          assert.ok(!verifyStateProof({ ...proof, levels }, value, root), `tampered child ${c} at level ${l} of ${k}`);
+        }
       }
-      const bucketEntries = proof.bucketEntries.map((e) => (e.key === k ? { key: e.key, valueHash: flip(e.valueHash) } : e));
+      const bucketEntries = proof.bucketEntries.map((e) => (e.key === k ? { key: e.key, bytes: Uint8Array.from(e.bytes, (b, i) => (i === 0 ? b ^ 1 : b)) } : e));
       assert.ok(!verifyStateProof({ ...proof, bucketEntries }, value, root), `tampered entry ${k}`);
       const dropped = proof.bucketEntries.filter((e) => e.key !== k);
       assert.ok(!verifyStateProof({ ...proof, bucketEntries: dropped }, null, root), `absence claimed by dropping ${k}'s entry`);
@@ -184,10 +187,10 @@ describe("state tree proofs", () => {
   test("an absence proof fails once tampered or against another root", () => {
     for (const k of absent.slice(0, 10)) {
       const proof = tree.prove(k);
-      const siblings = proof.siblings.map((h, i) => (i === 3 ? flip(h) : h));
-      assert.ok(!verifyStateProof({ ...proof, siblings }, null, root), k);
+      const levels = proof.levels.map((hs, i) => (i === 1 ? hs.map((h, j) => (j === 3 ? flip(h) : h)) : hs));
+      assert.ok(!verifyStateProof({ ...proof, levels }, null, root), k);
       assert.ok(!verifyStateProof(proof, null, EMPTY_STATE_ROOT), k);
-      const invented = [...proof.bucketEntries, { key: k, valueHash: new Uint8Array(32) }].sort((x, y) => (x.key < y.key ? -1 : 1));
+      const invented = [...proof.bucketEntries, { key: k, bytes: new Uint8Array(0) }].sort((x, y) => (x.key < y.key ? -1 : 1));
       assert.ok(!verifyStateProof({ ...proof, bucketEntries: invented }, new Uint8Array(0), root), `${k} with an invented entry`);
     }
   });
@@ -209,8 +212,9 @@ describe("state tree proofs", () => {
     const [k, v] = [...ref][0] as [string, number];
     const proof = tree.prove(k);
     assert.ok(verifyStateProof(proof, encode(v), root));
-    assert.ok(!verifyStateProof({ ...proof, bucket: proof.bucket ^ 1 }, encode(v), root));
-    assert.ok(!verifyStateProof({ ...proof, siblings: proof.siblings.slice(1) }, encode(v), root));
+    assert.ok(!verifyStateProof({ ...proof, bucket: (proof.bucket ^ 1) % BUCKET_COUNT }, encode(v), root));
+    assert.ok(!verifyStateProof({ ...proof, levels: proof.levels.slice(1) }, encode(v), root));
+    assert.ok(!verifyStateProof({ ...proof, levels: proof.levels.map((hs) => hs.slice(1)) }, encode(v), root));
   });
 
 });

@@ -170,13 +170,14 @@ describe("tx: every body type", () => {
     assert.equal(seen.size, t.bytes.length + 1);
   });
 
-  test("decoding copies: changing the input afterwards does not change the decoded tx", () => {
+  test("decoding keeps a view of the raw bytes (no copy) but copies every decoded field", () => {
     const t = sign(BODIES.cancel as TxBody);
     const input = t.bytes.slice();
     const d = decodeTx(input);
     input.fill(0);
-    assert.deepEqual(d.bytes, t.bytes);
-    assert.deepEqual(d.tx, t.tx);
+    assert.deepEqual(d.tx, t.tx, "fields (order id, keys) are copies");
+    assert.deepEqual(d.id, t.id, "the id was computed at decoding");
+    assert.equal(d.bytes.buffer, input.buffer, "bytes are a view: callers must not change their input");
   });
 
   test("the hand-made envelope helper agrees with the real encoder", () => {
