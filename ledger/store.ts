@@ -14,7 +14,9 @@
 //   blocks          height -> hash, signed header, time, first tx row, tx count,
 //                   state root AFTER the block (checked on reopen)
 //   txs             one row per transaction (raw bytes, result, author, seq,
-//                   type, time); indexed by id prefix, (author, seq), (type, time).
+//                   type, time), rowid in chain order. Indexed by (type, time,
+//                   author) for everything, and by id prefix and (author, seq)
+//                   for everything but readings (see recentReadings for why).
 //                   The 32-byte id is not stored: it is the hash of `raw`, and
 //                   a 48-bit prefix finds the row (~56 bytes saved per reading).
 //   latest_readings (author, meter) -> the newest reading
@@ -28,12 +30,13 @@ import { StoreError } from "./errors.js";
 import { type Genesis, genesisBlock, parseGenesis } from "./genesis.js";
 import { type Hash, toHex } from "./hash.js";
 import { type StateRecord, decodeRecord, encodeRecord } from "./records.js";
-import { type Chain, type LedgerState, type ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
-import { type SignedTx, TxType, decodeTx } from "./tx.js";
+import { type Chain, type LedgerState, ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
+import { type SignedTx, TxType, decodeTx, txId } from "./tx.js";
 
 const APPLICATION_ID = 0x50475244; // "PGRD"
 const SCHEMA_VERSION = 1;
 const ID_PREFIX_BYTES = 6;
+const RECENT_READING_IDS_MAX = 262_144; // ~73 minutes of 60 meters at 1 Hz; ~10 MB
 
 const SCHEMA = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -57,9 +60,9 @@ CREATE TABLE txs (
   result INTEGER NOT NULL,
   raw BLOB NOT NULL
 );
-CREATE INDEX txs_by_id ON txs(id_prefix);
-CREATE INDEX txs_by_author ON txs(author, seq);
-CREATE INDEX txs_by_type_time ON txs(type, time_ms);
+CREATE INDEX txs_by_id ON txs(id_prefix) WHERE type <> ${TxType.reading};
+CREATE INDEX txs_by_author ON txs(author, seq) WHERE type <> ${TxType.reading};
+CREATE INDEX txs_by_type_time ON txs(type, time_ms, author);
 CREATE TABLE latest_readings (
   author INTEGER NOT NULL,
   meter_id INTEGER NOT NULL,
@@ -210,8 +213,11 @@ export class LedgerStore {
       maxTxRow: db.prepare("SELECT COALESCE(MAX(rowid), 0) AS n FROM txs"),
       insertTx: db.prepare("INSERT INTO txs (rowid, id_prefix, height, author, seq, type, time_ms, result, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       txRange: db.prepare("SELECT raw, result FROM txs WHERE rowid >= ? AND rowid < ? ORDER BY rowid"),
-      txById: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE id_prefix = ?"),
-      txsByAuthor: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE author = ? AND seq >= ? ORDER BY seq LIMIT ?"),
+      txById: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE id_prefix = ? AND type <> ${TxType.reading}`),
+      txByRow: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE rowid = ?"),
+      recentReadingRows: db.prepare(`SELECT rowid, raw, result FROM txs WHERE type = ${TxType.reading} ORDER BY rowid DESC LIMIT ?`),
+      txsByAuthor: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE author = ? AND type <> ${TxType.reading} AND seq >= ? ORDER BY seq LIMIT ?`),
+      readingsOf: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? ORDER BY time_ms LIMIT ?`),
       txsByTypeTime: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE type = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?"),
       upsertState: db.prepare("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
       deleteState: db.prepare("DELETE FROM state WHERE key = ?"),
@@ -297,6 +303,47 @@ export class LedgerStore {
       }
     });
     run.immediate();
+    // Only once the block is durable: remember its readings' ids (see recentReadings).
+    if (this.recentReadings !== null) {
+      const first = (this.stmts.block.get(h.height) as Row).first_tx as number;
+      block.txs.forEach((t, i) => {
+        if (t.tx.body.type === "reading") this.rememberReading(idPrefix(t.id), first + i, results[i] === ResultCode.ok);
+      });
+    }
+  }
+
+  /**
+   * Readings are most of the ledger (one a second per meter) and their ids
+   * are random: a B-tree index on them rewrites a random page per reading, so
+   * an SD card would see megabytes written per block. Readings are therefore
+   * indexed on disk only by (type, time, author); the ids of the most recent
+   * RECENT_READING_IDS_MAX readings (over an hour at the design load, what a
+   * submitter asks about) are kept in memory, rebuilt from the newest rows on
+   * first use after opening. Older readings are found by meter and time.
+   */
+  private recentReadings: Map<number, number> | null = null; // id prefix -> rowid, negated when rejected
+
+  /** A replay of a reading has its id: remember the accepted one, else the first. */
+  private rememberReading(prefix: number, rowid: number, accepted: boolean): void {
+    const map = this.recentReadings;
+    assert(map !== null, "recent readings are loaded");
+    const known = map.get(prefix);
+    if (known !== undefined && (known > 0 || !accepted)) return;
+    map.delete(prefix);
+    map.set(prefix, accepted ? rowid : -rowid);
+    if (map.size > RECENT_READING_IDS_MAX) map.delete(map.keys().next().value as number);
+  }
+
+  private loadRecentReadings(): Map<number, number> {
+    if (this.recentReadings === null) {
+      this.recentReadings = new Map();
+      const rows = this.stmts.recentReadingRows.all(RECENT_READING_IDS_MAX) as Row[];
+      for (let i = rows.length - 1; i >= 0; i--) {
+        const row = rows[i] as Row;
+        this.rememberReading(idPrefix(txId(new Uint8Array(row.raw as Buffer))), row.rowid as number, row.result === ResultCode.ok);
+      }
+    }
+    return this.recentReadings;
   }
 
   getBlock(height: number): StoredBlock | null {
@@ -333,16 +380,29 @@ export class LedgerStore {
     return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot };
   }
 
+  /** Any transaction by id: every non-reading, and the most recent readings (see recentReadings). */
   getTx(id: Hash): StoredTx | null {
-    for (const row of this.stmts.txById.all(idPrefix(id)) as Row[]) {
+    const prefix = idPrefix(id);
+    for (const row of this.stmts.txById.all(prefix) as Row[]) {
       const signed = decodeTx(new Uint8Array(row.raw as Buffer));
       if (bytesEqual(signed.id, id)) return this.rowToTx(row, signed);
     }
-    return null;
+    const known = this.loadRecentReadings().get(prefix);
+    if (known === undefined) return null;
+    const row = this.stmts.txByRow.get(Math.abs(known)) as Row | undefined;
+    if (row === undefined) return null;
+    const signed = decodeTx(new Uint8Array(row.raw as Buffer));
+    return bytesEqual(signed.id, id) ? this.rowToTx(row, signed) : null;
   }
 
+  /** An author's transactions other than readings (orders, cancels, membership), by sequence. */
   txsByAuthor(author: number, fromSeq = 0, limit = 100): StoredTx[] {
     return (this.stmts.txsByAuthor.all(author, fromSeq, limit) as Row[]).map((r) => this.rowToTx(r));
+  }
+
+  /** One author's readings in [fromMs, toMs), oldest first. */
+  readingsOf(author: number, fromMs: number, toMs: number, limit = 1000): StoredTx[] {
+    return (this.stmts.readingsOf.all(fromMs, toMs, author, limit) as Row[]).map((r) => this.rowToTx(r));
   }
 
   txsByTypeTime(type: keyof typeof TxType, fromMs: number, toMs: number, limit = 100): StoredTx[] {

@@ -207,28 +207,50 @@ describe("store: reads", () => {
     assert.deepEqual(gotReplay && { height: gotReplay.height, index: gotReplay.index, result: gotReplay.result }, { height: 2, index: 5, result: ResultCode.ok });
 
     assert.equal(store.getTx(new Uint8Array(randomBytes(32))), null);
+    // Readings appended after the first lookup (the in-memory id map is live now) are found too.
+    const later = nextBlock(b.ledger, fx, { readings: 6 });
+    append(b, later);
+    const lastReading = later.txs.filter((x) => x.tx.body.type === "reading").at(-1) as SignedTx;
+    assert.equal(store.getTx(lastReading.id)?.height, 5);
     // An id sharing the indexed 6-byte prefix of a real one must not match it.
     const lookalike = new Uint8Array(replayed.id);
     lookalike[31] = (lookalike[31] as number) ^ 0xff;
     assert.equal(store.getTx(lookalike), null);
   });
 
-  test("txsByAuthor returns an author's transactions in sequence order, from a sequence, up to a limit", (t) => {
+  test("txsByAuthor returns an author's non-reading transactions in sequence order, from a sequence, up to a limit", (t) => {
+    const fx = makeFixture({ boxes: 4 });
+    const b = build(tempDir(t, "store"), fx, [12, 9, 16, 5]);
+    t.after(() => b.ledger.close());
+    let checked = 0;
+    for (let author = 0; author < fx.boxes; author++) {
+      const mine = b.blocks.flatMap((blk) => blk.txs.filter((x) => x.tx.author === author && x.tx.body.type !== "reading"));
+      const expected = mine.map((x) => x.tx.seq).sort((p, q) => p - q);
+      const got = b.ledger.store.txsByAuthor(author, 0, 1_000);
+      assert.deepEqual(got.map((x) => x.signed.tx.seq), expected);
+      assert.ok(got.every((x) => x.signed.tx.author === author && x.signed.tx.body.type !== "reading"));
+      if (expected.length >= 3) {
+        const page = b.ledger.store.txsByAuthor(author, (expected[1] as number), 2);
+        assert.deepEqual(page.map((x) => x.signed.tx.seq), expected.slice(1, 3));
+        checked++;
+      }
+    }
+    assert.ok(checked > 0, "some author has three or more orders or cancels");
+    assert.deepEqual(b.ledger.store.txsByAuthor(99), []);
+  });
+
+  test("readingsOf returns one author's readings in a time window, oldest first", (t) => {
     const fx = makeFixture({ boxes: 4 });
     const b = build(tempDir(t, "store"), fx, [12, 9, 16, 5]);
     t.after(() => b.ledger.close());
     for (let author = 0; author < fx.boxes; author++) {
-      const expected = b.blocks.flatMap((blk) => blk.txs.filter((x) => x.tx.author === author)).map((x) => x.tx.seq);
-      assert.ok(expected.length > 3);
-      const got = b.ledger.store.txsByAuthor(author, 0, 1_000);
-      assert.deepEqual(got.map((x) => x.signed.tx.seq), [...expected].sort((p, q) => p - q));
-      assert.ok(got.every((x) => x.signed.tx.author === author));
-      const page = b.ledger.store.txsByAuthor(author, 3, 2);
-      assert.deepEqual(page.map((x) => x.signed.tx.seq), [3, 4]);
-      const first = b.ledger.store.txsByAuthor(author, 0, 1)[0];
-      assert.deepEqual(first?.signed.id, b.blocks.flatMap((blk) => blk.txs).find((x) => x.tx.author === author)?.id);
+      const expected = b.blocks.flatMap((blk) => blk.txs.filter((x) => x.tx.author === author && x.tx.body.type === "reading"));
+      const got = b.ledger.store.readingsOf(author, 0, Number.MAX_SAFE_INTEGER, 10_000);
+      assert.deepEqual(got.map((x) => toHex(x.signed.id)).sort(), expected.map((x) => toHex(x.id)).sort());
+      const times = got.map((x) => (x.signed.tx.body.type === "reading" ? x.signed.tx.body.timeMs : -1));
+      assert.deepEqual(times, [...times].sort((p, q) => p - q));
     }
-    assert.deepEqual(b.ledger.store.txsByAuthor(99), []);
+    assert.deepEqual(b.ledger.store.readingsOf(0, 0, blockTimeMs(1) - 1_000), []);
   });
 
   test("txsByTypeTime returns one type in a time window, in time order, up to a limit", (t) => {
