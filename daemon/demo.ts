@@ -14,6 +14,7 @@ import { LedgerStore } from "../ledger/store.js";
 import { ResultCode } from "../ledger/state.js";
 import { type SignedTx, type TxBody, Quality, signTx } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
+import { seededSigner, solarW } from "../sim/profiles.js";
 import { Rng } from "../sim/rng.js";
 
 export interface DemoOptions {
@@ -47,19 +48,6 @@ interface DemoMeter {
   seq: number;
 }
 
-function seededSigner(rng: Rng): NodeSigner {
-  const seed = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) seed[i] = rng.int(0, 255);
-  return new NodeSigner(seed);
-}
-
-/** Solar output for the hour of day: a half sine from 06:00 to 20:00 UTC with some cloud. */
-function solarW(peakW: number, timeMs: number, rng: Rng): number {
-  const hour = (timeMs % 86_400_000) / 3_600_000;
-  if (hour < 6 || hour > 20) return 0;
-  const clearSky = Math.sin((Math.PI * (hour - 6)) / 14);
-  return Math.round(peakW * clearSky * (0.85 + 0.15 * rng.next()));
-}
 
 function prepareDir(dataDir: string): void {
   if (existsSync(dataDir)) {

@@ -29,7 +29,7 @@ import { type Block, decodeHeader, encodeHeader } from "./block.js";
 import { StoreError } from "./errors.js";
 import { type Genesis, genesisBlock, parseGenesis } from "./genesis.js";
 import { type Hash, toHex } from "./hash.js";
-import { type StateRecord, decodeRecord, encodeRecord } from "./records.js";
+import { type MeterRecord, type StateRecord, decodeRecord, encodeRecord } from "./records.js";
 import { type Chain, type LedgerState, ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
 import { type SignedTx, TxType, decodeTx, txId } from "./tx.js";
 
@@ -92,18 +92,11 @@ export interface StoredBlock {
   readonly stateRoot: Hash; // after this block
 }
 
-export interface LatestReading {
-  readonly author: number;
-  readonly meterId: number;
-  readonly height: number;
-  readonly timeMs: number;
-  readonly importWh: number;
-  readonly exportWh: number;
-  readonly powerW: number;
-  readonly voltagesDeciV: readonly number[];
-  readonly frequencyMilliHz: number;
-  readonly quality: number;
-}
+/** The newest reading of one meter, as the latest_readings table keeps it. */
+export type LatestReading = Pick<
+  MeterRecord,
+  "author" | "meterId" | "timeMs" | "importWh" | "exportWh" | "powerW" | "voltagesDeciV" | "frequencyMilliHz" | "quality"
+> & { readonly height: number };
 
 export interface OpenOptions {
   /** Refuse a store of any other chain. */

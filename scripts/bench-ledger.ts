@@ -47,6 +47,7 @@ import { merkleRoot } from "../ledger/merkle.js";
 import { type ApplyResult, type Chain, type LedgerState, ResultCode, applyBlock, checkBlock, genesisState, makeChain } from "../ledger/state.js";
 import { LedgerStore } from "../ledger/store.js";
 import { Quality, type SignatureVerifier, type SignedTx, decodeTx, encodeUnsignedTx, signTx, signatureOf, txId, txSigningMessage } from "../ledger/tx.js";
+import { seededSigner, solarW } from "../sim/profiles.js";
 import { Rng } from "../sim/rng.js";
 
 // ---------------------------------------------------------------- options
@@ -176,17 +177,6 @@ export interface BuiltBlock {
   readonly applied: ApplyResult; // applied with ACCEPT_ALL (signatures are checked in the apply phase)
 }
 
-function seededSigner(rng: Rng): NodeSigner {
-  const seed = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) seed[i] = rng.int(0, 255);
-  return new NodeSigner(seed);
-}
-
-function solarW(peakW: number, timeMs: number, rng: Rng): number {
-  const hour = (timeMs % 86_400_000) / 3_600_000;
-  if (hour < 6 || hour > 20) return 0;
-  return Math.round(peakW * Math.sin((Math.PI * (hour - 6)) / 14) * (0.85 + 0.15 * rng.next()));
-}
 
 /** A neighbourhood that produces the chain's next block on demand, like daemon/demo.ts. */
 export class Neighbourhood {
