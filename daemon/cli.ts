@@ -2,9 +2,9 @@
 // and consistent errors for unknown options, which hand-rolled parsing gets
 // wrong in small ways.
 import { Command, CommanderError, Option } from "commander";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PeergridError } from "../ledger/errors.js";
+import { PeergridError, StoreError } from "../ledger/errors.js";
 import { type Genesis, parseGenesis } from "../ledger/genesis.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { NodeSigner, NodeVerifier, readKeyFile, writeKeyFile } from "../ledger/keys.js";
@@ -101,14 +101,18 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .requiredOption("--out <file>", "where to write the genesis JSON")
     .action((o: { chainId: string; member: string[]; timeMs?: number; intervalMs?: number; out: string }) => {
       if (o.member.length === 0) throw new UsageError("give at least one --member (and at least one with the admin and box roles)");
-      if (existsSync(o.out)) throw new UsageError(`${o.out} already exists; refusing to overwrite a genesis document`);
       const genesis = parseGenesis({
         chainId: o.chainId,
         genesisTimeMs: o.timeMs ?? Date.now(),
         members: o.member.map(parseMemberSpec),
         ...(o.intervalMs === undefined ? {} : { market: { intervalMs: o.intervalMs } }),
       });
-      writeFileSync(o.out, JSON.stringify(genesis, null, 2) + "\n");
+      try {
+        writeFileSync(o.out, JSON.stringify(genesis, null, 2) + "\n", { flag: "wx" }); // never overwrite
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new UsageError(code === "EEXIST" ? `${o.out} already exists; refusing to overwrite a genesis document` : `cannot write ${o.out} (${code})`);
+      }
       log(`wrote ${o.out} for chain "${genesis.chainId}" with ${genesis.members.length} members`);
     });
 
@@ -132,7 +136,16 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .option("--json", "print the report as JSON")
     .action((dataDir: string, o: { json?: boolean }) => {
       const path = dataDir.endsWith(".sqlite") ? dataDir : ledgerPath(dataDir);
-      const store = LedgerStore.open(path, { readonly: true });
+      let store: LedgerStore;
+      try {
+        store = LedgerStore.open(path, { readonly: true });
+      } catch (err) {
+        // A file that is corrupt, foreign or of another schema is the auditor's finding, not a usage error.
+        if (!(err instanceof StoreError) || err.code === "PG_ERR_STORE_MISSING") throw err;
+        log(`FAULT: ${err.code}: ${err.message}`);
+        setExit(Exit.fault);
+        return;
+      }
       try {
         const report = verifyChain(store, new NodeVerifier());
         printReport(report, o.json === true, log);

@@ -109,15 +109,15 @@ function readHeader(r: Reader): { header: BlockHeader; signature: Uint8Array } {
   const version = r.u8("block version");
   if (version !== BLOCK_VERSION) r.fail(DecodeReason.unsupportedVersion, `block version ${version} (this box reads ${BLOCK_VERSION})`);
   const height = r.uvar("height", 2 ** 48);
-  const parentHash = r.fixed(HASH_BYTES, "parentHash").slice();
+  const parentHash = r.copy(HASH_BYTES, "parentHash");
   const timeMs = r.uvar("timeMs", TIME_MS_MAX);
-  const txRoot = r.fixed(HASH_BYTES, "txRoot").slice();
-  const stateRoot = r.fixed(HASH_BYTES, "stateRoot").slice();
+  const txRoot = r.copy(HASH_BYTES, "txRoot");
+  const stateRoot = r.copy(HASH_BYTES, "stateRoot");
   const proposer = r.uvar("proposer", AUTHOR_MAX);
   const raftTerm = r.uvar("raftTerm", 2 ** 48);
   const raftIndex = r.uvar("raftIndex", 2 ** 48);
   const txCount = r.uvar("txCount", BLOCK_TXS_MAX);
-  const signature = r.fixed(SIGNATURE_BYTES, "block signature").slice();
+  const signature = r.copy(SIGNATURE_BYTES, "block signature");
   const header = { version, height, parentHash, timeMs, txRoot, stateRoot, proposer, raftTerm, raftIndex, txCount };
   return { header, signature };
 }

@@ -190,6 +190,14 @@ export class Reader {
     return out;
   }
 
+  /**
+   * Like fixed(), but a fresh copy. (Not view.slice(): on a Node Buffer,
+   * slice() is a view of the same memory, which a caller may reuse.)
+   */
+  copy(length: number, what: string): Uint8Array {
+    return new Uint8Array(this.fixed(length, what));
+  }
+
   bytes(maxLength: number, what: string): Uint8Array {
     const length = this.uvar(`${what} length`);
     if (length > maxLength) this.fail(DecodeReason.oversized, `${what} is ${length} bytes, limit ${maxLength}`);

@@ -1,7 +1,7 @@
 // State records: what the ledger state machine keeps, under which key, and
 // the canonical encoding each leaf of the state tree commits to.
 //
-//   g                     GlobalRecord   member count, active admins
+//   g                     GlobalRecord   member count, active admins and boxes
 //   m/<member>            MemberRecord   key, roles, active, last sequence
 //   k/<public key hex>    KeyRecord      public key -> member index
 //   r/<member>/<meter>    MeterRecord    latest reading and last good counters
@@ -31,6 +31,7 @@ export interface GlobalRecord {
   readonly kind: "global";
   readonly memberCount: number; // next member index
   readonly activeAdmins: number;
+  readonly activeBoxes: number;
 }
 
 export interface MemberRecord {
@@ -97,7 +98,7 @@ export function encodeRecord(rec: StateRecord): Uint8Array {
   w.u8(RecordKind[rec.kind]);
   switch (rec.kind) {
     case "global":
-      w.uvar(rec.memberCount).uvar(rec.activeAdmins);
+      w.uvar(rec.memberCount).uvar(rec.activeAdmins).uvar(rec.activeBoxes);
       break;
     case "member":
       w.uvar(rec.index).fixed(rec.publicKey, PUBLIC_KEY_BYTES).u8(rec.roles).bool(rec.active);
@@ -131,13 +132,18 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
   let rec: StateRecord;
   switch (kind) {
     case RecordKind.global:
-      rec = { kind: "global", memberCount: r.uvar("memberCount", AUTHOR_MAX + 1), activeAdmins: r.uvar("activeAdmins", AUTHOR_MAX + 1) };
+      rec = {
+        kind: "global",
+        memberCount: r.uvar("memberCount", AUTHOR_MAX + 1),
+        activeAdmins: r.uvar("activeAdmins", AUTHOR_MAX + 1),
+        activeBoxes: r.uvar("activeBoxes", AUTHOR_MAX + 1),
+      };
       break;
     case RecordKind.member:
       rec = {
         kind: "member",
         index: r.uvar("index", AUTHOR_MAX),
-        publicKey: r.fixed(PUBLIC_KEY_BYTES, "publicKey").slice(),
+        publicKey: r.copy(PUBLIC_KEY_BYTES, "publicKey"),
         roles: r.u8("roles"),
         active: r.bool("active"),
         name: r.str(MEMBER_NAME_BYTES_MAX, "name"),
@@ -169,7 +175,7 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
       break;
     }
     case RecordKind.order: {
-      const id = r.fixed(HASH_BYTES, "id").slice();
+      const id = r.copy(HASH_BYTES, "id");
       const author = r.uvar("author", AUTHOR_MAX);
       const sideCode = r.u8("side");
       // Refuse 2..255 rather than read them as "sell": one record, one encoding.

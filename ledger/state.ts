@@ -6,14 +6,16 @@
 // every box. A block whose header is wrong (link, height, time, roots,
 // proposer, signature, size) cannot be applied at all: BlockRejectedError.
 // Inside a good block every transaction gets a result code; only those with
-// ResultCode.ok change the state. The input state is never modified.
+// ResultCode.ok change the state, except that an authentic transaction in
+// sequence always consumes its author's sequence number (so no signed bytes
+// can be replayed into acceptance later). The input state is never modified.
 //
 // Invariants (checked by assertions):
 //   result.state.height === state.height + 1
 //   results.length === block.txs.length
 //   a member's lastSeq only grows; a meter's good counters only grow
 import { assert, assertNever, bytesEqual } from "./assert.js";
-import { type Block, HEADER_BYTES_MAX, blockSigningMessage } from "./block.js";
+import { type Block, HEADER_BYTES_MAX, blockHash, blockSigningMessage } from "./block.js";
 import { varintSize } from "./codec.js";
 import { BlockRejectedError } from "./errors.js";
 import { type Genesis, genesisBlock, rolesMask } from "./genesis.js";
@@ -34,6 +36,7 @@ import {
 } from "./records.js";
 import { StateTree } from "./state-tree.js";
 import {
+  AUTHOR_MAX,
   type CancelBody,
   type MemberBody,
   type OrderBody,
@@ -94,6 +97,8 @@ export const ResultCode = {
   unknownSubject: 31,
   lastAdmin: 32,
   noRoles: 33,
+  lastBox: 34,
+  memberLimit: 35,
 } as const;
 export type ResultCode = (typeof ResultCode)[keyof typeof ResultCode];
 
@@ -112,15 +117,17 @@ export function genesisState(chain: Chain): LedgerState {
   const g = chain.genesis;
   const changes = new Map<string, StateRecord | null>();
   let activeAdmins = 0;
+  let activeBoxes = 0;
   g.members.forEach((m, index) => {
     const publicKey = parseHex(m.publicKey, 32);
     assert(publicKey !== null, "genesis keys were validated");
     const roles = rolesMask(m.roles);
     if ((roles & Role.admin) !== 0) activeAdmins++;
+    if ((roles & Role.box) !== 0) activeBoxes++;
     changes.set(memberKey(index), { kind: "member", index, publicKey, roles, active: true, name: m.name, lastSeq: 0, openOrders: 0 });
     changes.set(publicKeyKey(publicKey), { kind: "key", member: index });
   });
-  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins });
+  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins, activeBoxes });
   return { chain, height: 0, blockHash: chain.hash, timeMs: g.genesisTimeMs, raftTerm: 0, raftIndex: 0, tree: emptyTree().withUpdates(changes) };
 }
 
@@ -157,6 +164,8 @@ export function checkBlock(state: LedgerState, block: Block, verifier: Signature
   const h = block.header;
   const p = state.chain.genesis.ledger;
   if (h.height !== state.height + 1) reject("PG_ERR_BLOCK_HEIGHT", block, `expected height ${state.height + 1}`);
+  // The hash becomes the next block's parent: never trust a Block object's own claim.
+  if (!bytesEqual(block.hash, blockHash(h))) reject("PG_ERR_BLOCK_HASH", block, "its hash is not the hash of its header");
   if (!bytesEqual(h.parentHash, state.blockHash)) reject("PG_ERR_BLOCK_PARENT", block, `parent hash ${toHex(h.parentHash)} is not ${toHex(state.blockHash)}`);
   if (h.timeMs <= state.timeMs) reject("PG_ERR_BLOCK_TIME", block, `time ${h.timeMs} is not after the parent's ${state.timeMs}`);
   if (h.raftTerm < state.raftTerm || h.raftIndex <= state.raftIndex) {
@@ -237,12 +246,14 @@ export function applyTx(ctx: TxContext, t: SignedTx): ResultCode {
     default:
       return assertNever(body, "tx body");
   }
-  if (code === ResultCode.ok) {
-    // Re-read: the body may have changed the author's record (open orders, roles).
-    const current = ctx.overlay.get<MemberRecord>(memberKey(tx.author), "member");
-    assert(current !== undefined && current.lastSeq < tx.seq, "sequence numbers only grow");
-    ctx.overlay.set(memberKey(tx.author), { ...current, lastSeq: tx.seq });
-  }
+  // An authentic, in-sequence transaction consumes its sequence number even
+  // when a rule rejects it: otherwise its signed bytes could be replayed later,
+  // when the rule would pass (an order for an interval that has come into
+  // range, an enrolment once an admin exists...). Nothing else changes.
+  // Re-read: the body may have changed the author's record (open orders, roles).
+  const current = ctx.overlay.get<MemberRecord>(memberKey(tx.author), "member");
+  assert(current !== undefined && current.lastSeq < tx.seq, "sequence numbers only grow");
+  ctx.overlay.set(memberKey(tx.author), { ...current, lastSeq: tx.seq });
   return code;
 }
 
@@ -342,24 +353,32 @@ function applyMember(ctx: TxContext, author: MemberRecord, b: MemberBody): Resul
       if (b.roles === 0) return ResultCode.noRoles;
       if (ctx.overlay.get(publicKeyKey(b.publicKey), "key") !== undefined) return ResultCode.keyAlreadyEnrolled;
       const index = global.memberCount;
+      if (index > AUTHOR_MAX) return ResultCode.memberLimit; // member indexes must stay encodable
       ctx.overlay.set(memberKey(index), { kind: "member", index, publicKey: b.publicKey, roles: b.roles, active: true, name: b.name, lastSeq: 0, openOrders: 0 });
       ctx.overlay.set(publicKeyKey(b.publicKey), { kind: "key", member: index });
-      const admins = global.activeAdmins + ((b.roles & Role.admin) !== 0 ? 1 : 0);
-      ctx.overlay.set(GLOBAL_KEY, { ...global, memberCount: index + 1, activeAdmins: admins });
+      ctx.overlay.set(GLOBAL_KEY, {
+        ...global,
+        memberCount: index + 1,
+        activeAdmins: global.activeAdmins + ((b.roles & Role.admin) !== 0 ? 1 : 0),
+        activeBoxes: global.activeBoxes + ((b.roles & Role.box) !== 0 ? 1 : 0),
+      });
       return ResultCode.ok;
     }
     case "remove":
     case "setRoles": {
       const subject = ctx.overlay.get<MemberRecord>(memberKey(b.subject), "member");
       if (subject === undefined || !subject.active) return ResultCode.unknownSubject;
-      const newRoles = b.action === "remove" ? subject.roles : b.roles;
+      const newRoles = b.action === "remove" ? 0 : b.roles;
       if (b.action === "setRoles" && newRoles === 0) return ResultCode.noRoles;
-      const wasAdmin = (subject.roles & Role.admin) !== 0;
-      const staysAdmin = b.action === "setRoles" && (newRoles & Role.admin) !== 0;
-      const admins = global.activeAdmins - (wasAdmin ? 1 : 0) + (staysAdmin ? 1 : 0);
+      const count = (role: number, roles: number): number => ((roles & role) !== 0 ? 1 : 0);
+      const admins = global.activeAdmins - count(Role.admin, subject.roles) + count(Role.admin, newRoles);
+      const boxes = global.activeBoxes - count(Role.box, subject.roles) + count(Role.box, newRoles);
+      // Someone must stay able to enrol members, and someone able to propose blocks.
       if (admins < 1) return ResultCode.lastAdmin;
-      ctx.overlay.set(memberKey(b.subject), { ...subject, roles: newRoles, active: b.action !== "remove" });
-      ctx.overlay.set(GLOBAL_KEY, { ...global, activeAdmins: admins });
+      if (boxes < 1) return ResultCode.lastBox;
+      const roles = b.action === "remove" ? subject.roles : newRoles; // a removed member keeps its record for the audit trail
+      ctx.overlay.set(memberKey(b.subject), { ...subject, roles, active: b.action !== "remove" });
+      ctx.overlay.set(GLOBAL_KEY, { ...global, activeAdmins: admins, activeBoxes: boxes });
       return ResultCode.ok;
     }
     default:

@@ -98,6 +98,23 @@ export type LatestReading = Pick<
   "author" | "meterId" | "timeMs" | "importWh" | "exportWh" | "powerW" | "voltagesDeciV" | "frequencyMilliHz" | "quality"
 > & { readonly height: number };
 
+export interface TxColumns {
+  readonly idPrefix: number;
+  readonly height: number;
+  readonly author: number;
+  readonly seq: number;
+  readonly type: number;
+  readonly timeMs: number;
+}
+
+export interface RawBlock {
+  readonly hash: Uint8Array;
+  readonly header: Uint8Array;
+  readonly timeMs: number; // the blocks.time_ms column
+  readonly stateRoot: Uint8Array;
+  readonly txs: readonly { readonly raw: Uint8Array; readonly result: number; readonly columns: TxColumns }[];
+}
+
 export interface OpenOptions {
   /** Refuse a store of any other chain. */
   readonly genesis?: Genesis;
@@ -205,10 +222,11 @@ export class LedgerStore {
       insertBlock: db.prepare("INSERT INTO blocks (height, hash, header, time_ms, first_tx, tx_count, state_root) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       maxTxRow: db.prepare("SELECT COALESCE(MAX(rowid), 0) AS n FROM txs"),
       insertTx: db.prepare("INSERT INTO txs (rowid, id_prefix, height, author, seq, type, time_ms, result, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-      txRange: db.prepare("SELECT raw, result FROM txs WHERE rowid >= ? AND rowid < ? ORDER BY rowid"),
-      txById: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE id_prefix = ? AND type <> ${TxType.reading}`),
+      txRange: db.prepare("SELECT rowid, id_prefix, height, author, seq, type, time_ms, result, raw FROM txs WHERE rowid >= ? AND rowid < ? ORDER BY rowid"),
+      // A replayed tx has the same id as its original: the copy that took effect first.
+      txById: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE id_prefix = ? AND type <> ${TxType.reading} ORDER BY result = 0 DESC, rowid`),
       txByRow: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE rowid = ?"),
-      recentReadingRows: db.prepare(`SELECT rowid, raw, result FROM txs WHERE type = ${TxType.reading} ORDER BY rowid DESC LIMIT ?`),
+      recentReadingRows: db.prepare(`SELECT rowid, raw FROM txs WHERE type = ${TxType.reading} AND result = 0 ORDER BY rowid DESC LIMIT ?`),
       txsByAuthor: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE author = ? AND type <> ${TxType.reading} AND seq >= ? ORDER BY seq LIMIT ?`),
       readingsOf: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? ORDER BY time_ms LIMIT ?`),
       txsByTypeTime: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE type = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?"),
@@ -265,7 +283,10 @@ export class LedgerStore {
       );
     }
     const { header } = block.block;
-    return { chain: this.chain, height: head.height, blockHash: head.hash, timeMs: head.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex, tree };
+    // Height, hash and time come from the decoded header (checked against the
+    // row's hash by getBlock), never from the convenience columns.
+    assert(header.height === head.height, "head row and header agree on height");
+    return { chain: this.chain, height: header.height, blockHash: block.block.hash, timeMs: header.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex, tree };
   }
 
   /**
@@ -283,9 +304,8 @@ export class LedgerStore {
       const firstRow = (this.stmts.maxTxRow.get() as { n: number }).n + 1;
       this.stmts.insertBlock.run(h.height, Buffer.from(block.hash), Buffer.from(encodeHeader(h, block.signature)), h.timeMs, firstRow, block.txs.length, Buffer.from(state.tree.root));
       block.txs.forEach((t, i) => {
-        const body = t.tx.body;
-        const timeMs = body.type === "reading" ? body.timeMs : h.timeMs;
-        this.stmts.insertTx.run(firstRow + i, idPrefix(t.id), h.height, t.tx.author, t.tx.seq, TxType[body.type], timeMs, results[i] as number, Buffer.from(t.bytes));
+        const c = LedgerStore.txColumns(t, h.height, h.timeMs);
+        this.stmts.insertTx.run(firstRow + i, c.idPrefix, c.height, c.author, c.seq, c.type, c.timeMs, results[i] as number, Buffer.from(t.bytes));
       });
       for (const [key, rec] of changes) {
         if (rec === null) this.stmts.deleteState.run(key);
@@ -300,7 +320,7 @@ export class LedgerStore {
     if (this.recentReadings !== null) {
       const first = (this.stmts.block.get(h.height) as Row).first_tx as number;
       block.txs.forEach((t, i) => {
-        if (t.tx.body.type === "reading") this.rememberReading(idPrefix(t.id), first + i, results[i] === ResultCode.ok);
+        if (t.tx.body.type === "reading" && results[i] === ResultCode.ok) this.rememberReading(idPrefix(t.id), first + i);
       });
     }
   }
@@ -314,16 +334,13 @@ export class LedgerStore {
    * submitter asks about) are kept in memory, rebuilt from the newest rows on
    * first use after opening. Older readings are found by meter and time.
    */
-  private recentReadings: Map<number, number> | null = null; // id prefix -> rowid, negated when rejected
+  private recentReadings: Map<number, number> | null = null; // id prefix -> rowid of an accepted reading
 
-  /** A replay of a reading has its id: remember the accepted one, else the first. */
-  private rememberReading(prefix: number, rowid: number, accepted: boolean): void {
+  private rememberReading(prefix: number, rowid: number): void {
     const map = this.recentReadings;
     assert(map !== null, "recent readings are loaded");
-    const known = map.get(prefix);
-    if (known !== undefined && (known > 0 || !accepted)) return;
-    map.delete(prefix);
-    map.set(prefix, accepted ? rowid : -rowid);
+    if (map.has(prefix)) return; // a replay of an accepted reading is always rejected: keep the original
+    map.set(prefix, rowid);
     if (map.size > RECENT_READING_IDS_MAX) map.delete(map.keys().next().value as number);
   }
 
@@ -333,7 +350,7 @@ export class LedgerStore {
       const rows = this.stmts.recentReadingRows.all(RECENT_READING_IDS_MAX) as Row[];
       for (let i = rows.length - 1; i >= 0; i--) {
         const row = rows[i] as Row;
-        this.rememberReading(idPrefix(txId(new Uint8Array(row.raw as Buffer))), row.rowid as number, row.result === ResultCode.ok);
+        this.rememberReading(idPrefix(txId(new Uint8Array(row.raw as Buffer))), row.rowid as number);
       }
     }
     return this.recentReadings;
@@ -354,12 +371,22 @@ export class LedgerStore {
   }
 
   /** Raw rows of one block, for auditors who must re-check bytes before trusting them. */
-  rawBlock(height: number): { hash: Uint8Array; header: Uint8Array; stateRoot: Uint8Array; txs: { raw: Uint8Array; result: number }[] } | null {
+  rawBlock(height: number): RawBlock | null {
     const row = this.stmts.block.get(height) as Row | undefined;
     if (row === undefined) return null;
     const first = row.first_tx as number;
-    const txs = (this.stmts.txRange.all(first, first + (row.tx_count as number)) as Row[]).map((r) => ({ raw: new Uint8Array(r.raw as Buffer), result: r.result as number }));
-    return { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), stateRoot: new Uint8Array(row.state_root as Buffer), txs };
+    const txs = (this.stmts.txRange.all(first, first + (row.tx_count as number)) as Row[]).map((r) => ({
+      raw: new Uint8Array(r.raw as Buffer),
+      result: r.result as number,
+      columns: { idPrefix: r.id_prefix as number, height: r.height as number, author: r.author as number, seq: r.seq as number, type: r.type as number, timeMs: r.time_ms as number },
+    }));
+    return { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), timeMs: row.time_ms as number, stateRoot: new Uint8Array(row.state_root as Buffer), txs };
+  }
+
+  /** The columns a transaction's row would have: what the indexes and queries read. */
+  static txColumns(t: SignedTx, height: number, blockTimeMs: number): TxColumns {
+    const body = t.tx.body;
+    return { idPrefix: idPrefix(t.id), height, author: t.tx.author, seq: t.tx.seq, type: TxType[body.type], timeMs: body.type === "reading" ? body.timeMs : blockTimeMs };
   }
 
   private rowToBlock(row: Row): StoredBlock {
@@ -373,16 +400,19 @@ export class LedgerStore {
     return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot };
   }
 
-  /** Any transaction by id: every non-reading, and the most recent readings (see recentReadings). */
+  /**
+   * A transaction by id: any non-reading (the accepted copy when it was
+   * replayed), and the most recent accepted readings (see recentReadings).
+   */
   getTx(id: Hash): StoredTx | null {
     const prefix = idPrefix(id);
     for (const row of this.stmts.txById.all(prefix) as Row[]) {
       const signed = decodeTx(new Uint8Array(row.raw as Buffer));
       if (bytesEqual(signed.id, id)) return this.rowToTx(row, signed);
     }
-    const known = this.loadRecentReadings().get(prefix);
-    if (known === undefined) return null;
-    const row = this.stmts.txByRow.get(Math.abs(known)) as Row | undefined;
+    const rowid = this.loadRecentReadings().get(prefix);
+    if (rowid === undefined) return null;
+    const row = this.stmts.txByRow.get(rowid) as Row | undefined;
     if (row === undefined) return null;
     const signed = decodeTx(new Uint8Array(row.raw as Buffer));
     return bytesEqual(signed.id, id) ? this.rowToTx(row, signed) : null;

@@ -226,7 +226,7 @@ function decodeMember(r: Reader): MemberBody {
   const action = r.u8("member action");
   switch (action) {
     case MemberAction.enrol: {
-      const publicKey = r.fixed(PUBLIC_KEY_BYTES, "publicKey").slice();
+      const publicKey = r.copy(PUBLIC_KEY_BYTES, "publicKey");
       const roles = decodeRoles(r);
       const name = r.str(MEMBER_NAME_BYTES_MAX, "member name");
       return { type: "member", action: "enrol", publicKey, roles, name };
@@ -292,7 +292,7 @@ export function decodeTx(bytes: Uint8Array): SignedTx {
       body = decodeOrder(r);
       break;
     case "cancel":
-      body = { type: "cancel", orderId: r.fixed(HASH_BYTES, "orderId").slice() };
+      body = { type: "cancel", orderId: r.copy(HASH_BYTES, "orderId") };
       break;
     case "member":
       body = decodeMember(r);

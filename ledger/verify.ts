@@ -10,7 +10,7 @@ import { genesisBlock } from "./genesis.js";
 import { toHex } from "./hash.js";
 import { encodeRecord } from "./records.js";
 import { type LedgerState, ResultCode, applyBlock, genesisState, resultName } from "./state.js";
-import type { LedgerStore } from "./store.js";
+import { LedgerStore, type TxColumns } from "./store.js";
 import { type SignatureVerifier, type SignedTx, type TxTypeName, decodeTx, signatureOf, txSigningMessage } from "./tx.js";
 
 export interface VerifyFault {
@@ -68,9 +68,11 @@ export function verifyChain(store: LedgerStore, verifier: SignatureVerifier, onB
       onBlock?.(height, headHeight);
     }
     const stateRecords = compareSavedState(store, state);
+    compareLatestReadings(store, state);
     return { ...base, ok: true, blocks, transactions, byType, rejected, headHash: toHex(state.blockHash), stateRoot: toHex(state.tree.root), stateRecords, fault: null };
-  } catch (err) {
-    if (!(err instanceof Fault)) throw err;
+  } catch (caught) {
+    // Anything else (an SQLite read error, a cell of the wrong type) is a fault of the store too.
+    const err = caught instanceof Fault ? caught : new Fault({ height: state.height + 1, txIndex: null, txId: null, code: "PG_ERR_VERIFY_UNREADABLE", message: `the store cannot be read past block ${state.height}: ${caught instanceof Error ? caught.message : String(caught)}` });
     return { ...base, ok: false, blocks, transactions, byType, rejected, headHash: toHex(state.blockHash), stateRoot: toHex(state.tree.root), stateRecords: 0, fault: err.fault };
   }
 }
@@ -127,13 +129,20 @@ function verifyBlock(
     if (err.code === "PG_ERR_BLOCK_TX_ROOT") blameTransaction(state, txs, height, verifier);
     fault(height, err.code, err.message);
   }
+  // The convenience columns are checked after the block itself, whose faults say more.
+  if (raw.timeMs !== header.timeMs) fault(height, "PG_ERR_VERIFY_COLUMNS", `blocks.time_ms ${raw.timeMs} is not the header's time ${header.timeMs}`);
   result.results.forEach((code, i) => {
     const recorded = raw.txs[i]?.result;
     if (recorded !== code) {
       const t = txs[i] as SignedTx;
       fault(height, "PG_ERR_VERIFY_RESULT", `transaction ${i} (${t.tx.body.type} by member ${t.tx.author}) was recorded as ${resultName(recorded ?? -1)} but re-validates as ${resultName(code)}`, i, toHex(t.id));
     }
-    count(txs[i] as SignedTx, code);
+    const t = txs[i] as SignedTx;
+    const stored = raw.txs[i]?.columns;
+    const expected = LedgerStore.txColumns(t, height, header.timeMs);
+    const wrong = stored === undefined ? ["row"] : (Object.keys(expected) as (keyof TxColumns)[]).filter((k) => stored[k] !== expected[k]);
+    if (wrong.length > 0) fault(height, "PG_ERR_VERIFY_COLUMNS", `transaction ${i}: its row's ${wrong.join(", ")} disagree with its bytes (the indexes would find wrong rows)`, i, toHex(t.id));
+    count(t, code);
   });
   if (!bytesEqual(result.state.tree.root, raw.stateRoot)) {
     fault(height, "PG_ERR_VERIFY_STATE_ROOT", `re-applying gives state root ${toHex(result.state.tree.root)}, the store recorded ${toHex(raw.stateRoot)}`);
@@ -169,4 +178,27 @@ function compareSavedState(store: LedgerStore, state: LedgerState): number {
   const extra = saved.keys().next();
   if (!extra.done) fault(height, "PG_ERR_VERIFY_SAVED_STATE", `saved state has record ${extra.value} that the chain never produced`);
   return n;
+}
+
+/** The latest_readings table must be exactly the meter records of the final state. */
+function compareLatestReadings(store: LedgerStore, state: LedgerState): void {
+  const rows = new Map(store.latestReadings().map((r) => [`${r.author}/${r.meterId}`, r]));
+  for (const e of state.tree.entries()) {
+    if (e.value.kind !== "meter") continue;
+    const m = e.value;
+    const row = rows.get(`${m.author}/${m.meterId}`);
+    const same =
+      row !== undefined &&
+      row.timeMs === m.timeMs &&
+      row.importWh === m.importWh &&
+      row.exportWh === m.exportWh &&
+      row.powerW === m.powerW &&
+      row.frequencyMilliHz === m.frequencyMilliHz &&
+      row.quality === m.quality &&
+      row.voltagesDeciV.join(",") === m.voltagesDeciV.join(",");
+    if (!same) fault(state.height, "PG_ERR_VERIFY_LATEST_READINGS", `latest_readings row of meter ${m.author}/${m.meterId} differs from the chain's latest reading`);
+    rows.delete(`${m.author}/${m.meterId}`);
+  }
+  const extra = rows.keys().next();
+  if (!extra.done) fault(state.height, "PG_ERR_VERIFY_LATEST_READINGS", `latest_readings has meter ${extra.value}, which never sent a reading`);
 }

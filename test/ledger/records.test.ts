@@ -7,7 +7,7 @@ import { type StateRecord, decodeRecord, encodeRecord, memberKey, meterKey, orde
 import { T0, keyFor } from "./fixtures.js";
 
 const RECORDS: StateRecord[] = [
-  { kind: "global", memberCount: 12, activeAdmins: 2 },
+  { kind: "global", memberCount: 12, activeAdmins: 2, activeBoxes: 5 },
   { kind: "member", index: 3, publicKey: keyFor("r").publicKey, roles: 0b10011, active: false, name: "Zoë", lastSeq: 2 ** 40, openOrders: 31 },
   { kind: "key", member: 2 ** 24 - 1 },
   {

@@ -9,7 +9,7 @@ import { hash, toHex, utf8 } from "../../ledger/hash.js";
 import { NodeSigner } from "../../ledger/keys.js";
 import { type MemberRecord, type MeterRecord, type OrderRecord, GLOBAL_KEY, memberKey, meterKey, orderKey } from "../../ledger/records.js";
 import { type LedgerState, ResultCode, applyBlock, energyBoundWh, genesisState, makeChain, resultName } from "../../ledger/state.js";
-import { type SignedTx, type TxBody, Quality, Role } from "../../ledger/tx.js";
+import { AUTHOR_MAX, type SignedTx, type TxBody, Quality, Role } from "../../ledger/tx.js";
 import { Harness, INTERVAL_MS, type TestMember, deepFreeze, genesisJson, order, reading, treeDump, verifier } from "./fixtures.js";
 
 // The neighbourhood. Indexes are genesis order.
@@ -40,11 +40,32 @@ const names = (codes: readonly number[]): string[] => codes.map(resultName);
  * `code`, everything before it is ok, and the state root is the same as if
  * `bad` had never been in the block.
  */
+/** Codes given before the signature and sequence number are known good: such a tx changes nothing at all. */
+const ENVELOPE_FAILURES: ReadonlySet<number> = new Set([ResultCode.unknownAuthor, ResultCode.authorRemoved, ResultCode.badSignature, ResultCode.staleSequence, ResultCode.sequenceGap]);
+
+/**
+ * The tx is rejected with `code`. A tx refused for its envelope changes
+ * nothing; one refused by a rule changes only its author's lastSeq (it
+ * consumes its sequence number, so it can never be replayed into acceptance).
+ */
 function rejects(bad: SignedTx, code: ResultCode, before: SignedTx[] = []): void {
   const withBad = h.try([...before, bad]);
   assert.deepEqual(names(withBad.results), [...before.map(() => "ok"), resultName(code)]);
   const without = h.try(before);
-  assert.equal(toHex(withBad.state.tree.root), toHex(without.state.tree.root), "a rejected tx changes nothing");
+  if (ENVELOPE_FAILURES.has(code)) {
+    assert.equal(toHex(withBad.state.tree.root), toHex(without.state.tree.root), "a tx rejected for its envelope changes nothing");
+    return;
+  }
+  const key = memberKey(bad.tx.author);
+  const changed = new Set([...withBad.state.tree.entries(), ...without.state.tree.entries()].map((e) => e.key));
+  for (const k of changed) {
+    if (k === key) continue;
+    assert.deepEqual(withBad.state.tree.get(k), without.state.tree.get(k), `a rejected tx changes nothing but its author's sequence (${k})`);
+  }
+  const a = withBad.state.tree.get(key) as MemberRecord;
+  const b = without.state.tree.get(key) as MemberRecord;
+  assert.equal(a.lastSeq, bad.tx.seq, "a rule rejection consumes the sequence number");
+  assert.deepEqual({ ...a, lastSeq: 0 }, { ...b, lastSeq: 0 }, "and changes nothing else of the author");
 }
 
 function accepts(...txs: SignedTx[]): void {
@@ -74,7 +95,7 @@ describe("state: genesis", () => {
     assert.equal(s.height, 0);
     assert.deepEqual(s.blockHash, genesisBlock(h.genesis).hash);
     assert.equal(s.tree.size, 2 * MEMBERS.length + 1);
-    assert.deepEqual(get(GLOBAL_KEY), { kind: "global", memberCount: 4, activeAdmins: 1 });
+    assert.deepEqual(get(GLOBAL_KEY), { kind: "global", memberCount: 4, activeAdmins: 1, activeBoxes: 2 });
     const a = get<MemberRecord>(memberKey(BOX_A));
     assert.equal(a?.roles, Role.box | Role.admin);
     assert.equal(a?.lastSeq, 0);
@@ -260,6 +281,24 @@ describe("state: every result code", () => {
     rejects(memberTx(BOX_A, { action: "setRoles", subject: ANN, roles: 0 }), ResultCode.noRoles);
   });
 
+  test("lastBox: the last box cannot be removed or lose its box role (no block could follow)", () => {
+    accepts(memberTx(BOX_A, { action: "setRoles", subject: ANN, roles: Role.user | Role.admin }));
+    accepts(memberTx(BOX_A, { action: "remove", subject: BOX_B }));
+    assert.equal(get<{ activeBoxes: number }>(GLOBAL_KEY)?.activeBoxes, 1);
+    rejects(memberTx(BOX_A, { action: "setRoles", subject: BOX_A, roles: Role.admin }), ResultCode.lastBox);
+    rejects(memberTx(ANN, { action: "remove", subject: BOX_A }), ResultCode.lastBox);
+    accepts(memberTx(ANN, { action: "enrol", publicKey: NodeSigner.generate().publicKey, roles: Role.box, name: "box C" }));
+    accepts(memberTx(ANN, { action: "remove", subject: BOX_A }));
+    assert.equal(get<{ activeBoxes: number }>(GLOBAL_KEY)?.activeBoxes, 1);
+  });
+
+  test("memberLimit: no member index beyond what the encoding can carry", () => {
+    const global = get<{ kind: "global"; memberCount: number; activeAdmins: number; activeBoxes: number }>(GLOBAL_KEY);
+    assert.ok(global !== undefined);
+    h.state = { ...h.state, tree: h.state.tree.withUpdates(new Map([[GLOBAL_KEY, { ...global, memberCount: AUTHOR_MAX + 1 }]])) };
+    rejects(memberTx(BOX_A, { action: "enrol", publicKey: NodeSigner.generate().publicKey, roles: Role.user, name: "one too many" }), ResultCode.memberLimit);
+  });
+
   test("every result code but ok has a test above", () => {
     // Keep this list in step with ResultCode: a new code needs a transcript here.
     const covered = [
@@ -267,12 +306,23 @@ describe("state: every result code", () => {
       "readingTimeOrder", "readingTimeWindow", "readingCounterBackwards", "readingCounterJump",
       "orderEnergy", "orderPrice", "orderInterval", "orderExpired", "orderCounterparty", "openOrdersLimit",
       "orderNotFound", "notOrderAuthor", "keyAlreadyEnrolled", "unknownSubject", "lastAdmin", "noRoles",
+      "lastBox", "memberLimit",
     ];
     assert.deepEqual(Object.keys(ResultCode).filter((k) => k !== "ok").sort(), [...covered].sort());
   });
 });
 
 describe("state: membership, replays and meter baselines", () => {
+  test("a tx rejected by a rule consumes its sequence number: its bytes cannot be replayed once the rule would pass", () => {
+    const newcomer = 4; // the next member index
+    const early = orderTx(ANN, { counterparty: newcomer });
+    rejects(early, ResultCode.orderCounterparty);
+    h.apply([early]);
+    accepts(memberTx(BOX_A, { action: "enrol", publicKey: NodeSigner.generate().publicKey, roles: Role.box, name: "newcomer" }));
+    assert.deepEqual(names(h.apply([early]).results), ["staleSequence"]);
+    assert.equal(get<MemberRecord>(memberKey(ANN))?.openOrders, 0);
+  });
+
   test("a member enrolled by an admin can then submit", () => {
     const newBox = NodeSigner.generate();
     accepts(memberTx(BOX_A, { action: "enrol", publicKey: newBox.publicKey, roles: Role.box | Role.user, name: "box C" }));
@@ -355,6 +405,11 @@ describe("state: blocks that cannot be applied", () => {
 
   test("PG_ERR_BLOCK_PARENT: a parent hash that is not the last block's", () => {
     blockRejected(h.block([], { parentHash: hash(utf8("fork")) }), "PG_ERR_BLOCK_PARENT");
+  });
+
+  test("PG_ERR_BLOCK_HASH: a block object whose hash is not its header's", () => {
+    const b = h.block([]);
+    blockRejected({ ...b, hash: hash(utf8("claimed")) }, "PG_ERR_BLOCK_HASH");
   });
 
   test("PG_ERR_BLOCK_TIME: a time not after the parent's", () => {

@@ -200,8 +200,9 @@ describe("store: reads", () => {
       assert.equal(got.result, ResultCode.ok);
       assert.deepEqual(got.signed.bytes, tx.bytes);
     }
-    const gotStale = store.getTx(stale.id);
-    assert.deepEqual(gotStale && { height: gotStale.height, index: gotStale.index, result: gotStale.result }, { height: 4, index: fresh.txs.length, result: ResultCode.staleSequence });
+    // A rejected reading is not indexed by id (readings are found by id only when accepted); readingsOf still lists it.
+    assert.equal(store.getTx(stale.id), null);
+    assert.ok(store.readingsOf(3, 0, Number.MAX_SAFE_INTEGER, 10_000).some((x) => toHex(x.signed.id) === toHex(stale.id) && x.result === ResultCode.staleSequence));
     // The same id twice (a replay): the lookup finds the one that took effect.
     const gotReplay = store.getTx(replayed.id);
     assert.deepEqual(gotReplay && { height: gotReplay.height, index: gotReplay.index, result: gotReplay.result }, { height: 2, index: 5, result: ResultCode.ok });

@@ -197,6 +197,24 @@ describe("verifyChain finds tampering at the right block with the right code", (
     expectFault(verifyDir(truncated), 5, "PG_ERR_VERIFY_DECODE");
   });
 
+  test("the query columns must agree with the bytes: blocks.time_ms, a tx's author, latest_readings (PG_ERR_VERIFY_COLUMNS / _LATEST_READINGS)", (t) => {
+    const time = tamperedCopy(t, (db) => db.prepare("UPDATE blocks SET time_ms = 0 WHERE height = 5").run());
+    expectFault(verifyDir(time), 5, "PG_ERR_VERIFY_COLUMNS");
+    const author = tamperedCopy(t, (db) => db.prepare("UPDATE txs SET author = author + 1 WHERE rowid = ?").run(txRowid(db, 3, 4)));
+    expectFault(verifyDir(author), 3, "PG_ERR_VERIFY_COLUMNS", 4);
+    const latest = tamperedCopy(t, (db) => db.prepare("UPDATE latest_readings SET import_wh = import_wh + 1 WHERE author = (SELECT MIN(author) FROM latest_readings)").run());
+    const report = verifyDir(latest); // found after every block checked out
+    assert.deepEqual([report.ok, report.blocks, report.fault?.height, report.fault?.code], [false, HEAD + 1, HEAD, "PG_ERR_VERIFY_LATEST_READINGS"]);
+  });
+
+  test("a cell of the wrong type is reported as an unreadable store, not thrown", (t) => {
+    const dir = tamperedCopy(t, (db) => db.prepare("UPDATE txs SET raw = 1e12 WHERE rowid = ?").run(txRowid(db, 4, 0)));
+    const report = verifyDir(dir);
+    assert.equal(report.ok, false);
+    assert.equal(report.fault?.height, 4);
+    assert.ok(["PG_ERR_VERIFY_UNREADABLE", "PG_ERR_VERIFY_DECODE"].includes(report.fault?.code ?? ""), report.fault?.code);
+  });
+
   test("two transactions of a block swapped: the Merkle root no longer matches (PG_ERR_BLOCK_TX_ROOT)", (t) => {
     const dir = tamperedCopy(t, (db) => {
       const a = txRowid(db, 4, 1);
@@ -272,6 +290,12 @@ describe("the peergrid CLI, end to end", () => {
     const missing = cli("verify", join(tempDir(t, "verify"), "nothing-here"));
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /does not exist/);
+    // A file that is not a ledger at all is the auditor's finding: exit 1 with the reason.
+    const junkDir = tempDir(t, "verify");
+    writeFileSync(join(junkDir, "ledger.sqlite"), "this is not a database, it is a grocery list\n");
+    const junk = cli("verify", junkDir);
+    assert.equal(junk.code, 1, junk.stderr);
+    assert.match(junk.stdout, /FAULT: PG_ERR_STORE_CORRUPT/);
   });
 
   test("keygen writes a key file with mode 0600 and refuses to overwrite it", (t) => {
