@@ -298,10 +298,11 @@ export class LedgerStore {
     const h = block.header;
     assert(results.length === block.txs.length, "one result per transaction");
     assert(state.height === h.height && bytesEqual(state.blockHash, block.hash), "state is the state after this block");
+    let firstRow = 0;
     const run = this.db.transaction(() => {
       const head = this.head();
       assert(h.height === head.height + 1 && bytesEqual(h.parentHash, head.hash), `block ${h.height} extends the stored head ${head.height}`);
-      const firstRow = (this.stmts.maxTxRow.get() as { n: number }).n + 1;
+      firstRow = (this.stmts.maxTxRow.get() as { n: number }).n + 1;
       this.stmts.insertBlock.run(h.height, Buffer.from(block.hash), Buffer.from(encodeHeader(h, block.signature)), h.timeMs, firstRow, block.txs.length, Buffer.from(state.tree.root));
       block.txs.forEach((t, i) => {
         const c = LedgerStore.txColumns(t, h.height, h.timeMs);
@@ -318,9 +319,8 @@ export class LedgerStore {
     run.immediate();
     // Only once the block is durable: remember its readings' ids (see recentReadings).
     if (this.recentReadings !== null) {
-      const first = (this.stmts.block.get(h.height) as Row).first_tx as number;
       block.txs.forEach((t, i) => {
-        if (t.tx.body.type === "reading" && results[i] === ResultCode.ok) this.rememberReading(idPrefix(t.id), first + i);
+        if (t.tx.body.type === "reading" && results[i] === ResultCode.ok) this.rememberReading(idPrefix(t.id), firstRow + i);
       });
     }
   }
