@@ -147,7 +147,13 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
         return;
       }
       try {
-        const report = verifyChain(store, new NodeVerifier());
+        // A day of blocks takes minutes to re-verify: show progress on a terminal.
+        const progress = process.stderr.isTTY
+          ? (height: number, head: number) => {
+              if (height % 1000 === 0 || height === head) process.stderr.write(`\rverified ${height} of ${head} blocks${height === head ? "\n" : ""}`);
+            }
+          : undefined;
+        const report = verifyChain(store, new NodeVerifier(), progress);
         printReport(report, o.json === true, log);
         setExit(report.ok ? Exit.ok : Exit.fault);
       } finally {
