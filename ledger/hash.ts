@@ -15,7 +15,6 @@ export const HashTag = {
   blockHeader: 0x11,
   genesis: 0x12,
   merkleNode: 0x01,
-  stateLeaf: 0x20,
   stateBucket: 0x21,
   stateNode: 0x22,
 } as const;
@@ -47,10 +46,6 @@ export function hashTagged(tag: number, ...parts: Uint8Array[]): Hash {
     at += part.length;
   }
   return sha256(SCRATCH.subarray(0, total));
-}
-
-export function hashTagged2(tag: number, a: Uint8Array, b: Uint8Array): Hash {
-  return hashTagged(tag, a, b);
 }
 
 export function utf8(text: string): Uint8Array {
