@@ -22,6 +22,7 @@ export interface RaftSimOptions {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly faults: boolean;
+  readonly partitions: boolean; // with faults: link cuts, isolation and crashes too (not only loss, stalls, drift)
   readonly lossRate: number;
   readonly duplicateRate: number;
   readonly delayMsMin: number;
@@ -41,6 +42,7 @@ export const DEFAULT_RAFT_SIM: Omit<RaftSimOptions, "seed"> = {
   electionTicks: 10,
   heartbeatTicks: 1,
   faults: true,
+  partitions: true,
   lossRate: 0.05,
   duplicateRate: 0.02,
   delayMsMin: 1,
@@ -60,6 +62,7 @@ export interface RaftSimReport {
   readonly committed: number; // entries on the longest applied log
   readonly proposalsAcked: number;
   readonly leaderChanges: number;
+  readonly termsWithLeader: number; // elections that produced a leader
   readonly crashes: number;
   readonly stalls: number;
   readonly messages: { readonly sent: number; readonly lost: number; readonly duplicated: number };
@@ -204,7 +207,9 @@ export function runRaftSim(seed: number, overrides: Partial<Omit<RaftSimOptions,
   };
 
   const processReady = (n: SimNode) => {
-    if (!n.up || n.persisting || !n.raft.hasReady()) return;
+    if (!n.up) return;
+    for (const m of n.raft.takeImmediateMessages()) deliver(m); // heartbeats do not wait for a stalled fsync
+    if (n.persisting || !n.raft.hasReady()) return;
     const rd: Ready = n.raft.ready();
     n.persisting = true;
     const incarnation = n.incarnation;
@@ -295,7 +300,7 @@ export function runRaftSim(seed: number, overrides: Partial<Omit<RaftSimOptions,
 
   for (const n of nodes.values()) scheduleTick(n, n.incarnation);
   for (let t = o.proposalEveryMs; t < o.durationMs; t += o.proposalEveryMs) queue.push(t, propose);
-  if (o.faults) for (let t = 500; t < healAt; t += 200 + rng.int(0, 1_800)) queue.push(t, fault);
+  if (o.faults && o.partitions) for (let t = 500; t < healAt; t += 200 + rng.int(0, 1_800)) queue.push(t, fault);
   queue.push(healAt, () => {
     faultsOn = false;
     cut.clear();
@@ -323,6 +328,7 @@ export function runRaftSim(seed: number, overrides: Partial<Omit<RaftSimOptions,
     committed: final.length,
     proposalsAcked: acked.size,
     leaderChanges: stats.leaderChanges,
+    termsWithLeader: leaderOfTerm.size,
     crashes: stats.crashes,
     stalls: stats.stalls,
     messages: { sent: stats.sent, lost: stats.lost, duplicated: stats.duplicated },

@@ -272,12 +272,28 @@ export class RaftNode {
     const last = rd.entries.at(-1);
     if (last !== undefined && this.termAt(last.index) === last.term) this.stableIndex = Math.max(this.stableIndex, last.index);
     if (rd.committed.length > 0) this.applied = (rd.committed[rd.committed.length - 1] as Entry).index;
-    this.messages.splice(0, rd.messages.length);
+    const sent = new Set(rd.messages);
+    this.messages = this.messages.filter((m) => !sent.has(m));
     assert(this.applied <= this.commitValue && this.commitValue <= this.lastIndex, "applied <= commit <= lastIndex");
   }
 
   hardState(): HardState {
     return { term: this.termValue, vote: this.voteValue, commit: this.commitValue };
+  }
+
+  /**
+   * Messages that promise nothing about this node's disk, which the caller may
+   * send at once, even while an earlier Ready is still being fsynced:
+   * heartbeats (the leader's term was durable before it asked for votes, and
+   * the commit index they carry is at most what the follower acknowledged)
+   * and answers to heartbeats (they only say "I am here"). This is what keeps
+   * an SD card's multi-second fsync stall from silencing a leader and
+   * triggering a needless election. Everything else waits for its Ready.
+   */
+  takeImmediateMessages(): Message[] {
+    const immediate = this.messages.filter((m) => m.type === "heartbeat" || m.type === "heartbeatResp");
+    if (immediate.length > 0) this.messages = this.messages.filter((m) => m.type !== "heartbeat" && m.type !== "heartbeatResp");
+    return immediate;
   }
 
   // ---------------------------------------------------------------- terms and roles

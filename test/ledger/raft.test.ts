@@ -482,6 +482,21 @@ describe("beyond the paper: Pre-Vote, CheckQuorum, learners, transfer", () => {
     assert.equal(net.node(1).lead, 3);
   });
 
+  test("heartbeats may leave at once while a Ready is being persisted; nothing else does, nothing is lost", () => {
+    const net = new Net([1, 2, 3]);
+    net.elect(1);
+    const leader = net.node(1);
+    leader.propose(new TextEncoder().encode("slow disk"));
+    const inFlight = leader.ready(); // its fsync is stalled: its appends must wait
+    assert.ok(inFlight.entries.length === 1 && inFlight.messages.every((m) => m.type === "append"));
+    for (let i = 0; i < HEARTBEAT; i++) leader.tick();
+    const now = leader.takeImmediateMessages();
+    assert.deepEqual(types(now), ["heartbeat 1>2 t1", "heartbeat 1>3 t1"]);
+    assert.deepEqual(leader.takeImmediateMessages(), [], "taken once");
+    leader.advance(inFlight);
+    assert.ok(!leader.ready().messages.some((m) => inFlight.messages.includes(m)), "advance removed exactly the Ready's messages");
+  });
+
   test("proposals to a follower are refused (the caller forwards them)", () => {
     const net = new Net([1, 2, 3]);
     net.elect(1);

@@ -41,3 +41,13 @@ test("the recovery checker can fail: demand a commit in 0 ms after the heal", ()
   assert.equal(r.ok, false);
   assert.match(r.failures.join(" "), /no new commit within 0 ms/);
 });
+
+test("a 2-second fsync stall, on the leader or anywhere, causes no needless election", () => {
+  // Only stalls (one fsync in five stalls for 2 s, twice the election timeout), no partitions or loss.
+  for (let seed = 1; seed <= 30; seed++) {
+    const r = runRaftSim(seed, { partitions: false, lossRate: 0, duplicateRate: 0, stallRate: 0.2, stallMs: 2_000 });
+    assert.ok(r.ok, `seed ${seed}: ${r.failures.join(" | ")}`);
+    assert.ok(r.stalls > 50, `seed ${seed}: stalls happened (${r.stalls})`);
+    assert.equal(r.termsWithLeader, 1, `seed ${seed}: one election at start-up, none after (${r.termsWithLeader} terms had a leader)`);
+  }
+});
