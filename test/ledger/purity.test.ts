@@ -22,6 +22,7 @@ const PURE_CORES = [
   "ledger/state.ts",
   "ledger/raft/quorum.ts",
   "ledger/raft/raft.ts",
+  "ledger/mempool.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
