@@ -12,11 +12,13 @@ import {
   backoffDelayMs,
   encodeHello,
   frame,
+  memberKeysOf,
 } from "../../daemon/transport.js";
 import { DecodeError } from "../../ledger/errors.js";
 import { NodeSigner } from "../../ledger/keys.js";
 import type { Entry, Message } from "../../ledger/raft/raft.js";
 import { encodeMessage } from "../../ledger/raft/wire.js";
+import { Harness, keyFor } from "../ledger/fixtures.js";
 import { CHAIN, Cluster, HOST, closed, connect, freePort, handshake, heartbeat, waitFor } from "../helpers/transport-peers.js";
 
 let cluster: Cluster;
@@ -58,6 +60,20 @@ describe("transport: pure parts", () => {
     assert.equal(backoffDelayMs(50, 100, 10_000, () => 0), 5_000);
     assert.ok(backoffDelayMs(50, 100, 10_000, () => 0.999999) < 10_000);
   });
+});
+
+test("memberKeysOf: only active members with the box or auditor role have a key", () => {
+  const h = new Harness([
+    { name: "box", signer: keyFor("box"), roles: ["box", "admin"] },
+    { name: "user", signer: keyFor("user"), roles: ["user"] },
+    { name: "auditor", signer: keyFor("auditor"), roles: ["auditor"] },
+  ]);
+  const members = memberKeysOf(() => h.state);
+  assert.deepEqual(members(0), keyFor("box").publicKey);
+  assert.equal(members(1), null, "a user does not run Raft");
+  assert.deepEqual(members(2), keyFor("auditor").publicKey);
+  assert.equal(members(3), null);
+  assert.equal(members(-1), null);
 });
 
 describe("transport: sockets", () => {
@@ -119,6 +135,17 @@ describe("transport: sockets", () => {
       await closed(s);
     }
     assert.equal(a.counters.refusedUnauthenticated, 2);
+  });
+
+  test("a connection that never completes the handshake is closed at the timeout; inbound connections are capped", async () => {
+    cluster = new Cluster();
+    cluster.enrol(1);
+    const a = await cluster.start(1, { limits: { handshakeTimeoutMs: 300, inboundConnectionsMax: 2 } });
+    const silent = [await connect(a.port), await connect(a.port), await connect(a.port)];
+    for (const s of silent) s.on("error", () => {});
+    await Promise.all(silent.map(closed));
+    assert.equal(a.counters.refusedInboundLimit, 1, "the third is refused at once");
+    assert.equal(a.counters.refusedUnauthenticated, 2, "the first two time out");
   });
 
   test("a removed member is disconnected on refreshMembership() and refused afterwards", async () => {
