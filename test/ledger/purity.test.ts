@@ -23,6 +23,7 @@ const PURE_CORES = [
   "ledger/raft/quorum.ts",
   "ledger/raft/raft.ts",
   "ledger/mempool.ts",
+  "ledger/raft/wire.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
