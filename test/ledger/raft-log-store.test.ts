@@ -252,6 +252,19 @@ describe("AsyncRaftLog (the worker thread)", () => {
     store.close();
   });
 
+  test("close gives up on a stall longer than closeTimeoutMs: the worker is terminated, the pending save rejects", async (t) => {
+    const path = join(tempDir(t, "raftlog"), "raft.sqlite");
+    const log = await AsyncRaftLog.open(path, { stallMsPerSave: 1_500, closeTimeoutMs: 100 });
+    const stalled = log.save(hs(1, 1, 0), entriesOf(1, [1]));
+    const startedMs = performance.now();
+    await log.close();
+    assert.ok(performance.now() - startedMs < 1_000, "close did not wait for the whole stall");
+    await rejectsWithCode(stalled, RaftLogErrorCode.workerDied);
+    const store = RaftLogStore.open(path); // the interrupted transaction left nothing behind
+    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), entries: [] });
+    store.close();
+  });
+
   test("a save stalled 2 s in the worker (as a slow fsync) leaves the event loop ticking; the promise waits for the stall", async (t) => {
     const STALL_MS = 2_000;
     const log = await AsyncRaftLog.open(join(tempDir(t, "raftlog"), "raft.sqlite"), { stallMsPerSave: STALL_MS });
