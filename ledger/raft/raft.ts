@@ -98,6 +98,10 @@ export interface RaftConfig {
   readonly randomInt: (n: number) => number;
   /** Most entries in one append message (a limit on every message). */
   readonly entriesPerMessageMax?: number;
+  /** Largest proposal (one block) in bytes. */
+  readonly proposalBytesMax?: number;
+  /** Most bytes of proposed but not yet committed entries; past it, proposals are refused until commits catch up. */
+  readonly uncommittedBytesMax?: number;
 }
 
 export interface RaftStorage {
@@ -114,6 +118,8 @@ interface Progress {
 type StepFn = (m: Message) => void;
 
 const ENTRIES_PER_MESSAGE_MAX = 64;
+const PROPOSAL_BYTES_MAX = 16 * 1024 * 1024;
+const UNCOMMITTED_BYTES_MAX = 64 * 1024 * 1024;
 
 export class RaftNode {
   readonly id: NodeId;
@@ -153,7 +159,10 @@ export class RaftNode {
     this.voters = new Set(cfg.voters);
     this.learners = new Set(cfg.learners ?? []);
     for (const l of this.learners) assert(!this.voters.has(l), "a node is a voter or a learner, not both");
-    storage.entries.forEach((e, i) => assert(e.index === i + 1 && (i === 0 || e.term >= (storage.entries[i - 1] as Entry).term), "log is dense from 1 with non-decreasing terms"));
+    storage.entries.forEach((e, i) => {
+      assert(e.index === i + 1 && (i === 0 || e.term >= (storage.entries[i - 1] as Entry).term), "log is dense from 1 with non-decreasing terms");
+      assert(e.term <= storage.hardState.term, "no stored entry is of a term after the stored term");
+    });
     this.log = [...storage.entries];
     this.termValue = storage.hardState.term;
     this.voteValue = storage.hardState.vote;
@@ -210,9 +219,18 @@ export class RaftNode {
     else this.tickElection();
   }
 
-  /** Append data as a new entry if this node leads; false otherwise (the caller forwards it). */
+  /**
+   * Append data as a new entry if this node leads. False when it does not
+   * (the caller forwards it), while leadership is being handed over, or when
+   * the proposal is too large or too much is still uncommitted (backpressure:
+   * a leader that cannot commit must not grow its log without bound).
+   */
   propose(data: Uint8Array): boolean {
     if (this.roleValue !== Role.leader || this.transferee !== null) return false;
+    if (data.length > (this.cfg.proposalBytesMax ?? PROPOSAL_BYTES_MAX)) return false;
+    let uncommitted = data.length;
+    for (let i = this.commitValue + 1; i <= this.lastIndex; i++) uncommitted += (this.log[i - 1] as Entry).data.length;
+    if (uncommitted > (this.cfg.uncommittedBytesMax ?? UNCOMMITTED_BYTES_MAX)) return false;
     this.appendEntries([{ term: this.termValue, index: this.lastIndex + 1, data }]);
     this.bcastAppend();
     return true;
@@ -286,7 +304,9 @@ export class RaftNode {
    * send at once, even while an earlier Ready is still being fsynced:
    * heartbeats (the leader's term was durable before it asked for votes, and
    * the commit index they carry is at most what the follower acknowledged)
-   * and answers to heartbeats (they only say "I am here"). This is what keeps
+   * and answers to heartbeats (they only say "I am here"; the term they carry
+   * may not be durable yet, which is harmless: it promises no vote and no
+   * entry). This is what keeps
    * an SD card's multi-second fsync stall from silencing a leader and
    * triggering a needless election. Everything else waits for its Ready.
    */
@@ -561,6 +581,10 @@ export class RaftNode {
   }
 
   private appendEntries(entries: readonly Entry[]): void {
+    // The leader counts its own copy at once (self.match below). That is safe
+    // only because an append to followers leaves in the same Ready, after the
+    // entry is durable here, so no follower can acknowledge it first. Appends
+    // must therefore never be handed out by takeImmediateMessages().
     for (const e of entries) {
       assert(e.index === this.lastIndex + 1, "entries append at the end");
       this.log.push(e);

@@ -497,6 +497,18 @@ describe("beyond the paper: Pre-Vote, CheckQuorum, learners, transfer", () => {
     assert.ok(!leader.ready().messages.some((m) => inFlight.messages.includes(m)), "advance removed exactly the Ready's messages");
   });
 
+  test("a leader refuses an oversized proposal, and new proposals while too much is uncommitted", () => {
+    const net = new Net([1, 2, 3]);
+    net.elect(1);
+    const leader = net.node(1);
+    assert.equal(leader.propose(new Uint8Array(16 * 1024 * 1024 + 1)), false, "larger than a block may be");
+    net.isolate(1); // nothing commits from here on
+    let accepted = 0;
+    while (leader.propose(new Uint8Array(8 * 1024 * 1024)) && accepted < 20) accepted++;
+    assert.equal(accepted, 8, "64 MiB of uncommitted entries, then backpressure");
+    net.pump();
+  });
+
   test("proposals to a follower are refused (the caller forwards them)", () => {
     const net = new Net([1, 2, 3]);
     net.elect(1);
