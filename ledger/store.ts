@@ -22,7 +22,8 @@
 //   latest_readings (author, meter) -> the newest reading
 //   state           key -> encoded StateRecord (the state after the head block)
 import Database from "better-sqlite3";
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from "node:fs";
+import { configureDurable, fsyncDir } from "./sqlite-files.js";
+import { existsSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert, bytesEqual } from "./assert.js";
 import { type Block, decodeHeader, encodeHeader } from "./block.js";
@@ -204,7 +205,7 @@ export class LedgerStore {
     }
     try {
       const chain = checkFile(db, path, options);
-      if (!options.readonly) configure(db);
+      if (!options.readonly) configureDurable(db);
       return new LedgerStore(db, path, chain);
     } catch (err) {
       db.close();
@@ -463,23 +464,6 @@ export class LedgerStore {
   }
 }
 
-/** Make a rename in `dir` durable (POSIX: the directory entry is data of the directory). */
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function configure(db: Database.Database): void {
-  db.pragma("journal_mode = WAL");
-  // FULL: fsync the WAL at every commit, so an acknowledged block survives a power cut.
-  db.pragma("synchronous = FULL");
-  db.pragma("foreign_keys = OFF");
-  db.pragma("wal_autocheckpoint = 1000"); // pages; keeps the -wal file near 4 MB
-}
 
 function checkFile(db: Database.Database, path: string, options: OpenOptions): Chain {
   const appId = db.pragma("application_id", { simple: true }) as number;

@@ -25,7 +25,8 @@
 // Not yet: snapshots / log compaction (the log starts at index 1), which the
 // Raft issue still owes; see RAFT_LOG_ENTRIES_MAX.
 import Database from "better-sqlite3";
-import { closeSync, existsSync, fsyncSync, openSync, statSync } from "node:fs";
+import { configureDurable, fsyncDir } from "../sqlite-files.js";
+import { existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert, isSafeUint } from "../assert.js";
 import { StoreError } from "../errors.js";
@@ -138,7 +139,7 @@ export class RaftLogStore {
         fsyncDir(dirname(path));
       }
       checkFile(db, path, options);
-      configure(db);
+      configureDurable(db);
       return new RaftLogStore(db, path);
     } catch (err) {
       db.close();
@@ -258,14 +259,6 @@ export class RaftLogStore {
   }
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function isEmptyDatabase(db: Database.Database): boolean {
   const appId = db.pragma("application_id", { simple: true }) as number;
@@ -283,12 +276,6 @@ function initialize(db: Database.Database): void {
   })();
 }
 
-function configure(db: Database.Database): void {
-  db.pragma("journal_mode = WAL");
-  // FULL: fsync the WAL at every commit: a vote or an acknowledged entry survives a power cut.
-  db.pragma("synchronous = FULL");
-  db.pragma("wal_autocheckpoint = 1000"); // pages; keeps the -wal file near 4 MB
-}
 
 function checkFile(db: Database.Database, path: string, options: RaftLogStoreOptions): void {
   const appId = db.pragma("application_id", { simple: true }) as number;
