@@ -219,18 +219,17 @@ export class LedgerStore {
     return {
       head: db.prepare("SELECT height, hash, time_ms, state_root FROM blocks ORDER BY height DESC LIMIT 1"),
       block: db.prepare("SELECT * FROM blocks WHERE height = ?"),
-      blocksFrom: db.prepare("SELECT * FROM blocks WHERE height >= ? ORDER BY height"),
       insertBlock: db.prepare("INSERT INTO blocks (height, hash, header, time_ms, first_tx, tx_count, state_root) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       maxTxRow: db.prepare("SELECT COALESCE(MAX(rowid), 0) AS n FROM txs"),
       insertTx: db.prepare("INSERT INTO txs (rowid, id_prefix, height, author, seq, type, time_ms, result, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       txRange: db.prepare("SELECT rowid, id_prefix, height, author, seq, type, time_ms, result, raw FROM txs WHERE rowid >= ? AND rowid < ? ORDER BY rowid"),
       // A replayed tx has the same id as its original: the copy that took effect first.
-      txById: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE id_prefix = ? AND type <> ${TxType.reading} ORDER BY result = 0 DESC, rowid`),
-      txByRow: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE rowid = ?"),
+      txById: db.prepare(`SELECT t.rowid AS rowid, t.height AS height, t.raw AS raw, t.result AS result, t.rowid - b.first_tx AS idx FROM txs t JOIN blocks b ON b.height = t.height WHERE t.id_prefix = ? AND t.type <> ${TxType.reading} ORDER BY t.result = 0 DESC, t.rowid`),
+      txByRow: db.prepare(`SELECT t.rowid AS rowid, t.height AS height, t.raw AS raw, t.result AS result, t.rowid - b.first_tx AS idx FROM txs t JOIN blocks b ON b.height = t.height WHERE t.rowid = ?`),
       recentReadingRows: db.prepare(`SELECT rowid, raw FROM txs WHERE type = ${TxType.reading} AND result = 0 ORDER BY rowid DESC LIMIT ?`),
-      txsByAuthor: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE author = ? AND type <> ${TxType.reading} AND seq >= ? ORDER BY seq LIMIT ?`),
-      readingsOf: db.prepare(`SELECT rowid, height, raw, result FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? ORDER BY time_ms LIMIT ?`),
-      txsByTypeTime: db.prepare("SELECT rowid, height, raw, result FROM txs WHERE type = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?"),
+      txsByAuthor: db.prepare(`SELECT t.rowid AS rowid, t.height AS height, t.raw AS raw, t.result AS result, t.rowid - b.first_tx AS idx FROM txs t JOIN blocks b ON b.height = t.height WHERE t.author = ? AND t.type <> ${TxType.reading} AND t.seq >= ? ORDER BY t.seq LIMIT ?`),
+      readingsOf: db.prepare(`SELECT t.rowid AS rowid, t.height AS height, t.raw AS raw, t.result AS result, t.rowid - b.first_tx AS idx FROM txs t JOIN blocks b ON b.height = t.height WHERE t.type = ${TxType.reading} AND t.time_ms >= ? AND t.time_ms < ? AND t.author = ? ORDER BY t.time_ms LIMIT ?`),
+      txsByTypeTime: db.prepare(`SELECT t.rowid AS rowid, t.height AS height, t.raw AS raw, t.result AS result, t.rowid - b.first_tx AS idx FROM txs t JOIN blocks b ON b.height = t.height WHERE t.type = ? AND t.time_ms >= ? AND t.time_ms < ? ORDER BY t.time_ms LIMIT ?`),
       upsertState: db.prepare("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
       deleteState: db.prepare("DELETE FROM state WHERE key = ?"),
       allState: db.prepare("SELECT key, value FROM state ORDER BY key"),
@@ -358,8 +357,8 @@ export class LedgerStore {
   }
 
   getBlock(height: number): StoredBlock | null {
-    const row = this.stmts.block.get(height) as Row | undefined;
-    return row === undefined ? null : this.rowToBlock(row);
+    const raw = this.rawBlock(height);
+    return raw === null ? null : blockOf(raw, height);
   }
 
   *blocksFrom(height: number): Generator<StoredBlock> {
@@ -390,17 +389,6 @@ export class LedgerStore {
     return { idPrefix: idPrefix(t.id), height, author: t.tx.author, seq: t.tx.seq, type: TxType[body.type], timeMs: body.type === "reading" ? body.timeMs : blockTimeMs };
   }
 
-  private rowToBlock(row: Row): StoredBlock {
-    const height = row.height as number;
-    const raw = this.rawBlock(height);
-    assert(raw !== null, "block row exists");
-    const { header, signature, hash } = decodeHeader(raw.header);
-    assert(bytesEqual(hash, raw.hash), `stored hash of block ${height} matches its header`);
-    const txs = raw.txs.map((t) => decodeTx(t.raw));
-    assert(txs.length === header.txCount, `block ${height} has the ${header.txCount} transactions its header names`);
-    return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot };
-  }
-
   /**
    * A transaction by id: any non-reading (the accepted copy when it was
    * replayed), and the most recent accepted readings (see recentReadings).
@@ -408,36 +396,28 @@ export class LedgerStore {
   getTx(id: Hash): StoredTx | null {
     const prefix = idPrefix(id);
     for (const row of this.stmts.txById.all(prefix) as Row[]) {
-      const signed = decodeTx(new Uint8Array(row.raw as Buffer));
-      if (bytesEqual(signed.id, id)) return this.rowToTx(row, signed);
+      const found = rowTxIf(row, id);
+      if (found !== null) return found;
     }
     const rowid = this.loadRecentReadings().get(prefix);
-    if (rowid === undefined) return null;
-    const row = this.stmts.txByRow.get(rowid) as Row | undefined;
-    if (row === undefined) return null;
-    const signed = decodeTx(new Uint8Array(row.raw as Buffer));
-    return bytesEqual(signed.id, id) ? this.rowToTx(row, signed) : null;
+    const row = rowid === undefined ? undefined : (this.stmts.txByRow.get(rowid) as Row | undefined);
+    return row === undefined ? null : rowTxIf(row, id); // a 48-bit prefix can be shared: the full id decides
   }
 
   /** An author's transactions other than readings (orders, cancels, membership), by sequence. */
   txsByAuthor(author: number, fromSeq = 0, limit = 100): StoredTx[] {
-    return (this.stmts.txsByAuthor.all(author, fromSeq, limit) as Row[]).map((r) => this.rowToTx(r));
+    return (this.stmts.txsByAuthor.all(author, fromSeq, limit) as Row[]).map((r) => rowTx(r));
   }
 
   /** One author's readings in [fromMs, toMs), oldest first. */
   readingsOf(author: number, fromMs: number, toMs: number, limit = 1000): StoredTx[] {
-    return (this.stmts.readingsOf.all(fromMs, toMs, author, limit) as Row[]).map((r) => this.rowToTx(r));
+    return (this.stmts.readingsOf.all(fromMs, toMs, author, limit) as Row[]).map((r) => rowTx(r));
   }
 
   txsByTypeTime(type: keyof typeof TxType, fromMs: number, toMs: number, limit = 100): StoredTx[] {
-    return (this.stmts.txsByTypeTime.all(TxType[type], fromMs, toMs, limit) as Row[]).map((r) => this.rowToTx(r));
+    return (this.stmts.txsByTypeTime.all(TxType[type], fromMs, toMs, limit) as Row[]).map((r) => rowTx(r));
   }
 
-  private rowToTx(row: Row, signed = decodeTx(new Uint8Array(row.raw as Buffer))): StoredTx {
-    const height = row.height as number;
-    const block = this.stmts.block.get(height) as Row;
-    return { signed, height, index: (row.rowid as number) - (block.first_tx as number), result: row.result as ResultCode };
-  }
 
   latestReadings(): LatestReading[] {
     return (this.stmts.latestReadings.all() as Row[]).map((r) => ({
@@ -464,6 +444,26 @@ export class LedgerStore {
   }
 }
 
+
+/** A block decoded from its stored rows, with the stored hash checked against the header. */
+function blockOf(raw: RawBlock, height: number): StoredBlock {
+  const { header, signature, hash } = decodeHeader(raw.header);
+  assert(bytesEqual(hash, raw.hash), `stored hash of block ${height} matches its header`);
+  const txs = raw.txs.map((t) => decodeTx(t.raw));
+  assert(txs.length === header.txCount, `block ${height} has the ${header.txCount} transactions its header names`);
+  return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot };
+}
+
+/** A transaction row (selected with its index in the block, `idx`). */
+function rowTx(row: Row, signed: SignedTx = decodeTx(new Uint8Array(row.raw as Buffer))): StoredTx {
+  return { signed, height: row.height as number, index: row.idx as number, result: row.result as ResultCode };
+}
+
+/** The row's transaction when its full id is `id`, else null. */
+function rowTxIf(row: Row, id: Hash): StoredTx | null {
+  const signed = decodeTx(new Uint8Array(row.raw as Buffer));
+  return bytesEqual(signed.id, id) ? rowTx(row, signed) : null;
+}
 
 function checkFile(db: Database.Database, path: string, options: OpenOptions): Chain {
   const appId = db.pragma("application_id", { simple: true }) as number;

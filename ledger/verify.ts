@@ -8,7 +8,7 @@ import { decodeHeader } from "./block.js";
 import { BlockRejectedError, DecodeError } from "./errors.js";
 import { genesisBlock } from "./genesis.js";
 import { toHex } from "./hash.js";
-import { encodeRecord } from "./records.js";
+import { encodeRecord, memberKey } from "./records.js";
 import { type LedgerState, ResultCode, applyBlock, genesisState, resultName } from "./state.js";
 import { LedgerStore, type TxColumns } from "./store.js";
 import { type SignatureVerifier, type SignedTx, type TxTypeName, decodeTx, signatureOf, txSigningMessage } from "./tx.js";
@@ -153,7 +153,7 @@ function verifyBlock(
 /** The Merkle root says the body changed; find the transaction whose signature no longer holds. */
 function blameTransaction(state: LedgerState, txs: readonly SignedTx[], height: number, verifier: SignatureVerifier): void {
   txs.forEach((t, i) => {
-    const author = state.tree.get(`m/${t.tx.author}`);
+    const author = state.tree.get(memberKey(t.tx.author));
     const what = `${t.tx.body.type as TxTypeName} by member ${t.tx.author}`;
     if (author === undefined || author.kind !== "member") return;
     const msg = txSigningMessage(state.chain.txSignPrefix, t.bytes, true);

@@ -17,7 +17,7 @@ import { type Genesis, parseGenesis } from "../../ledger/genesis.js";
 import { toHex } from "../../ledger/hash.js";
 import { NodeSigner, NodeVerifier } from "../../ledger/keys.js";
 import type { Ledger } from "../../ledger/ledger.js";
-import type { MemberRecord } from "../../ledger/records.js";
+import { type MemberRecord, memberKey } from "../../ledger/records.js";
 import { ResultCode } from "../../ledger/state.js";
 import { type OrderBody, type ReadingBody, type SignedTx, type TxBody, Quality, signTx } from "../../ledger/tx.js";
 
@@ -96,7 +96,7 @@ class Sequencer {
   sign(author: number, body: TxBody): SignedTx {
     let seq = this.next.get(author);
     if (seq === undefined) {
-      const m = this.ledger.state.tree.get(`m/${author}`) as MemberRecord | undefined;
+      const m = this.ledger.state.tree.get(memberKey(author)) as MemberRecord | undefined;
       if (m === undefined || m.kind !== "member") throw new Error(`member ${author} is not in the state`);
       seq = m.lastSeq + 1;
     }

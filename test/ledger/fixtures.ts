@@ -8,24 +8,21 @@ import { type Hash, toHex, utf8 } from "../../ledger/hash.js";
 import { NodeSigner, NodeVerifier } from "../../ledger/keys.js";
 import { type ApplyResult, type Chain, type LedgerState, applyBlock, genesisState, makeChain, resultName } from "../../ledger/state.js";
 import { type OrderBody, type ReadingBody, type SignedTx, type Signer, type TxBody, signTx } from "../../ledger/tx.js";
+import { Rng as SimRng } from "../../sim/rng.js";
 
 /** 2023-11-14T22:13:20Z: a realistic epoch-milliseconds value. */
 export const T0 = 1_700_000_000_000;
 export const INTERVAL_MS = 900_000;
 
-/** mulberry32: a tiny seeded PRNG, so any failure replays from its seed. */
+/** The project's seeded PRNG (sim/rng.ts) with the small API these tests use. */
 export class Rng {
-  private s: number;
+  private readonly inner: SimRng;
   constructor(readonly seed: number) {
-    this.s = seed >>> 0;
+    this.inner = new SimRng(seed);
   }
   /** Uniform uint32. */
   u32(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    return this.inner.nextU32();
   }
   /** Uniform integer in [0, n). */
   int(n: number): number {
@@ -33,10 +30,10 @@ export class Rng {
   }
   /** Uniform integer in [lo, hi]. */
   range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
+    return this.inner.int(lo, hi);
   }
   pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)] as T;
+    return this.inner.pick(items);
   }
   bytes(n: number): Uint8Array {
     const out = new Uint8Array(n);
