@@ -39,6 +39,10 @@ import { WIRE_MESSAGE_BYTES_MAX, WIRE_NODE_ID_MAX, WireError, decodeMessage, enc
 import { memberKey } from "../ledger/records.js";
 import type { LedgerState } from "../ledger/state.js";
 import { Role, type SignatureVerifier, type Signer } from "../ledger/tx.js";
+import { type PeerMessage, decodePeerMessage, encodePeerMessage, isPeerMessage, isPeerPayload } from "./peer-wire.js";
+
+/** What travels on a link: Raft's messages and the boxes' own (peer-wire.ts). */
+export type LinkMessage = Message | PeerMessage;
 
 export const HANDSHAKE_VERSION = 1;
 export const HANDSHAKE_NONCE_BYTES = 32;
@@ -289,7 +293,7 @@ export interface TransportConfig {
   /** The public key of `index` if it is an active member with the box or auditor role, else null. */
   readonly members: (index: NodeId) => Uint8Array | null;
   readonly addresses: (index: NodeId) => PeerAddress | null;
-  readonly onMessage: (from: NodeId, m: Message) => void;
+  readonly onMessage: (from: NodeId, m: LinkMessage) => void;
   /** Uniform in [0, 1): jitter for reconnects (seeded in tests and simulations). */
   readonly random: () => number;
   readonly listenHost?: string;
@@ -430,7 +434,7 @@ export class Transport {
    * blocks and never throws for network reasons: a message may be dropped
    * (counted), which Raft tolerates by retransmitting.
    */
-  send(m: Message): void {
+  send(m: LinkMessage): void {
     assert(m.from === this.cfg.id, "a box sends only its own messages");
     assert(m.to !== this.cfg.id, "never send to oneself");
     if (this.closed) return;
@@ -443,15 +447,21 @@ export class Transport {
       out = new Outbound(m.to, this.limits.sendQueueBytesMax);
       this.outbound.set(m.to, out);
     }
-    let parts: Message[];
+    let payloads: Uint8Array[];
     try {
-      parts = splitAppend(m, Math.min(this.limits.frameBytesMax, WIRE_MESSAGE_BYTES_MAX));
+      payloads = isPeerMessage(m) ? [encodePeerMessage(m)] : splitAppend(m, Math.min(this.limits.frameBytesMax, WIRE_MESSAGE_BYTES_MAX)).map(encodeMessage);
     } catch (err) {
-      if (!(err instanceof WireError)) throw err;
+      if (!(err instanceof WireError) && !(err instanceof RangeError)) throw err;
       this.counters.droppedOversized++;
       return;
     }
-    for (const p of parts) this.counters.droppedQueueFull += out.queue.push(frame(encodeMessage(p)));
+    for (const p of payloads) {
+      if (p.length > this.limits.frameBytesMax) {
+        this.counters.droppedOversized++;
+        continue;
+      }
+      this.counters.droppedQueueFull += out.queue.push(frame(p));
+    }
     if (out.open) this.flush(out);
     else if (out.link === null && out.timer === null) this.dial(out);
   }
@@ -607,7 +617,7 @@ export class Transport {
         this.onProof(link, decodeProof(payload));
         return;
       case "open":
-        this.onMessage(link, decodeMessage(payload));
+        this.onMessage(link, isPeerPayload(payload) ? decodePeerMessage(payload) : decodeMessage(payload));
         return;
       case "closed":
         return;
@@ -657,7 +667,7 @@ export class Transport {
     }
   }
 
-  private onMessage(link: Link, m: Message): void {
+  private onMessage(link: Link, m: LinkMessage): void {
     if (m.from !== link.peer) {
       this.refuse(link, "refusedWrongSender");
       return;

@@ -41,9 +41,15 @@ export class Ledger {
   /** Validate, apply and durably store one block; the state moves only when the write committed. */
   append(block: Block): ApplyResult {
     const result = applyBlock(this.current, block, this.verifier);
+    this.commitApplied(block, result);
+    return result;
+  }
+
+  /** Store a block already applied to this ledger's current state (replicated.ts applyEntry did it). */
+  commitApplied(block: Block, result: ApplyResult): void {
+    assert(result.state.height === this.current.height + 1 && bytesEqual(block.header.parentHash, this.current.blockHash), "the result extends the head");
     this.store.appendBlock(block, result.results, result.state, result.changes);
     this.current = result.state;
-    return result;
   }
 
   /** Build and sign the next block on top of this ledger (the proposer's side). */

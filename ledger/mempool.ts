@@ -42,6 +42,13 @@ export type MempoolRefusal = (typeof MempoolRefusal)[keyof typeof MempoolRefusal
 
 export type AddResult = { readonly ok: true } | { readonly ok: false; readonly code: MempoolRefusal; readonly message: string };
 
+/** How select() keeps each author's transactions in sequence (see there). */
+export interface SequenceOrder {
+  readonly lastSeqOf: (author: number) => number;
+  readonly nowMs: number;
+  readonly gapWaitMs: number;
+}
+
 interface Pooled {
   readonly tx: SignedTx;
   readonly key: string; // hex id
@@ -99,23 +106,34 @@ export class Mempool {
    * Transactions for the next block, at most `txsMax` of them and `bytesMax`
    * bytes: authors in turn (round-robin), each in sequence order. They stay
    * pooled until removeCommitted() sees them in a committed block.
+   *
+   * With `order`, only an unbroken run of each author's sequence numbers
+   * from its last one in the ledger state is taken: a transaction behind a
+   * gap (its predecessor still on the way from another box) would consume a
+   * later number and make its predecessor stale, so it waits, but only for
+   * gapWaitMs (a predecessor that never comes, say signed by a box that then
+   * lost power, must not block its author for ever; the ledger allows gaps).
    */
-  select(txsMax: number, bytesMax: number): SignedTx[] {
+  select(txsMax: number, bytesMax: number, order?: SequenceOrder): SignedTx[] {
     const authors = [...this.byAuthor.keys()].sort((a, b) => a - b);
     if (authors.length === 0) return [];
     const start = this.cursor % authors.length;
-    const order = [...authors.slice(start), ...authors.slice(0, start)];
+    const turns = [...authors.slice(start), ...authors.slice(0, start)];
     this.cursor = start + 1;
-    const taken = new Map<number, number>(order.map((a) => [a, 0]));
+    const taken = new Map<number, number>(turns.map((a) => [a, 0]));
     const out: SignedTx[] = [];
     let bytes = 0;
     for (let progress = true; progress && out.length < txsMax; ) {
       progress = false;
-      for (const author of order) {
+      for (const author of turns) {
         const list = this.byAuthor.get(author) as Pooled[];
         const i = taken.get(author) as number;
         const next = list[i];
         if (next === undefined || out.length >= txsMax || bytes + next.tx.bytes.length > bytesMax) continue;
+        if (order !== undefined) {
+          const inRun = i === 0 ? this.mayLead(next, order) : next.tx.tx.seq === (list[i - 1] as Pooled).tx.tx.seq + 1;
+          if (!inRun) continue; // a gap before it: it waits
+        }
         out.push(next.tx);
         bytes += next.tx.bytes.length;
         taken.set(author, i + 1);
@@ -123,6 +141,10 @@ export class Mempool {
       }
     }
     return out;
+  }
+
+  private mayLead(p: Pooled, order: SequenceOrder): boolean {
+    return p.tx.tx.seq === order.lastSeqOf(p.tx.tx.author) + 1 || order.nowMs - p.addedMs >= order.gapWaitMs;
   }
 
   /** A block committed: drop its transactions, and whatever its authors' new sequence numbers made stale. */
@@ -134,16 +156,23 @@ export class Mempool {
     }
   }
 
-  /** Drop what waited longer than ageMsMax; returns how many. */
-  expire(nowMs: number): number {
-    let dropped = 0;
+  /** Drop what waited longer than ageMsMax; returns what was dropped (its submitters learn it expired). */
+  expire(nowMs: number): SignedTx[] {
+    const dropped: SignedTx[] = [];
     for (const p of [...this.byId.values()]) {
       if (nowMs - p.addedMs > this.limits.ageMsMax) {
         this.remove(p.key);
-        dropped++;
+        dropped.push(p.tx);
       }
     }
     return dropped;
+  }
+
+  /** Pooled transactions added at or before `cutoffMs`, each author's in sequence order (for re-forwarding). */
+  addedBefore(cutoffMs: number): SignedTx[] {
+    const out: SignedTx[] = [];
+    for (const list of this.byAuthor.values()) for (const p of list) if (p.addedMs <= cutoffMs) out.push(p.tx);
+    return out;
   }
 
   private remove(key: string): void {

@@ -8,6 +8,7 @@ import {
   FrameDecoder,
   HANDSHAKE_FRAME_BYTES_MAX,
   LinkRole,
+  type LinkMessage,
   type PeerAddress,
   Transport,
   type TransportLimits,
@@ -29,7 +30,7 @@ export class Cluster {
   readonly members = new Map<NodeId, Uint8Array>();
   readonly addresses = new Map<NodeId, PeerAddress>();
   readonly nodes = new Map<NodeId, Transport>();
-  readonly inbox = new Map<NodeId, { from: NodeId; m: Message }[]>();
+  readonly inbox = new Map<NodeId, { from: NodeId; m: LinkMessage }[]>();
   private readonly rng = new Rng(42);
 
   key(id: NodeId): NodeSigner {
@@ -46,7 +47,7 @@ export class Cluster {
   }
 
   async start(id: NodeId, opts: { port?: number; signer?: NodeSigner; limits?: Partial<TransportLimits> } = {}): Promise<Transport> {
-    const box: { from: NodeId; m: Message }[] = [];
+    const box: { from: NodeId; m: LinkMessage }[] = [];
     this.inbox.set(id, box);
     const t = await Transport.start({
       id,
@@ -65,7 +66,7 @@ export class Cluster {
     return t;
   }
 
-  received(id: NodeId): { from: NodeId; m: Message }[] {
+  received(id: NodeId): { from: NodeId; m: LinkMessage }[] {
     return this.inbox.get(id) ?? [];
   }
 

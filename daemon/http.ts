@@ -1,0 +1,182 @@
+// The box's HTTP API, minimal for now (the Raft issue's four routes; the full
+// API comes with the product issue). fastify: every route declares its
+// request and response schemas (TypeBox, one source for type, validation and
+// serialisation, so no field leaks that a schema does not name), and every
+// error carries a stable code.
+//
+//   GET  /api/v1/status          the box: id, role, term, height, head, peers
+//   GET  /api/v1/blocks/:height  a block's header and its transactions' verdicts
+//   POST /api/v1/tx              a signed transaction: raw bytes
+//                                (application/octet-stream) or {"tx": "<hex>"}
+//   GET  /api/v1/tx/:id          its fate: pending, committed (height, result), rejected
+import { type Static, Type } from "@sinclair/typebox";
+import Fastify, { type FastifyInstance } from "fastify";
+import { PeergridError } from "../ledger/errors.js";
+import { parseHex, toHex } from "../ledger/hash.js";
+import { resultName } from "../ledger/state.js";
+import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
+import type { BoxNode, TxFate } from "./node.js";
+
+const ErrorSchema = Type.Object({ statusCode: Type.Integer(), code: Type.String(), message: Type.String() }, { additionalProperties: false });
+
+const Hex = (bytes: number) => Type.String({ pattern: `^[0-9a-f]{${bytes * 2}}$` });
+
+const LatencySchema = Type.Object({
+  count: Type.Integer(),
+  window: Type.Integer(),
+  p50: Type.Union([Type.Number(), Type.Null()]),
+  p99: Type.Union([Type.Number(), Type.Null()]),
+  max: Type.Union([Type.Number(), Type.Null()]),
+});
+
+const StatusSchema = Type.Object({
+  boxId: Type.Integer(),
+  name: Type.String(),
+  role: Type.String(),
+  term: Type.Integer(),
+  leader: Type.Union([Type.Integer(), Type.Null()]),
+  height: Type.Integer(),
+  lastBlockHash: Hex(32),
+  lastBlockTimeMs: Type.Integer(),
+  commitIndex: Type.Integer(),
+  appliedIndex: Type.Integer(),
+  peers: Type.Array(Type.Object({ id: Type.Integer(), connected: Type.Boolean(), queuedBytes: Type.Integer() })),
+  mempool: Type.Object({ txs: Type.Integer(), bytes: Type.Integer() }),
+  commitLatencyMs: LatencySchema,
+  counters: Type.Record(Type.String(), Type.Integer()),
+});
+
+const BlockSchema = Type.Object({
+  height: Type.Integer(),
+  hash: Hex(32),
+  parentHash: Hex(32),
+  timeMs: Type.Integer(),
+  proposer: Type.Integer(),
+  raftTerm: Type.Integer(),
+  raftIndex: Type.Integer(),
+  stateRoot: Hex(32),
+  stateRootAfter: Hex(32),
+  txRoot: Hex(32),
+  txs: Type.Array(
+    Type.Object({ id: Hex(32), type: Type.String(), author: Type.Integer(), seq: Type.Integer(), result: Type.String(), resultCode: Type.Integer() }),
+  ),
+});
+
+const FateSchema = Type.Object({
+  status: Type.Union([Type.Literal("pending"), Type.Literal("committed"), Type.Literal("rejected"), Type.Literal("unknown")]),
+  id: Hex(32),
+  sinceMs: Type.Optional(Type.Integer()),
+  height: Type.Optional(Type.Integer()),
+  index: Type.Optional(Type.Integer()),
+  result: Type.Optional(Type.String()),
+  resultCode: Type.Optional(Type.Integer()),
+  code: Type.Optional(Type.String()),
+  message: Type.Optional(Type.String()),
+});
+
+const TxJsonSchema = Type.Object({ tx: Type.String({ pattern: "^[0-9a-fA-F]+$", maxLength: TX_BYTES_MAX_ANY * 2 }) }, { additionalProperties: false });
+
+/** An API error with a stable code and an HTTP status. */
+export class ApiError extends PeergridError {
+  constructor(
+    readonly statusCode: number,
+    code: string,
+    message: string,
+  ) {
+    super(code, message);
+    this.name = "ApiError";
+  }
+}
+
+/** Refusal codes of submit() and the HTTP status each one means. */
+function statusForRefusal(code: string): number {
+  if (code.startsWith("PG_ERR_DECODE_")) return 400;
+  if (code === "PG_ERR_MEMPOOL_FULL" || code === "PG_ERR_MEMPOOL_AUTHOR_FULL" || code === "PG_ERR_STOPPED") return 503;
+  if (code === "PG_ERR_MEMPOOL_DUPLICATE" || code === "PG_ERR_MEMPOOL_STALE_SEQUENCE") return 409;
+  return 422; // understood, and refused: bad signature, unknown or removed author
+}
+
+export interface HttpOptions {
+  readonly logger?: boolean;
+}
+
+export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInstance {
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 64 * 1024 });
+  app.addContentTypeParser("application/octet-stream", { parseAs: "buffer", bodyLimit: TX_BYTES_MAX_ANY }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof ApiError) return reply.status(err.statusCode).send({ statusCode: err.statusCode, code: err.code, message: err.message });
+    const e = err as { statusCode?: number; code?: string; message: string; validation?: unknown };
+    const statusCode = e.validation !== undefined ? 400 : (e.statusCode ?? 500);
+    const code = e.validation !== undefined ? "PG_ERR_BAD_REQUEST" : statusCode === 413 ? "PG_ERR_BODY_TOO_LARGE" : statusCode === 415 ? "PG_ERR_UNSUPPORTED_MEDIA_TYPE" : statusCode < 500 ? (e.code ?? "PG_ERR_BAD_REQUEST") : "PG_ERR_INTERNAL";
+    if (statusCode >= 500) app.log.error(err);
+    return reply.status(statusCode).send({ statusCode, code, message: statusCode >= 500 ? "internal error" : e.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ statusCode: 404, code: "PG_ERR_NO_ROUTE", message: `no route ${req.method} ${req.url}` }));
+
+  app.get("/api/v1/status", { schema: { response: { 200: StatusSchema } } }, async () => node.status());
+
+  app.get<{ Params: { height: number } }>(
+    "/api/v1/blocks/:height",
+    { schema: { params: Type.Object({ height: Type.Integer({ minimum: 0, maximum: 2 ** 48 }) }), response: { 200: BlockSchema, 404: ErrorSchema } } },
+    async (req) => {
+      const stored = node.ledger.store.getBlock(req.params.height);
+      if (stored === null) throw new ApiError(404, "PG_ERR_BLOCK_NOT_FOUND", `no block at height ${req.params.height} (head is ${node.ledger.state.height})`);
+      const { block, results, stateRoot } = stored;
+      const h = block.header;
+      return {
+        height: h.height,
+        hash: toHex(block.hash),
+        parentHash: toHex(h.parentHash),
+        timeMs: h.timeMs,
+        proposer: h.proposer,
+        raftTerm: h.raftTerm,
+        raftIndex: h.raftIndex,
+        stateRoot: toHex(h.stateRoot),
+        stateRootAfter: toHex(stateRoot),
+        txRoot: toHex(h.txRoot),
+        txs: block.txs.map((t, i) => ({ id: toHex(t.id), type: t.tx.body.type, author: t.tx.author, seq: t.tx.seq, result: resultName(results[i] as number), resultCode: results[i] as number })),
+      };
+    },
+  );
+
+  app.post(
+    "/api/v1/tx",
+    { schema: { response: { 202: FateSchema, 200: FateSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema } } },
+    async (req, reply) => {
+      const bytes = txBytesOf(req.body, req.headers["content-type"]);
+      const out = node.submit(bytes);
+      if (!out.ok) throw new ApiError(statusForRefusal(out.code), out.code, out.message);
+      return reply.status(out.fate.status === "committed" ? 200 : 202).send(out.fate);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/api/v1/tx/:id",
+    { schema: { params: Type.Object({ id: Type.String({ pattern: "^[0-9a-fA-F]{64}$" }) }), response: { 200: FateSchema, 404: ErrorSchema } } },
+    async (req) => {
+      const fate: TxFate = node.fate(parseHex(req.params.id.toLowerCase(), 32) as Uint8Array);
+      if (fate.status === "unknown") throw new ApiError(404, "PG_ERR_TX_NOT_FOUND", `no transaction ${fate.id} is known to this box (never submitted here, not in a recent block, or forgotten)`);
+      return fate;
+    },
+  );
+
+  return app;
+}
+
+type TxJson = Static<typeof TxJsonSchema>;
+
+function txBytesOf(body: unknown, contentType: string | undefined): Uint8Array {
+  if (Buffer.isBuffer(body)) return new Uint8Array(body);
+  if (contentType?.startsWith("application/json")) {
+    const b = body as TxJson;
+    const hex = typeof b === "object" && b !== null && typeof b.tx === "string" && Object.keys(b).length === 1 ? b.tx : null;
+    if (hex === null || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex) || hex.length > TX_BYTES_MAX_ANY * 2) {
+      throw new ApiError(400, "PG_ERR_BAD_REQUEST", 'a JSON body is {"tx": "<hex of the signed transaction>"}');
+    }
+    return Uint8Array.from(Buffer.from(hex, "hex"));
+  }
+  throw new ApiError(415, "PG_ERR_UNSUPPORTED_MEDIA_TYPE", "send the signed transaction as application/octet-stream, or as JSON {\"tx\": \"<hex>\"}");
+}
+
+

@@ -1,0 +1,633 @@
+// One box in the neighbourhood's Raft cluster: the shell that joins the pure
+// Raft core (ledger/raft/raft.ts), its durable log in a worker thread
+// (async-raft-log.ts), the TCP transport, the transaction pool and the
+// ledger. Everything here is I/O and timers; every decision that must be the
+// same on every box lives in a pure core (raft.ts, replicated.ts, state.ts).
+//
+// The Ready loop (the contract of raft.ts, as the simulator's shell does it):
+//   rd = raft.ready()
+//   await raftLog.save(rd.hardState, rd.entries)   fsynced, in a worker thread
+//   send rd.messages                               only now: what they promise is durable
+//   apply rd.committed                             committed entries -> blocks (replicated.ts)
+//   raft.advance(rd)
+// One Ready is in flight at a time. Meanwhile messages are stepped and ticks
+// counted, and heartbeats go out at once (takeImmediateMessages): an SD card
+// stalled in fsync for seconds does not silence a leader.
+//
+// Blocks: the leader cuts one every blockIntervalMs, aligned to the wall
+// clock's interval boundaries, empty ones too, from its pool, and proposes it
+// as one Raft entry. It cuts the next only when everything in its log is
+// applied (so a block's state root is the one after its parent, which the
+// header must carry), and at once when the head is older than an interval
+// (after an election). Its clock only ever moves the chain's time forward
+// (replicated.ts nextBlockTimeMs); a leader whose clock is far behind the
+// chain hands leadership to another box.
+//
+// Transactions: any box accepts one (submit), checks what it can without a
+// block (decoding, author, signature, sequence), pools it, and forwards it
+// to the leader. A box re-forwards what is still pooled after
+// resubmitAfterMs and whenever the leader changes; the leader's pool drops
+// duplicates. fate(id) answers pending / committed at height H with result R
+// / rejected with a reason.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { assert, bytesEqual } from "../ledger/assert.js";
+import { type Block, encodeBlock } from "../ledger/block.js";
+import { DecodeError, PeergridError } from "../ledger/errors.js";
+import { type Hash, toHex } from "../ledger/hash.js";
+import type { NodeSigner } from "../ledger/keys.js";
+import { NodeVerifier } from "../ledger/keys.js";
+import { Ledger } from "../ledger/ledger.js";
+import { Mempool, type MempoolLimits, DEFAULT_MEMPOOL_LIMITS } from "../ledger/mempool.js";
+import { AsyncRaftLog } from "../ledger/raft/async-raft-log.js";
+import { type Entry, type Message, type NodeId, RaftNode, type Ready, Role } from "../ledger/raft/raft.js";
+import { type KeyRecord, type MemberRecord, memberKey, publicKeyKey } from "../ledger/records.js";
+import { applyEntry, nextBlockTimeMs } from "../ledger/replicated.js";
+import { type ApplyResult, ResultCode, resultName } from "../ledger/state.js";
+import { type SignedTx, decodeTx, signatureOf, writeTxSigningMessage, TX_BYTES_MAX_ANY } from "../ledger/tx.js";
+import { LatencyRecorder, type LatencySummary } from "./latency.js";
+import { FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
+import { type LinkMessage, type PeerAddress, Transport, type TransportLimits, memberKeysOf } from "./transport.js";
+
+export const RAFT_LOG_FILE = "raft.sqlite";
+
+/**
+ * Timing defaults, chosen for SD cards and Wi-Fi (BENCHMARKS.md, sim/):
+ * a tick of 100 ms, heartbeats every tick, an election after 10 to 20 ticks
+ * (1-2 s) without a leader. Heartbeats bypass a stalled fsync, so a 2 s
+ * stall does not cause an election (the simulator shows it); a dead leader
+ * is replaced within about 2 s, and the first block follows at once.
+ */
+export interface NodeTiming {
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly blockIntervalMs: number;
+  /** A pooled transaction not yet in a block is forwarded to the leader again after this. */
+  readonly resubmitAfterMs: number;
+  /** A transaction behind a sequence gap waits this long for its predecessor (mempool.ts select). */
+  readonly gapWaitMs: number;
+  /** A leader whose clock is this far behind the chain's head time hands leadership away. */
+  readonly clockSkewMaxMs: number;
+}
+
+export const DEFAULT_TIMING: NodeTiming = {
+  tickMs: 100,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  blockIntervalMs: 1_000,
+  resubmitAfterMs: 2_000,
+  gapWaitMs: 3_000,
+  clockSkewMaxMs: 5_000,
+};
+
+export type LogLevel = "info" | "warn" | "error";
+export type NodeLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+
+export interface BoxNodeOptions {
+  /** Holds ledger.sqlite (made by `peergrid init`) and raft.sqlite. */
+  readonly dataDir: string;
+  readonly signer: NodeSigner;
+  /** Raft addresses of the other boxes, by member index. */
+  readonly peers: ReadonlyMap<NodeId, PeerAddress>;
+  readonly listenHost?: string;
+  readonly listenPort?: number;
+  readonly timing?: Partial<NodeTiming>;
+  readonly mempool?: Partial<MempoolLimits>;
+  readonly transportLimits?: Partial<TransportLimits>;
+  /** The wall clock (ms since the epoch); a test may skew it. */
+  readonly now?: () => number;
+  readonly log?: NodeLog;
+  /** Called once if the box cannot go on (its Raft log failed): it has stopped taking part. */
+  readonly onFatal?: (err: Error) => void;
+  /** Seconds of fsync stall added to every Raft log save (tests of slow SD cards). */
+  readonly raftLogStallMs?: number;
+}
+
+export type TxFate =
+  | { readonly status: "pending"; readonly id: string; readonly sinceMs: number }
+  | { readonly status: "committed"; readonly id: string; readonly height: number; readonly index: number; readonly result: string; readonly resultCode: number }
+  | { readonly status: "rejected"; readonly id: string; readonly code: string; readonly message: string }
+  | { readonly status: "unknown"; readonly id: string };
+
+export type SubmitOutcome = { readonly ok: true; readonly id: string; readonly fate: TxFate } | { readonly ok: false; readonly id: string | null; readonly code: string; readonly message: string };
+
+export interface NodeCounters {
+  blocksProposed: number;
+  blocksApplied: number;
+  entriesSkipped: number;
+  blockTicksBusy: number; // interval boundaries with the previous block still uncommitted
+  txsSubmitted: number;
+  txsRefused: number;
+  txsForwarded: number;
+  txsReceivedForwarded: number;
+  txsExpired: number;
+  leaderTransfersForClock: number;
+  blocksAheadOfClock: number; // committed blocks timed more than clockSkewMaxMs after this box's clock
+}
+
+export interface NodeStatus {
+  readonly boxId: NodeId;
+  readonly name: string;
+  readonly role: Role;
+  readonly term: number;
+  readonly leader: NodeId | null;
+  readonly height: number;
+  readonly lastBlockHash: string;
+  readonly lastBlockTimeMs: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly peers: readonly { readonly id: NodeId; readonly connected: boolean; readonly queuedBytes: number }[];
+  readonly mempool: { readonly txs: number; readonly bytes: number };
+  readonly commitLatencyMs: LatencySummary;
+  readonly counters: NodeCounters;
+}
+
+/** Bounded memory of what became of transactions submitted here (the oldest forgotten first). */
+const FATES_MAX = 200_000;
+
+export class BoxNode {
+  readonly id: NodeId;
+  readonly timing: NodeTiming;
+  readonly counters: NodeCounters = {
+    blocksProposed: 0,
+    blocksApplied: 0,
+    entriesSkipped: 0,
+    blockTicksBusy: 0,
+    txsSubmitted: 0,
+    txsRefused: 0,
+    txsForwarded: 0,
+    txsReceivedForwarded: 0,
+    txsExpired: 0,
+    leaderTransfersForClock: 0,
+    blocksAheadOfClock: 0,
+  };
+  readonly commitLatency = new LatencyRecorder(100_000);
+  private readonly verifier = new NodeVerifier();
+  private readonly mempool: Mempool;
+  private readonly now: () => number;
+  private readonly log: NodeLog;
+  private transport!: Transport;
+  private appliedIndex: number;
+  private persisting = false;
+  private stopped = false;
+  private fatal: Error | null = null;
+  private lastLeader: NodeId | null = null;
+  private readonly submittedAt = new Map<string, number>(); // txs submitted here and still pending
+  private readonly fates = new Map<string, TxFate>();
+  private forwardQueue: SignedTx[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private blockTimer: NodeJS.Timeout | null = null;
+  private readonly scratch: Uint8Array;
+  private readonly listeners = new Set<(block: Block, result: ApplyResult) => void>();
+  private readonly cluster: { voters: NodeId[]; learners: NodeId[] };
+
+  private constructor(
+    private readonly opts: BoxNodeOptions,
+    readonly ledger: Ledger,
+    private readonly raftLog: AsyncRaftLog,
+    private readonly raft: RaftNode,
+    id: NodeId,
+  ) {
+    this.id = id;
+    this.cluster = initialConfiguration(ledger);
+    this.timing = { ...DEFAULT_TIMING, ...opts.timing };
+    this.mempool = new Mempool({ ...DEFAULT_MEMPOOL_LIMITS, ...opts.mempool });
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? (() => {});
+    this.appliedIndex = Math.min(ledger.state.raftIndex, raft.commit);
+    raft.setApplied(this.appliedIndex);
+    this.scratch = new Uint8Array(ledger.state.chain.txSignPrefix.length + TX_BYTES_MAX_ANY);
+  }
+
+  /** Open the box's ledger and Raft log, join the cluster and start the timers. */
+  static async start(opts: BoxNodeOptions): Promise<BoxNode> {
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    const ledger = Ledger.open(opts.dataDir, new NodeVerifier(), { skipQuickCheck: true });
+    let raftLog: AsyncRaftLog | null = null;
+    try {
+      const id = memberIndexOf(ledger, opts.signer.publicKey);
+      raftLog = await AsyncRaftLog.open(join(opts.dataDir, RAFT_LOG_FILE), {
+        skipQuickCheck: true,
+        ...(opts.raftLogStallMs !== undefined && { stallMsPerSave: opts.raftLogStallMs }),
+      });
+      const storage = await raftLog.load();
+      const timing = { ...DEFAULT_TIMING, ...opts.timing };
+      const { voters, learners } = initialConfiguration(ledger);
+      if (!voters.includes(id) && !learners.includes(id)) throw new PeergridError("PG_ERR_NOT_A_BOX", `member ${id} has neither the box nor the auditor role: it cannot join the cluster`);
+      const raft = new RaftNode(
+        {
+          id,
+          voters,
+          learners,
+          electionTicks: timing.electionTicks,
+          heartbeatTicks: timing.heartbeatTicks,
+          preVote: true,
+          checkQuorum: true,
+          randomInt: (n) => Math.floor(Math.random() * n),
+        },
+        storage,
+      );
+      const node = new BoxNode(opts, ledger, raftLog, raft, id);
+      await node.startTransport();
+      node.startTimers();
+      node.log("info", "box started", { box: id, height: ledger.state.height, term: raft.term, commit: raft.commit, voters, learners });
+      return node;
+    } catch (err) {
+      await raftLog?.close();
+      ledger.close();
+      throw err;
+    }
+  }
+
+  private async startTransport(): Promise<void> {
+    const peers = this.opts.peers;
+    this.transport = await Transport.start({
+      id: this.id,
+      signer: this.opts.signer,
+      verifier: this.verifier,
+      chainHash: this.ledger.state.chain.hash,
+      members: memberKeysOf(() => this.ledger.state),
+      addresses: (i) => peers.get(i) ?? null,
+      onMessage: (from, m) => this.onLinkMessage(from, m),
+      random: Math.random,
+      ...(this.opts.listenHost !== undefined && { listenHost: this.opts.listenHost }),
+      ...(this.opts.listenPort !== undefined && { listenPort: this.opts.listenPort }),
+      ...(this.opts.transportLimits !== undefined && { limits: this.opts.transportLimits }),
+    });
+  }
+
+  private startTimers(): void {
+    const t = this.timing;
+    this.timers.push(
+      setInterval(() => {
+        this.raft.tick();
+        this.pump();
+      }, t.tickMs),
+    );
+    this.timers.push(setInterval(() => this.housekeeping(), 250));
+    this.scheduleBlockTick();
+  }
+
+  get raftPort(): number {
+    return this.transport.port;
+  }
+
+  get role(): Role {
+    return this.raft.role;
+  }
+
+  get term(): number {
+    return this.raft.term;
+  }
+
+  get leader(): NodeId | null {
+    return this.raft.lead;
+  }
+
+  /** Called for every block this box applies, after it is stored. */
+  onBlock(listener: (block: Block, result: ApplyResult) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------- the Ready loop
+
+  private pump(): void {
+    if (this.stopped) return;
+    for (const m of this.raft.takeImmediateMessages()) this.transport.send(m);
+    if (this.persisting || !this.raft.hasReady()) return;
+    const rd: Ready = this.raft.ready();
+    this.persisting = true;
+    const needsDisk = rd.hardState !== null || rd.entries.length > 0;
+    const durable = needsDisk ? this.raftLog.save(rd.hardState, rd.entries) : Promise.resolve();
+    durable.then(
+      () => {
+        if (this.stopped) return;
+        for (const m of rd.messages) this.transport.send(m);
+        this.applyCommitted(rd.committed);
+        this.raft.advance(rd);
+        this.persisting = false;
+        this.afterReady();
+        this.pump();
+      },
+      (err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  private afterReady(): void {
+    const lead = this.raft.lead;
+    if (lead !== this.lastLeader) {
+      this.log("info", "leader changed", { leader: lead, term: this.raft.term, role: this.raft.role });
+      this.lastLeader = lead;
+      if (lead !== null && lead !== this.id) this.forwardQueue = this.mempool.addedBefore(Number.MAX_SAFE_INTEGER); // re-forward all to the new leader
+    }
+    this.flushForwards();
+    // A new leader (or one whose last cut was busy) cuts a block at once when the head is an interval old.
+    if (this.canCut() && this.now() >= this.ledger.state.timeMs + this.timing.blockIntervalMs) this.cutBlock();
+  }
+
+  private die(err: Error): void {
+    if (this.fatal !== null) return;
+    this.fatal = err;
+    this.log("error", "the Raft log failed; this box stops taking part", { error: err.message });
+    void this.stop().finally(() => this.opts.onFatal?.(err));
+  }
+
+  private applyCommitted(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      if (e.index <= this.appliedIndex) continue; // applied before a restart: the ledger holds it
+      const outcome = applyEntry(this.ledger.state, e, this.verifier);
+      if (outcome.kind === "block") {
+        this.ledger.commitApplied(outcome.block, outcome.result);
+        this.onApplied(outcome.block, outcome.result);
+      } else if (outcome.kind === "skip") {
+        this.counters.entriesSkipped++;
+        this.log("warn", "committed entry skipped: not a valid next block", { index: e.index, term: e.term, code: outcome.code, reason: outcome.reason });
+      }
+      this.appliedIndex = e.index;
+    }
+  }
+
+  private onApplied(block: Block, result: ApplyResult): void {
+    this.counters.blocksApplied++;
+    const nowMs = this.now();
+    if (block.header.timeMs > nowMs + this.timing.clockSkewMaxMs) this.counters.blocksAheadOfClock++;
+    const state = this.ledger.state;
+    this.mempool.removeCommitted(block.txs, (a) => lastSeqOf(state, a));
+    block.txs.forEach((t, i) => {
+      const key = toHex(t.id);
+      const submitted = this.submittedAt.get(key);
+      if (submitted === undefined) return;
+      this.submittedAt.delete(key);
+      this.commitLatency.record(nowMs - submitted);
+      const code = result.results[i] as number;
+      this.remember({ status: "committed", id: key, height: block.header.height, index: i, result: resultName(code), resultCode: code });
+    });
+    if (block.txs.some((t) => t.tx.body.type === "member")) this.transport.refreshMembership();
+    for (const l of this.listeners) l(block, result);
+  }
+
+  // ---------------------------------------------------------------- blocks
+
+  private scheduleBlockTick(): void {
+    if (this.stopped) return;
+    const interval = this.timing.blockIntervalMs;
+    const delay = interval - (this.now() % interval);
+    this.blockTimer = setTimeout(() => {
+      this.blockTimer = null;
+      if (this.raft.role === Role.leader) {
+        if (this.canCut()) this.cutBlock();
+        else this.counters.blockTicksBusy++;
+      }
+      this.scheduleBlockTick();
+    }, delay);
+  }
+
+  /** Leading, and everything in the log applied: the head is final and the next block can be built on it. */
+  private canCut(): boolean {
+    return !this.stopped && this.raft.role === Role.leader && this.appliedIndex === this.raft.lastIndex && !this.persisting;
+  }
+
+  private cutBlock(): void {
+    assert(this.canCut(), "cut only on a final head");
+    const nowMs = this.now();
+    const head = this.ledger.state;
+    if (nowMs + this.timing.clockSkewMaxMs < head.timeMs) {
+      this.handOffForClock(nowMs, head.timeMs);
+      return;
+    }
+    const p = head.chain.genesis.ledger;
+    const txs = this.mempool.select(p.txsPerBlockMax, p.blockBytesMax - 4096, { lastSeqOf: (a) => lastSeqOf(head, a), nowMs, gapWaitMs: this.timing.gapWaitMs });
+    const block = this.ledger.propose(txs, this.opts.signer, this.id, nextBlockTimeMs(nowMs, head.timeMs), this.raft.term, this.raft.lastIndex + 1);
+    if (this.raft.propose(encodeBlock(block))) {
+      this.counters.blocksProposed++;
+      this.pump();
+    }
+  }
+
+  private handOffForClock(nowMs: number, headTimeMs: number): void {
+    const to = this.cluster.voters.find((v) => v !== this.id);
+    this.log("warn", "this box's clock is far behind the chain; handing leadership away", { nowMs, headTimeMs, to });
+    if (to === undefined) return;
+    this.counters.leaderTransfersForClock++;
+    this.raft.transferLeadership(to);
+    this.pump();
+  }
+
+  // ---------------------------------------------------------------- transactions
+
+  /** Accept a signed transaction from a user, an app or this box's meters. */
+  submit(bytes: Uint8Array): SubmitOutcome {
+    if (this.stopped) return { ok: false, id: null, code: "PG_ERR_STOPPED", message: "this box is shutting down" };
+    let tx: SignedTx;
+    try {
+      tx = decodeTx(new Uint8Array(bytes)); // a copy: decodeTx keeps a view of its input
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.counters.txsRefused++;
+      return { ok: false, id: null, code: err.code, message: err.message };
+    }
+    const id = toHex(tx.id);
+    const known = this.fate(tx.id);
+    if (known.status === "committed" || known.status === "pending") return { ok: true, id, fate: known };
+    const refusal = this.precheck(tx);
+    const nowMs = this.now();
+    const added = refusal ?? this.mempool.add(tx, lastSeqOf(this.ledger.state, tx.tx.author), nowMs);
+    if (!added.ok) {
+      this.counters.txsRefused++;
+      this.remember({ status: "rejected", id, code: added.code, message: added.message });
+      return { ok: false, id, code: added.code, message: added.message };
+    }
+    this.counters.txsSubmitted++;
+    this.submittedAt.set(id, nowMs);
+    if (this.raft.role !== Role.leader) {
+      this.forwardQueue.push(tx);
+      if (this.forwardQueue.length >= FORWARD_TXS_MAX) this.flushForwards();
+      else queueMicrotask(() => this.flushForwards());
+    }
+    const fate: TxFate = { status: "pending", id, sinceMs: nowMs };
+    return { ok: true, id, fate };
+  }
+
+  /** What a box can know of a transaction before a block: who signed it, and whether its number is still free. */
+  private precheck(t: SignedTx): { ok: false; code: string; message: string } | null {
+    const state = this.ledger.state;
+    const author = state.tree.get(memberKey(t.tx.author)) as MemberRecord | undefined;
+    const refuse = (code: number, message: string) => ({ ok: false as const, code: `PG_ERR_TX_${resultName(code).replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`, message });
+    if (author === undefined || author.kind !== "member") return refuse(ResultCode.unknownAuthor, `member ${t.tx.author} does not exist`);
+    if (!author.active) return refuse(ResultCode.authorRemoved, `member ${t.tx.author} was removed`);
+    const message = writeTxSigningMessage(this.scratch, state.chain.txSignPrefix, t.bytes);
+    if (!this.verifier.verify(author.publicKey, message, signatureOf(t.bytes))) return refuse(ResultCode.badSignature, `the signature does not verify with member ${t.tx.author}'s key on this chain`);
+    return null;
+  }
+
+  fate(id: Hash): TxFate {
+    const key = toHex(id);
+    const stored = this.ledger.store.getTx(id);
+    if (stored !== null) return { status: "committed", id: key, height: stored.height, index: stored.index, result: resultName(stored.result), resultCode: stored.result };
+    const remembered = this.fates.get(key);
+    if (remembered !== undefined) return remembered;
+    const since = this.submittedAt.get(key);
+    if (since !== undefined && this.mempool.has(key)) return { status: "pending", id: key, sinceMs: since };
+    return { status: "unknown", id: key };
+  }
+
+  private remember(f: TxFate): void {
+    this.fates.delete(f.id);
+    this.fates.set(f.id, f);
+    if (this.fates.size > FATES_MAX) this.fates.delete(this.fates.keys().next().value as string);
+  }
+
+  private flushForwards(): void {
+    const lead = this.raft.lead;
+    if (this.forwardQueue.length === 0 || lead === null || this.stopped) return;
+    if (lead === this.id) {
+      this.forwardQueue = []; // this box leads: its own pool is the block source
+      return;
+    }
+    const txs = this.forwardQueue.map((t) => t.bytes);
+    this.forwardQueue = [];
+    for (const chunk of chunkByBytes(txs, FORWARD_TXS_MAX, 4 * 1024 * 1024)) {
+      this.transport.send({ type: "forward", from: this.id, to: lead, txs: chunk });
+      this.counters.txsForwarded += chunk.length;
+    }
+  }
+
+  private onForward(from: NodeId, txs: readonly Uint8Array[]): void {
+    // From an authenticated box, which checked each signature when it accepted
+    // it; the block checks again. Here only what keeps the pool sound.
+    const state = this.ledger.state;
+    const nowMs = this.now();
+    for (const bytes of txs) {
+      let tx: SignedTx;
+      try {
+        tx = decodeTx(bytes);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        this.log("warn", "a forwarded transaction does not decode", { from, error: err.message });
+        continue;
+      }
+      const author = state.tree.get(memberKey(tx.tx.author));
+      if (author === undefined || author.kind !== "member" || !author.active) continue;
+      if (this.mempool.add(tx, author.lastSeq, nowMs).ok) this.counters.txsReceivedForwarded++;
+    }
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  private onLinkMessage(from: NodeId, m: LinkMessage): void {
+    if (this.stopped) return;
+    switch (m.type) {
+      case "forward":
+        this.onForward(from, m.txs);
+        return;
+      case "blocksRequest":
+        this.onBlocksRequest(m);
+        return;
+      case "blocks":
+        return; // catch-up after a snapshot: see installSnapshot
+      default:
+        this.raft.stepMessage(m as Message);
+        this.pump();
+    }
+  }
+
+  private onBlocksRequest(m: Extract<PeerMessage, { type: "blocksRequest" }>): void {
+    const blocks: Uint8Array[] = [];
+    for (let h = m.fromHeight; h < m.fromHeight + m.countMax; h++) {
+      const b = this.ledger.store.getBlock(h);
+      if (b === null) break;
+      blocks.push(encodeBlock(b.block));
+    }
+    this.transport.send({ type: "blocks", from: this.id, to: m.from, fromHeight: m.fromHeight, blocks });
+  }
+
+  // ---------------------------------------------------------------- housekeeping
+
+  private housekeeping(): void {
+    if (this.stopped) return;
+    const nowMs = this.now();
+    for (const t of this.mempool.expire(nowMs)) {
+      const key = toHex(t.id);
+      this.counters.txsExpired++;
+      if (this.submittedAt.delete(key)) this.remember({ status: "rejected", id: key, code: "PG_ERR_TX_EXPIRED", message: "no block took it in time" });
+    }
+    if (this.raft.role !== Role.leader && this.raft.lead !== null) {
+      const stale = this.mempool.addedBefore(nowMs - this.timing.resubmitAfterMs);
+      if (stale.length > 0) {
+        this.forwardQueue.push(...stale);
+        this.flushForwards();
+      }
+    }
+  }
+
+  status(): NodeStatus {
+    const s = this.ledger.state;
+    const me = s.tree.get(memberKey(this.id)) as MemberRecord | undefined;
+    const cfg = this.cluster;
+    return {
+      boxId: this.id,
+      name: me?.name ?? "",
+      role: this.raft.role,
+      term: this.raft.term,
+      leader: this.raft.lead,
+      height: s.height,
+      lastBlockHash: toHex(s.blockHash),
+      lastBlockTimeMs: s.timeMs,
+      commitIndex: this.raft.commit,
+      appliedIndex: this.appliedIndex,
+      peers: [...cfg.voters, ...cfg.learners]
+        .filter((p) => p !== this.id)
+        .map((p) => {
+          const st = this.transport.peerStats(p);
+          return { id: p, connected: st.connected, queuedBytes: st.queuedBytes };
+        }),
+      mempool: { txs: this.mempool.size, bytes: this.mempool.bytes },
+      commitLatencyMs: this.commitLatency.summary(),
+      counters: { ...this.counters },
+    };
+  }
+
+  /** Stop timers and links, let the Raft log finish its saves, close the files. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.blockTimer !== null) clearTimeout(this.blockTimer);
+    await this.transport?.close();
+    await this.raftLog.close();
+    this.ledger.close();
+    this.log("info", "box stopped", { box: this.id });
+  }
+}
+
+function lastSeqOf(state: Ledger["state"], author: number): number {
+  const r = state.tree.get(memberKey(author));
+  return r !== undefined && r.kind === "member" ? r.lastSeq : 0;
+}
+
+/** The member index of the box holding `publicKey`, which must be an active member of this chain. */
+export function memberIndexOf(ledger: Ledger, publicKey: Uint8Array): NodeId {
+  const k = ledger.state.tree.get(publicKeyKey(publicKey)) as KeyRecord | undefined;
+  if (k === undefined || k.kind !== "key") throw new PeergridError("PG_ERR_NOT_A_MEMBER", `the key ${toHex(publicKey).slice(0, 16)}… is not a member of chain ${ledger.state.chain.genesis.chainId}`);
+  const m = ledger.state.tree.get(memberKey(k.member)) as MemberRecord | undefined;
+  assert(m !== undefined && bytesEqual(m.publicKey, publicKey), "a key record names its member");
+  if (!m.active) throw new PeergridError("PG_ERR_NOT_A_MEMBER", `member ${k.member} (${m.name}) was removed from the chain`);
+  return k.member;
+}
+
+/**
+ * The cluster a chain starts with: its genesis members with the box role
+ * vote, auditors without it follow as learners. Later changes are Raft
+ * configuration entries (the stored log wins over this).
+ */
+export function initialConfiguration(ledger: Ledger): { voters: NodeId[]; learners: NodeId[] } {
+  const voters: NodeId[] = [];
+  const learners: NodeId[] = [];
+  ledger.state.chain.genesis.members.forEach((m, i) => {
+    if (m.roles.includes("box")) voters.push(i);
+    else if (m.roles.includes("auditor")) learners.push(i);
+  });
+  return { voters, learners };
+}

@@ -1,0 +1,119 @@
+// Synthetic meter readings: a load for benchmarks and cluster tests until
+// the device layer's poll loop (issue 4) produces real ones. Every second,
+// aligned to the wall clock, the box signs `readingsPerS` readings with its
+// own key, through exactly the path a real reading takes (node.submit).
+//
+// A box has at most METER_ID_MAX + 1 = 256 meters. A load above 256
+// readings a second therefore gives some meters more than one reading in a
+// second, at distinct millisecond times (the ledger requires a meter's
+// readings to be strictly later); counters advance by the energy of the
+// power drawn since the meter's previous reading, so every reading is valid.
+import type { NodeSigner } from "../ledger/keys.js";
+import { memberKey } from "../ledger/records.js";
+import { METER_ID_MAX, Quality, signTx } from "../ledger/tx.js";
+import type { BoxNode } from "./node.js";
+
+const METERS = METER_ID_MAX + 1;
+const MS_PER_HOUR = 3_600_000;
+
+interface MeterState {
+  timeMs: number;
+  importMilliWh: number;
+  exportMilliWh: number;
+}
+
+export interface SyntheticLoadStats {
+  signed: number;
+  accepted: number;
+  refused: number;
+  lastRefusal: string | null;
+}
+
+export class SyntheticLoad {
+  readonly stats: SyntheticLoadStats = { signed: 0, accepted: 0, refused: 0, lastRefusal: null };
+  private readonly meters = new Map<number, MeterState>();
+  private seq: number;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly node: BoxNode,
+    private readonly signer: NodeSigner,
+    readonly readingsPerS: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    const me = node.ledger.state.tree.get(memberKey(node.id));
+    this.seq = me !== undefined && me.kind === "member" ? me.lastSeq : 0;
+  }
+
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.burst();
+      this.schedule();
+    }, 1_000 - (this.now() % 1_000));
+  }
+
+  /** One second's readings. */
+  burst(): void {
+    const second = this.now() - (this.now() % 1_000);
+    const chainHash = this.node.ledger.state.chain.hash;
+    for (let k = 0; k < this.readingsPerS; k++) {
+      const meterId = k % METERS;
+      const timeMs = second + Math.floor(k / METERS); // a meter's second reading in a second comes 1 ms later
+      const m = this.meters.get(meterId) ?? { timeMs: timeMs - 1_000, importMilliWh: 1_000_000 * (meterId + 1), exportMilliWh: 0 };
+      if (timeMs <= m.timeMs) continue;
+      const powerW = ((meterId * 37 + Math.floor(timeMs / 1_000)) % 9_000) - 3_000; // -3 kW (exporting) .. 6 kW
+      const milliWh = Math.floor((Math.abs(powerW) * (timeMs - m.timeMs) * 1_000) / MS_PER_HOUR);
+      if (powerW >= 0) m.importMilliWh += milliWh;
+      else m.exportMilliWh += milliWh;
+      m.timeMs = timeMs;
+      this.meters.set(meterId, m);
+      // The next sequence number is taken only when the node accepts the reading.
+      const tx = signTx(
+        {
+          author: this.node.id,
+          seq: this.seq + 1,
+          body: {
+            type: "reading",
+            meterId,
+            timeMs,
+            importWh: Math.floor(m.importMilliWh / 1_000),
+            exportWh: Math.floor(m.exportMilliWh / 1_000),
+            powerW,
+            voltagesDeciV: [2300, 2310, 2295],
+            frequencyMilliHz: 50_000,
+            quality: Quality.good,
+          },
+        },
+        this.signer,
+        chainHash,
+      );
+      this.stats.signed++;
+      const out = this.node.submit(tx.bytes);
+      if (out.ok) {
+        this.seq++;
+        this.stats.accepted++;
+      } else {
+        this.stats.refused++;
+        this.stats.lastRefusal = `${out.code}: ${out.message}`;
+        if (out.code === "PG_ERR_MEMPOOL_STALE_SEQUENCE") this.resync();
+      }
+    }
+  }
+
+  /** Take up the ledger's sequence again (after this box's pending readings were lost). */
+  private resync(): void {
+    const me = this.node.ledger.state.tree.get(memberKey(this.node.id));
+    if (me !== undefined && me.kind === "member") this.seq = Math.max(this.seq, me.lastSeq);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+  }
+}
