@@ -72,11 +72,11 @@ export class BoxCluster {
     return leaders.length === 1 ? (leaders[0] as BoxNode) : null;
   }
 
-  async waitFor<T>(what: string, f: () => T | null | undefined | false, timeoutMs = 15_000): Promise<T> {
+  async waitFor<T>(what: string, f: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 15_000): Promise<Exclude<T, null | undefined | false>> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const v = f();
-      if (v !== null && v !== undefined && v !== false) return v;
+      const v = await f();
+      if (v !== null && v !== undefined && v !== false) return v as Exclude<T, null | undefined | false>;
       if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
       await new Promise((r) => setTimeout(r, 20));
     }
