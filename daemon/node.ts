@@ -20,8 +20,9 @@
 // applied (so a block's state root is the one after its parent, which the
 // header must carry), and at once when the head is older than an interval
 // (after an election). Its clock only ever moves the chain's time forward
-// (replicated.ts nextBlockTimeMs); a leader whose clock is far behind the
-// chain hands leadership to another box.
+// (replicated.ts nextBlockTimeMs): a leader whose clock is behind cannot take
+// the chain's time backwards. (One whose clock runs fast can push it ahead;
+// every box counts blocks timed ahead of its own clock and warns.)
 //
 // Transactions: any box accepts one (submit), checks what it can without a
 // block (decoding, author, signature, sequence), pools it, and forwards it
@@ -67,7 +68,7 @@ export interface NodeTiming {
   readonly resubmitAfterMs: number;
   /** A transaction behind a sequence gap waits this long for its predecessor (mempool.ts select). */
   readonly gapWaitMs: number;
-  /** A leader whose clock is this far behind the chain's head time hands leadership away. */
+  /** Clock disagreement worth a warning: blocks this far ahead of this box's clock, or a head this far ahead of a leader's. */
   readonly clockSkewMaxMs: number;
 }
 
@@ -122,7 +123,7 @@ export interface NodeCounters {
   txsForwarded: number;
   txsReceivedForwarded: number;
   txsExpired: number;
-  leaderTransfersForClock: number;
+  clockBehindChain: number; // blocks this box cut with its clock far behind the chain's head time
   blocksAheadOfClock: number; // committed blocks timed more than clockSkewMaxMs after this box's clock
 }
 
@@ -159,7 +160,7 @@ export class BoxNode {
     txsForwarded: 0,
     txsReceivedForwarded: 0,
     txsExpired: 0,
-    leaderTransfersForClock: 0,
+    clockBehindChain: 0,
     blocksAheadOfClock: 0,
   };
   readonly commitLatency = new LatencyRecorder(100_000);
@@ -173,6 +174,7 @@ export class BoxNode {
   private stopped = false;
   private fatal: Error | null = null;
   private lastLeader: NodeId | null = null;
+  private lastClockWarningMs = -Infinity;
   private readonly submittedAt = new Map<string, number>(); // txs submitted here and still pending
   private readonly fates = new Map<string, TxFate>();
   private forwardQueue: SignedTx[] = [];
@@ -393,10 +395,7 @@ export class BoxNode {
     assert(this.canCut(), "cut only on a final head");
     const nowMs = this.now();
     const head = this.ledger.state;
-    if (nowMs + this.timing.clockSkewMaxMs < head.timeMs) {
-      this.handOffForClock(nowMs, head.timeMs);
-      return;
-    }
+    if (nowMs + this.timing.clockSkewMaxMs < head.timeMs) this.warnClock(nowMs, head.timeMs);
     const p = head.chain.genesis.ledger;
     const txs = this.mempool.select(p.txsPerBlockMax, p.blockBytesMax - 4096, { lastSeqOf: (a) => lastSeqOf(head, a), nowMs, gapWaitMs: this.timing.gapWaitMs });
     const block = this.ledger.propose(txs, this.opts.signer, this.id, nextBlockTimeMs(nowMs, head.timeMs), this.raft.term, this.raft.lastIndex + 1);
@@ -406,13 +405,18 @@ export class BoxNode {
     }
   }
 
-  private handOffForClock(nowMs: number, headTimeMs: number): void {
-    const to = this.cluster.voters.find((v) => v !== this.id);
-    this.log("warn", "this box's clock is far behind the chain; handing leadership away", { nowMs, headTimeMs, to });
-    if (to === undefined) return;
-    this.counters.leaderTransfersForClock++;
-    this.raft.transferLeadership(to);
-    this.pump();
+  /**
+   * This box's clock is far behind the chain. Either its clock is wrong or an
+   * earlier leader's ran fast. It goes on cutting blocks (at parent + 1 ms,
+   * so the chain's time never goes back and never stops the chain); handing
+   * leadership away would stop every block if the chain itself ran ahead.
+   * The operator is told, at most once a minute.
+   */
+  private warnClock(nowMs: number, headTimeMs: number): void {
+    this.counters.clockBehindChain++;
+    if (nowMs - this.lastClockWarningMs < 60_000) return;
+    this.lastClockWarningMs = nowMs;
+    this.log("warn", "this box's clock is far behind the chain's time: check its time source (NTP, or the RTC when offline)", { nowMs, headTimeMs, behindMs: headTimeMs - nowMs });
   }
 
   // ---------------------------------------------------------------- transactions

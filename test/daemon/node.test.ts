@@ -124,3 +124,27 @@ describe("a three-box cluster", () => {
     assert.ok(assertChainsAgree(c) > 0);
   });
 });
+
+describe("a leader whose clock is far behind", () => {
+  const c = new BoxCluster(1);
+  after(async () => {
+    await c.close();
+  });
+
+  it("cannot move the chain's time backwards, and the chain goes on", async () => {
+    const honest = await c.start(0);
+    await c.waitFor("blocks", () => honest.ledger.state.height >= 2);
+    await c.stop(0);
+    const skewed = await c.start(0, { now: () => Date.now() - 120_000 });
+    const h = skewed.ledger.state.height;
+    const tHead = skewed.ledger.state.timeMs;
+    await c.waitFor("3 more blocks", () => skewed.ledger.state.height >= h + 3);
+    let prev = tHead;
+    for (let i = h + 1; i <= skewed.ledger.state.height; i++) {
+      const t = (skewed.ledger.store.getBlock(i)?.block.header.timeMs) as number;
+      assert.ok(t > prev && t - prev < 1_000, `block ${i} at ${t} after ${prev}: forward, by a millisecond, not backwards`);
+      prev = t;
+    }
+    assert.ok(skewed.counters.clockBehindChain >= 3);
+  });
+});
