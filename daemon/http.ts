@@ -42,6 +42,7 @@ const StatusSchema = Type.Object({
   appliedIndex: Type.Integer(),
   peers: Type.Array(Type.Object({ id: Type.Integer(), connected: Type.Boolean(), queuedBytes: Type.Integer() })),
   mempool: Type.Object({ txs: Type.Integer(), bytes: Type.Integer() }),
+  durableRaftIndex: Type.Integer(),
   commitLatencyMs: LatencySchema,
   counters: Type.Record(Type.String(), Type.Integer()),
 });

@@ -47,6 +47,7 @@ import { applyEntry, nextBlockTimeMs } from "../ledger/replicated.js";
 import { type ApplyResult, ResultCode, resultName } from "../ledger/state.js";
 import { type SignedTx, decodeTx, signatureOf, writeTxSigningMessage, TX_BYTES_MAX_ANY } from "../ledger/tx.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
+import { LedgerCheckpointer } from "./ledger-checkpointer.js";
 import { FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
 import { type LinkMessage, type PeerAddress, Transport, type TransportLimits, memberKeysOf } from "./transport.js";
 
@@ -140,6 +141,8 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly peers: readonly { readonly id: NodeId; readonly connected: boolean; readonly queuedBytes: number }[];
   readonly mempool: { readonly txs: number; readonly bytes: number };
+  /** ledger.sqlite is fsynced through this Raft index (ledger-checkpointer.ts); later blocks are replayable from raft.sqlite. */
+  readonly durableRaftIndex: number;
   readonly commitLatencyMs: LatencySummary;
   readonly counters: NodeCounters;
 }
@@ -183,6 +186,7 @@ export class BoxNode {
   private readonly scratch: Uint8Array;
   private readonly listeners = new Set<(block: Block, result: ApplyResult) => void>();
   private readonly cluster: { voters: NodeId[]; learners: NodeId[] };
+  private readonly checkpointer: LedgerCheckpointer;
 
   private constructor(
     private readonly opts: BoxNodeOptions,
@@ -193,6 +197,7 @@ export class BoxNode {
   ) {
     this.id = id;
     this.cluster = initialConfiguration(ledger);
+    this.checkpointer = new LedgerCheckpointer(ledger.store.path, 0);
     this.timing = { ...DEFAULT_TIMING, ...opts.timing };
     this.mempool = new Mempool({ ...DEFAULT_MEMPOOL_LIMITS, ...opts.mempool });
     this.now = opts.now ?? Date.now;
@@ -205,7 +210,8 @@ export class BoxNode {
   /** Open the box's ledger and Raft log, join the cluster and start the timers. */
   static async start(opts: BoxNodeOptions): Promise<BoxNode> {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-    const ledger = Ledger.open(opts.dataDir, new NodeVerifier(), { skipQuickCheck: true });
+    // Replayable: no fsync per block on the event loop; blocks lost to a power cut are re-applied from raft.sqlite.
+    const ledger = Ledger.open(opts.dataDir, new NodeVerifier(), { skipQuickCheck: true, durability: "replayable" });
     let raftLog: AsyncRaftLog | null = null;
     try {
       const id = memberIndexOf(ledger, opts.signer.publicKey);
@@ -551,6 +557,7 @@ export class BoxNode {
 
   private housekeeping(): void {
     if (this.stopped) return;
+    this.checkpointer.request(this.ledger.state.raftIndex);
     const nowMs = this.now();
     for (const t of this.mempool.expire(nowMs)) {
       const key = toHex(t.id);
@@ -588,6 +595,7 @@ export class BoxNode {
           return { id: p, connected: st.connected, queuedBytes: st.queuedBytes };
         }),
       mempool: { txs: this.mempool.size, bytes: this.mempool.bytes },
+      durableRaftIndex: this.checkpointer.durableRaftIndex,
       commitLatencyMs: this.commitLatency.summary(),
       counters: { ...this.counters },
     };
@@ -601,7 +609,8 @@ export class BoxNode {
     if (this.blockTimer !== null) clearTimeout(this.blockTimer);
     await this.transport?.close();
     await this.raftLog.close();
-    this.ledger.close();
+    await this.checkpointer.close();
+    this.ledger.close(); // the last connection to close checkpoints the rest
     this.log("info", "box stopped", { box: this.id });
   }
 }

@@ -22,7 +22,7 @@
 //   latest_readings (author, meter) -> the newest reading
 //   state           key -> encoded StateRecord (the state after the head block)
 import Database from "better-sqlite3";
-import { configureDurable, fsyncDir } from "./sqlite-files.js";
+import { configureDurable, configureReplayable, fsyncDir } from "./sqlite-files.js";
 import { existsSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert, bytesEqual } from "./assert.js";
@@ -122,6 +122,13 @@ export interface OpenOptions {
   readonly readonly?: boolean;
   /** Skip SQLite's quick_check on open (only for tools that check everything anyway). */
   readonly skipQuickCheck?: boolean;
+  /**
+   * "full" (default): every block fsynced before appendBlock returns.
+   * "replayable": no fsync per block and no automatic checkpoint; the caller
+   * replays lost blocks from its Raft log and checkpoints off the main
+   * thread (daemon/ledger-checkpointer.ts). See sqlite-files.ts.
+   */
+  readonly durability?: "full" | "replayable";
 }
 
 function idPrefix(id: Hash): number {
@@ -205,7 +212,7 @@ export class LedgerStore {
     }
     try {
       const chain = checkFile(db, path, options);
-      if (!options.readonly) configureDurable(db);
+      if (!options.readonly) (options.durability === "replayable" ? configureReplayable : configureDurable)(db);
       return new LedgerStore(db, path, chain);
     } catch (err) {
       db.close();
