@@ -9,7 +9,7 @@
 // readings to be strictly later); counters advance by the energy of the
 // power drawn since the meter's previous reading, so every reading is valid.
 import type { NodeSigner } from "../ledger/keys.js";
-import { memberKey } from "../ledger/records.js";
+import { memberKey, meterKey } from "../ledger/records.js";
 import { METER_ID_MAX, Quality, signTx } from "../ledger/tx.js";
 import type { BoxNode } from "./node.js";
 
@@ -44,6 +44,23 @@ export class SyntheticLoad {
   ) {
     const me = node.ledger.state.tree.get(memberKey(node.id));
     this.seq = me !== undefined && me.kind === "member" ? me.lastSeq : 0;
+    this.resumeMeters();
+  }
+
+  /**
+   * After a restart, go on from each meter's last reading in the ledger, as a
+   * real meter's counters do: starting the counters afresh would put every
+   * reading of this box behind its last one, and the ledger rejects them all
+   * (readingCounterBackwards) for ever. The ledger keeps whole Wh; the
+   * previous run may have been up to 999 mWh further, so resume at the top
+   * of that range (never below, and within the +1 Wh the jump rule allows).
+   */
+  private resumeMeters(): void {
+    for (let meterId = 0; meterId < METERS; meterId++) {
+      const r = this.node.ledger.state.tree.get(meterKey(this.node.id, meterId));
+      if (r === undefined || r.kind !== "meter") continue;
+      this.meters.set(meterId, { timeMs: r.timeMs, importMilliWh: r.importWh * 1_000 + 999, exportMilliWh: r.exportWh * 1_000 + 999 });
+    }
   }
 
   start(): void {
