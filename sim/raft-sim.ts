@@ -162,7 +162,7 @@ export function runRaftSim(seed: number, overrides: Partial<Omit<RaftSimOptions,
         checkQuorum: true,
         randomInt: (k) => rng.int(0, k - 1),
       },
-      { hardState: n.disk.hardState, entries: n.disk.entries },
+      { hardState: n.disk.hardState, snapshot: null, entries: n.disk.entries },
     );
 
   const nodes = new Map<NodeId, SimNode>();

@@ -76,7 +76,7 @@ function nextSave(rng: Rng, m: Model): { hardState: HardState | null; entries: E
   m.terms.length = from - 1;
   const entries: Entry[] = [];
   for (let i = 0; i < count; i++) {
-    entries.push({ term, index: from + i, data: entryData(term, from + i) });
+    entries.push({ term, index: from + i, kind: 0, data: entryData(term, from + i) });
     m.terms.push(term);
   }
   if (rng.int(0, 1) === 0) commit = rng.int(commit, m.terms.length);

@@ -19,14 +19,14 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { AssertionError, StoreError } from "../../ledger/errors.js";
 import { AsyncRaftLog, RaftLogError, RaftLogErrorCode } from "../../ledger/raft/async-raft-log.js";
-import { type Entry, type HardState, type Message, type NodeId, RaftNode, type RaftStorage, Role } from "../../ledger/raft/raft.js";
+import { type Entry, EntryKind, type HardState, type Message, type NodeId, RaftNode, type RaftStorage, Role } from "../../ledger/raft/raft.js";
 import { RaftLogStore } from "../../ledger/raft/raft-log-store.js";
 import { Rng } from "../../sim/rng.js";
 import { tempDir } from "../helpers/chain-fixture.js";
 import { entryData, summarizeStorage } from "../helpers/raft-log-writer.js";
 
 const enc = new TextEncoder();
-const entry = (index: number, term: number, text = `e${index}t${term}`): Entry => ({ index, term, data: enc.encode(text) });
+const entry = (index: number, term: number, text = `e${index}t${term}`): Entry => ({ index, term, kind: EntryKind.normal, data: enc.encode(text) });
 const entriesOf = (from: number, terms: number[]): Entry[] => terms.map((t, i) => entry(from + i, t));
 const hs = (term: number, vote: NodeId | null, commit: number): HardState => ({ term, vote, commit });
 const termsOf = (s: RaftStorage): number[] => s.entries.map((e) => e.term);
@@ -44,10 +44,10 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
   test("a new file loads empty; save then load round-trips hard state and entries", (t) => {
     const path = join(tempDir(t, "raftlog"), "raft.sqlite");
     const store = RaftLogStore.open(path);
-    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), entries: [] });
-    const entries = [entry(1, 1), entry(2, 1, ""), { index: 3, term: 2, data: new Uint8Array([0, 255, 7]) }];
+    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), snapshot: null, entries: [] });
+    const entries = [entry(1, 1), entry(2, 1, ""), { index: 3, term: 2, kind: EntryKind.normal, data: new Uint8Array([0, 255, 7]) }];
     store.save(hs(2, 3, 2), entries);
-    assert.deepEqual(store.load(), { hardState: hs(2, 3, 2), entries });
+    assert.deepEqual(store.load(), { hardState: hs(2, 3, 2), snapshot: null, entries });
     store.close();
   });
 
@@ -72,7 +72,7 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
     store.save(null, entriesOf(3, [3]));
     assert.deepEqual(store.load().hardState, hs(3, 2, 0));
     store.save(hs(4, 1, 3), []);
-    assert.deepEqual(store.load(), { hardState: hs(4, 1, 3), entries: entriesOf(1, [1, 3, 3]) });
+    assert.deepEqual(store.load(), { hardState: hs(4, 1, 3), snapshot: null, entries: entriesOf(1, [1, 3, 3]) });
     store.close();
   });
 
@@ -82,7 +82,7 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
     a.save(hs(5, 2, 2), entriesOf(1, [1, 4, 5]));
     a.close();
     const b = RaftLogStore.open(path);
-    assert.deepEqual(b.load(), { hardState: hs(5, 2, 2), entries: entriesOf(1, [1, 4, 5]) });
+    assert.deepEqual(b.load(), { hardState: hs(5, 2, 2), snapshot: null, entries: entriesOf(1, [1, 4, 5]) });
     b.close();
   });
 
@@ -197,7 +197,7 @@ describe("AsyncRaftLog (the worker thread)", () => {
 
   test("the pending-bytes limit refuses a save that would exceed it", async (t) => {
     const log = await AsyncRaftLog.open(join(tempDir(t, "raftlog"), "raft.sqlite"), { pendingBytesMax: 1000, stallMsPerSave: 100 });
-    const big = (index: number): Entry => ({ index, term: 1, data: new Uint8Array(600) });
+    const big = (index: number): Entry => ({ index, term: 1, kind: EntryKind.normal, data: new Uint8Array(600) });
     const a = log.save(hs(1, null, 0), [big(1)]);
     await rejectsWithCode(log.save(null, [big(2)]), RaftLogErrorCode.queueFull);
     await a;
@@ -248,7 +248,7 @@ describe("AsyncRaftLog (the worker thread)", () => {
     await closed;
     await log.close(); // idempotent
     const store = RaftLogStore.open(path);
-    assert.deepEqual(store.load(), { hardState: hs(1, 2, 0), entries: entriesOf(1, [1, 1, 1, 1, 1]) });
+    assert.deepEqual(store.load(), { hardState: hs(1, 2, 0), snapshot: null, entries: entriesOf(1, [1, 1, 1, 1, 1]) });
     store.close();
   });
 
@@ -261,7 +261,7 @@ describe("AsyncRaftLog (the worker thread)", () => {
     assert.ok(performance.now() - startedMs < 1_000, "close did not wait for the whole stall");
     await rejectsWithCode(stalled, RaftLogErrorCode.workerDied);
     const store = RaftLogStore.open(path); // the interrupted transaction left nothing behind
-    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), entries: [] });
+    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), snapshot: null, entries: [] });
     store.close();
   });
 
