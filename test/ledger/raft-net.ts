@@ -24,7 +24,7 @@ const UNTEXT = new TextDecoder();
 export function stateData(applied: readonly Entry[]): Uint8Array {
   return TEXT.encode(JSON.stringify(applied.map((e) => [e.index, e.term, e.kind, UNTEXT.decode(e.data)])));
 }
-function stateOf(data: Uint8Array): Entry[] {
+export function stateOf(data: Uint8Array): Entry[] {
   const rows = JSON.parse(UNTEXT.decode(data)) as [number, number, 0 | 1, string][];
   return rows.map(([index, term, kind, text]) => ({ index, term, kind, data: TEXT.encode(text) }));
 }
