@@ -344,6 +344,20 @@ describe("snapshots: compaction and InstallSnapshot", () => {
     assert.deepEqual(net.state(2), net.state(1), "replication goes on from the compacted log");
   });
 
+  test("a snapshot carries the configuration at its index, not the one in effect when it is taken", () => {
+    const net = new Net([1, 2, 3], { joiners: [4] });
+    net.elect(1);
+    net.propose(1, "a");
+    const before = net.node(1).commit;
+    change(net, 1, cc("addLearner", 4));
+    change(net, 1, cc("removeVoter", 3));
+    assert.deepEqual(net.node(1).config, conf([1, 2], [4]));
+    const s = net.compact(1, before);
+    assert.deepEqual([s.voters, s.learners], [[1, 2, 3], []]);
+    const t = net.compact(1, before + 1);
+    assert.deepEqual([t.voters, t.learners], [[1, 2, 3], [4]]);
+  });
+
   test("transcript: a follower behind the leader's compacted log catches up via snapshot", () => {
     const net = new Net([1, 2, 3]);
     net.elect(1);
