@@ -2,6 +2,7 @@
 // with the command that replays it.
 //   npm run sim:faults -- --seeds 10000          seeds 1..10000
 //   npm run sim:faults -- --seed 4242 --verbose  one seed, its full report
+//   --no-membership, --no-compaction             leave those out (to tell what a failure needs)
 import { parseArgs } from "node:util";
 import { DEFAULT_RAFT_SIM, runRaftSim } from "../sim/raft-sim.js";
 
@@ -14,11 +15,13 @@ function main(): number {
       nodes: { type: "string" },
       "duration-ms": { type: "string" },
       verbose: { type: "boolean", default: false },
+      "no-membership": { type: "boolean", default: false },
+      "no-compaction": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
-    console.log("usage: sim-faults [--seeds N] [--from S] [--seed S] [--nodes N] [--duration-ms MS] [--verbose]");
+    console.log("usage: sim-faults [--seeds N] [--from S] [--seed S] [--nodes N] [--duration-ms MS] [--no-membership] [--no-compaction] [--verbose]");
     return 0;
   }
   const int = (v: string | undefined, name: string): number | undefined => {
@@ -29,6 +32,8 @@ function main(): number {
   const overrides = {
     ...(values.nodes === undefined ? {} : { nodes: int(values.nodes, "nodes") as number }),
     ...(values["duration-ms"] === undefined ? {} : { durationMs: int(values["duration-ms"], "duration-ms") as number }),
+    ...(values["no-membership"] ? { membershipChanges: false } : {}),
+    ...(values["no-compaction"] ? { compactEveryEntries: 0 } : {}),
   };
   const single = int(values.seed, "seed");
   const first = single ?? (int(values.from, "from") as number);
@@ -36,6 +41,7 @@ function main(): number {
   const started = Date.now();
   let failed = 0;
   let recoveryMax = 0;
+  const totals = { compactions: 0, snapshotsInstalled: 0, confChangesCommitted: 0 };
   for (let seed = first; seed < first + count; seed++) {
     let r;
     try {
@@ -48,6 +54,9 @@ function main(): number {
       continue;
     }
     recoveryMax = Math.max(recoveryMax, r.recoveryMs ?? 0);
+    totals.compactions += r.compactions;
+    totals.snapshotsInstalled += r.snapshotsInstalled;
+    totals.confChangesCommitted += r.confChangesCommitted;
     if (values.verbose || single !== undefined) console.log(JSON.stringify(r));
     if (!r.ok) {
       failed++;
@@ -57,9 +66,10 @@ function main(): number {
   }
   const seconds = (Date.now() - started) / 1000;
   console.log(
-    `${count - failed} passed, ${failed} failed (seeds ${first}..${first + count - 1}, ${DEFAULT_RAFT_SIM.nodes} nodes, ` +
+    `${count - failed} passed, ${failed} failed (seeds ${first}..${first + count - 1}, ${overrides.nodes ?? DEFAULT_RAFT_SIM.nodes} voters + ${DEFAULT_RAFT_SIM.spares} spare, ` +
       `${(overrides.durationMs ?? DEFAULT_RAFT_SIM.durationMs) / 1000} s simulated each; slowest recovery after the heal ${recoveryMax} ms; ${seconds.toFixed(1)} s)`,
   );
+  console.log(`  ${totals.compactions} compactions, ${totals.snapshotsInstalled} snapshots installed, ${totals.confChangesCommitted} membership changes in effect`);
   return failed === 0 ? 0 : 1;
 }
 

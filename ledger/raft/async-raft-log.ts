@@ -2,10 +2,13 @@
 // lives in a worker thread (raft-log-worker.ts). Saves return promises so the
 // event loop keeps running while an SD card takes seconds over an fsync.
 //
-// How a box uses it (the Ready contract of raft.ts, unchanged):
+// How a box uses it (the Ready contract of raft.ts):
 //   const rd = node.ready();
-//   await log.save(rd.hardState, rd.entries); // durable: the worker's transaction committed
+//   await log.save(rd.hardState, rd.entries, rd.snapshot); // durable: the worker's transaction committed
+//   if (rd.snapshot) install(rd.snapshot);
 //   send(rd.messages); apply(rd.committed); node.advance(rd);
+// and, when the application compacts (its state at `index` described by `data`):
+//   log.compact(node.compact(index, data)); // before the next save: requests run in call order
 // Meanwhile timers, meter polls and the HTTP API run. The node must not be
 // stepped between ready() and advance() in ways that depend on the save (the
 // etcd rule); ticks and heartbeats for what is already durable are fine.
@@ -31,8 +34,8 @@
 import { Worker } from "node:worker_threads";
 import { assert } from "../assert.js";
 import { AssertionError, PeergridError, StoreError } from "../errors.js";
-import type { Entry, HardState, RaftStorage } from "./raft.js";
-import { checkSaveArguments, type RaftLogStoreOptions } from "./raft-log-store.js";
+import type { Entry, HardState, RaftStorage, Snapshot } from "./raft.js";
+import { checkSaveArguments, checkSnapshotArgument, type RaftLogStoreOptions } from "./raft-log-store.js";
 import type { Reply, Request, SerializedError, WorkerOptions } from "./raft-log-worker.js";
 
 export const RaftLogErrorCode = {
@@ -160,18 +163,30 @@ export class AsyncRaftLog {
   }
 
   /**
-   * Make `hardState` (when not null) and `entries` durable, in call order.
-   * Resolves once the worker's SQLite transaction committed. The entries are
-   * copied to the worker now: the caller may reuse its arrays at once.
+   * Make `snapshot` (when not null: a Ready's, received from the leader; it
+   * replaces every stored entry), `hardState` (when not null) and `entries`
+   * durable, in call order. Resolves once the worker's SQLite transaction
+   * committed. Everything is copied to the worker now: the caller may reuse
+   * its arrays at once.
    */
-  save(hardState: HardState | null, entries: readonly Entry[]): Promise<void> {
-    checkSaveArguments(hardState, entries); // a bad Ready is this process's bug: throw here, synchronously
-    let bytes = 0;
+  save(hardState: HardState | null, entries: readonly Entry[], snapshot: Snapshot | null = null): Promise<void> {
+    checkSaveArguments(hardState, entries, snapshot); // a bad Ready is this process's bug: throw here, synchronously
+    let bytes = snapshot?.data.byteLength ?? 0;
     for (const e of entries) bytes += e.data.byteLength;
-    return this.request({ type: "save", id: this.nextId, hardState, entries }, bytes).then(() => undefined);
+    return this.request({ type: "save", id: this.nextId, hardState, entries, snapshot }, bytes).then(() => undefined);
   }
 
-  /** The durable hard state and log, after every save requested before this call. */
+  /**
+   * Store this box's own snapshot (RaftNode.compact's result) and delete the
+   * entries it covers, atomically, in call order with the saves (so request
+   * it before the next save). Resolves once that transaction committed.
+   */
+  compact(snapshot: Snapshot): Promise<void> {
+    checkSnapshotArgument(snapshot);
+    return this.request({ type: "compact", id: this.nextId, snapshot }, snapshot.data.byteLength).then(() => undefined);
+  }
+
+  /** The durable hard state, snapshot and log, after every save requested before this call. */
   async load(): Promise<RaftStorage> {
     const storage = await this.request({ type: "load", id: this.nextId }, 0);
     assert(storage !== undefined, "a load answers with the storage");

@@ -3,37 +3,51 @@
 // (<data-dir>/raft.sqlite), apart from the ledger store so that a Raft fsync
 // never waits behind a block's big write and vice versa.
 //
-//   save(hardState | null, entries)   ONE SQLite transaction, fsynced (WAL,
+//   save(hardState | null, entries, snapshot | null)
+//                                     ONE SQLite transaction, fsynced (WAL,
 //                                     synchronous=FULL) before it returns
-//   load() -> { hardState, entries }  what a restarting RaftNode is built from
+//   compact(snapshot)                 ONE transaction: store the snapshot and
+//                                     delete the entries up to its index
+//   load() -> { hardState, snapshot, entries }
+//                                     what a restarting RaftNode is built from
 //
 // `entries` replace the stored suffix from entries[0].index on (delete, then
 // insert), exactly as a Ready's entries are defined: a follower that truncates
-// a conflicting suffix hands us the new entries from the conflict on. Because
-// the truncation, the inserts and the hard state are one transaction, a crash
-// leaves either the state before the save or the state after it, never a log
-// with a hole or a vote without its term.
+// a conflicting suffix hands us the new entries from the conflict on. A
+// Ready's snapshot (received from the leader) replaces the WHOLE stored log:
+// every entry goes, the snapshot is stored, then the Ready's entries (which
+// follow it) are inserted. compact() is the other way a snapshot arrives: the
+// box's own, from RaftNode.compact(); it keeps the entries after it. (Two
+// calls, not one, because the two differ exactly there.) Because every write
+// of one call is one transaction, a crash leaves either the state before it
+// or the state after it, never a log with a hole, a vote without its term, or
+// entries deleted without the snapshot that covers them.
 //
 // This class is synchronous (better-sqlite3); the event loop is kept free of
 // its fsyncs by running it in a worker thread (raft-log-worker.ts).
 //
 // Invariants (asserted on save; refused as a corrupt file on load):
-//   the log is dense from index 1, terms never decrease along it
-//   commit <= lastIndex
+//   the log is dense from snapshot.index + 1 (1 without a snapshot), terms
+//   never decrease along it (from the snapshot's term)
+//   snapshot.index <= commit <= lastIndex
 //   the stored term never decreases; a vote once cast in a term never changes
 //   an entry at or below the stored commit is never replaced by another one
-// Not yet: snapshots / log compaction (the log starts at index 1), which the
-// Raft issue still owes; see RAFT_LOG_ENTRIES_MAX.
+//   the snapshot only moves forward; a compaction covers only committed entries
+//
+// Schema version 2 (entry kinds, snapshots). A version-1 file is refused
+// (PG_ERR_STORE_VERSION): there were no users to migrate.
 import Database from "better-sqlite3";
 import { configureDurable, fsyncDir } from "../sqlite-files.js";
 import { existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert, isSafeUint } from "../assert.js";
-import { StoreError } from "../errors.js";
-import type { Entry, HardState, RaftStorage } from "./raft.js";
+import { DecodeError, StoreError } from "../errors.js";
+import { decodeConfChange, isValidConfig } from "./conf-change.js";
+import { type Entry, EntryKind, type HardState, type RaftStorage, type Snapshot } from "./raft.js";
+import { WIRE_SNAPSHOT_DATA_BYTES_MAX, decodeSnapshot, encodeSnapshot } from "./wire.js";
 
 const APPLICATION_ID = 0x5047524c; // "PGRL": a peergrid Raft log (the ledger store is "PGRD")
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 /** Most entries one save may carry (a Ready after a long catch-up is bigger than one message, but bounded). */
 export const ENTRIES_PER_SAVE_MAX = 10_000;
@@ -41,11 +55,13 @@ export const ENTRIES_PER_SAVE_MAX = 10_000;
 export const ENTRY_BYTES_MAX = 16 * 1024 * 1024;
 /** Most payload bytes in one save (one SQLite transaction, held in memory twice while it crosses to the worker). */
 export const SAVE_BYTES_MAX = 64 * 1024 * 1024;
+/** A snapshot's application data (the same bound as on the wire). */
+export const SNAPSHOT_DATA_BYTES_MAX = WIRE_SNAPSHOT_DATA_BYTES_MAX;
 /**
- * Most entries load() will read back. Without snapshots the whole log is held
- * in memory by the RaftNode; ~46 days of 1 Hz blocks. Past it load refuses
- * with PG_ERR_RAFT_LOG_TOO_LONG rather than exhaust a 1 GB box: compaction
- * (snapshots) is what lifts this.
+ * Most entries (after the snapshot) load() will read back: the RaftNode holds
+ * them all in memory; ~46 days of 1 Hz blocks. Past it load refuses with
+ * PG_ERR_RAFT_LOG_TOO_LONG rather than exhaust a 1 GB box: the box must
+ * compact (RaftNode.compact + compact()) far more often than that.
  */
 export const RAFT_LOG_ENTRIES_MAX = 4_000_000;
 
@@ -59,7 +75,14 @@ CREATE TABLE hard_state (
 CREATE TABLE entries (
   idx INTEGER PRIMARY KEY,
   term INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
   data BLOB NOT NULL
+);
+CREATE TABLE snapshot (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  idx INTEGER NOT NULL,
+  term INTEGER NOT NULL,
+  body BLOB NOT NULL
 );
 INSERT INTO hard_state (id, term, vote, commit_index) VALUES (1, 0, NULL, 0);
 `;
@@ -84,8 +107,19 @@ function bufferOf(data: Uint8Array): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
-/** Argument checks of save(): the shape of a Ready's entries, before any SQL runs. */
-export function checkSaveArguments(hardState: HardState | null, entries: readonly Entry[]): void {
+/** A snapshot as RaftNode makes one: names an entry, a valid configuration, bounded data. */
+export function checkSnapshotArgument(s: Snapshot): void {
+  assert(isSafeUint(s.index) && s.index >= 1 && isSafeUint(s.term) && s.term >= 1, "a snapshot names an entry (index and term >= 1)");
+  assert(isValidConfig(s), "a snapshot's configuration has a voter, sorted ids, voters and learners disjoint");
+  assert(s.data instanceof Uint8Array && s.data.byteLength <= SNAPSHOT_DATA_BYTES_MAX, `snapshot data is at most ${SNAPSHOT_DATA_BYTES_MAX} bytes`);
+}
+
+/** Argument checks of save(): the shape of a Ready's snapshot and entries, before any SQL runs. */
+export function checkSaveArguments(hardState: HardState | null, entries: readonly Entry[], snapshot: Snapshot | null = null): void {
+  if (snapshot !== null) {
+    checkSnapshotArgument(snapshot);
+    assert(entries.length === 0 || (entries[0] as Entry).index === snapshot.index + 1, "a Ready's entries follow its snapshot");
+  }
   assert(entries.length <= ENTRIES_PER_SAVE_MAX, `at most ${ENTRIES_PER_SAVE_MAX} entries per save (got ${entries.length})`);
   if (hardState !== null) {
     assert(isSafeUint(hardState.term) && isSafeUint(hardState.commit), "hard state term and commit are whole numbers");
@@ -95,6 +129,8 @@ export function checkSaveArguments(hardState: HardState | null, entries: readonl
   entries.forEach((e, i) => {
     assert(isSafeUint(e.index) && e.index >= 1 && isSafeUint(e.term) && e.term >= 1, "entries have positive index and term");
     assert(e.data instanceof Uint8Array && e.data.byteLength <= ENTRY_BYTES_MAX, `entry ${e.index}: data is at most ${ENTRY_BYTES_MAX} bytes`);
+    assert(e.kind === EntryKind.normal || e.kind === EntryKind.confChange, `entry ${e.index}: a known kind`);
+    if (e.kind === EntryKind.confChange) assert(confChangeError(e.data) === null, `entry ${e.index}: a conf change that decodes`);
     bytes += e.data.byteLength;
     if (i > 0) {
       const prev = entries[i - 1] as Entry;
@@ -103,6 +139,21 @@ export function checkSaveArguments(hardState: HardState | null, entries: readonl
     }
   });
   assert(bytes <= SAVE_BYTES_MAX, `at most ${SAVE_BYTES_MAX} payload bytes per save (got ${bytes})`);
+}
+
+function confChangeError(data: Uint8Array): string | null {
+  try {
+    decodeConfChange(data);
+    return null;
+  } catch (err) {
+    if (err instanceof DecodeError) return err.message;
+    throw err;
+  }
+}
+
+interface SnapshotMeta {
+  readonly index: number;
+  readonly term: number;
 }
 
 export class RaftLogStore {
@@ -157,24 +208,39 @@ export class RaftLogStore {
       countEntries: db.prepare("SELECT COUNT(*) AS n FROM entries"),
       termAt: db.prepare("SELECT term FROM entries WHERE idx = ?"),
       truncateFrom: db.prepare("DELETE FROM entries WHERE idx >= ?"),
-      insertEntry: db.prepare("INSERT INTO entries (idx, term, data) VALUES (?, ?, ?)"),
-      allEntries: db.prepare("SELECT idx, term, data FROM entries ORDER BY idx"),
+      deleteUpTo: db.prepare("DELETE FROM entries WHERE idx <= ?"),
+      insertEntry: db.prepare("INSERT INTO entries (idx, term, kind, data) VALUES (?, ?, ?, ?)"),
+      allEntries: db.prepare("SELECT idx, term, kind, data FROM entries ORDER BY idx"),
+      snapshotMeta: db.prepare("SELECT idx, term FROM snapshot WHERE id = 1"),
+      snapshot: db.prepare("SELECT idx, term, body FROM snapshot WHERE id = 1"),
+      setSnapshot: db.prepare("INSERT OR REPLACE INTO snapshot (id, idx, term, body) VALUES (1, ?, ?, ?)"),
     };
   }
 
   /**
-   * Make `hardState` (when not null) and `entries` durable in one SQLite
-   * transaction; on return they survive a power cut (WAL fsynced at commit).
-   * `entries` replace any stored entries from entries[0].index on.
-   * `beforeCommit` runs inside the transaction after the writes (the test
-   * knob that simulates a slow fsync uses it).
+   * Make `snapshot` (when not null), `hardState` (when not null) and
+   * `entries` durable in one SQLite transaction; on return they survive a
+   * power cut (WAL fsynced at commit). A snapshot (a Ready's: received from
+   * the leader) replaces every stored entry; `entries` then replace any
+   * stored entries from entries[0].index on. `beforeCommit` runs inside the
+   * transaction after the writes (the test knob that simulates a slow fsync
+   * uses it).
    */
-  save(hardState: HardState | null, entries: readonly Entry[], beforeCommit?: () => void): void {
-    checkSaveArguments(hardState, entries);
+  save(hardState: HardState | null, entries: readonly Entry[], snapshot: Snapshot | null = null, beforeCommit?: () => void): void {
+    checkSaveArguments(hardState, entries, snapshot);
     this.db.transaction(() => {
       const stored = this.readHardState();
+      let snap = this.readSnapshotMeta();
+      if (snapshot !== null) {
+        assert(snapshot.index > (snap?.index ?? 0), `a received snapshot (${snapshot.index}) is newer than the stored one (${snap?.index ?? 0})`);
+        assert(snapshot.index >= stored.commit, `a received snapshot (${snapshot.index}) covers every committed entry (${stored.commit})`);
+        assert((hardState?.commit ?? stored.commit) >= snapshot.index, "the commit covers the received snapshot");
+        this.stmts.truncateFrom.run(0);
+        this.stmts.setSnapshot.run(snapshot.index, snapshot.term, bufferOf(encodeSnapshot(snapshot)));
+        snap = snapshot;
+      }
       const first = entries[0];
-      if (first !== undefined) this.replaceSuffix(first, entries, stored.commit);
+      if (first !== undefined) this.replaceSuffix(first, entries, stored.commit, snap);
       if (hardState !== null) {
         assert(hardState.term >= stored.term, `term never decreases (stored ${stored.term}, saving ${hardState.term})`);
         assert(
@@ -186,36 +252,66 @@ export class RaftLogStore {
       }
       const commit = hardState?.commit ?? stored.commit;
       const term = hardState?.term ?? stored.term;
-      const lastIndex = (this.stmts.lastIndex.get() as { n: number }).n;
+      const lastIndex = this.lastIndex(snap);
       assert(commit <= lastIndex, `commit ${commit} <= last index ${lastIndex}`);
       // An entry's term was some leader's term, which this node adopted (and saved) before taking the entry.
-      assert(lastIndex === 0 || this.termAt(lastIndex) <= term, `no entry has a term above the saved term ${term}`);
+      assert(lastIndex === 0 || this.termAt(lastIndex, snap) <= term, `no entry has a term above the saved term ${term}`);
       beforeCommit?.();
     })();
   }
 
+  /**
+   * Store this box's own snapshot (RaftNode.compact's) and delete the entries
+   * it covers, in one transaction: a crash leaves the old snapshot with the
+   * entries or the new one without them. Only committed entries are compacted.
+   */
+  compact(snapshot: Snapshot): void {
+    checkSnapshotArgument(snapshot);
+    this.db.transaction(() => {
+      const stored = this.readHardState();
+      const snap = this.readSnapshotMeta();
+      assert(snapshot.index > (snap?.index ?? 0), `compaction moves forward (stored snapshot ${snap?.index ?? 0}, new ${snapshot.index})`);
+      assert(snapshot.index <= stored.commit, `only committed entries are compacted (commit ${stored.commit}, snapshot ${snapshot.index})`);
+      assert(this.termAt(snapshot.index, snap) === snapshot.term, `the snapshot names the stored entry ${snapshot.index} (term ${snapshot.term})`);
+      this.stmts.deleteUpTo.run(snapshot.index);
+      this.stmts.setSnapshot.run(snapshot.index, snapshot.term, bufferOf(encodeSnapshot(snapshot)));
+    })();
+  }
+
+  private lastIndex(snap: SnapshotMeta | null): number {
+    return Math.max((this.stmts.lastIndex.get() as { n: number }).n, snap?.index ?? 0);
+  }
+
   /** Delete the stored entries from first.index on and insert `entries` (first is entries[0]). */
-  private replaceSuffix(first: Entry, entries: readonly Entry[], storedCommit: number): void {
-    const lastIndex = (this.stmts.lastIndex.get() as { n: number }).n;
+  private replaceSuffix(first: Entry, entries: readonly Entry[], storedCommit: number, snap: SnapshotMeta | null): void {
+    const lastIndex = this.lastIndex(snap);
+    const snapIndex = snap?.index ?? 0;
+    assert(first.index > snapIndex, `entries start at ${first.index}, inside the snapshot (up to ${snapIndex})`);
     assert(first.index <= lastIndex + 1, `entries start at ${first.index}, leaving a hole after the stored last index ${lastIndex}`);
     if (first.index > 1) {
-      const prevTerm = this.termAt(first.index - 1);
+      const prevTerm = this.termAt(first.index - 1, snap);
       assert(prevTerm <= first.term, `terms never decrease along the log (${prevTerm} at ${first.index - 1}, then ${first.term})`);
     }
     // A committed entry may be written again (the same entry: same index and
     // term, Log Matching) but never replaced by another one.
     for (const e of entries) {
       if (e.index > storedCommit) break;
-      assert(this.termAt(e.index) === e.term, `committed entry ${e.index} is never replaced`);
+      assert(this.termAt(e.index, snap) === e.term, `committed entry ${e.index} is never replaced`);
     }
     this.stmts.truncateFrom.run(first.index);
-    for (const e of entries) this.stmts.insertEntry.run(e.index, e.term, bufferOf(e.data));
+    for (const e of entries) this.stmts.insertEntry.run(e.index, e.term, e.kind, bufferOf(e.data));
   }
 
-  private termAt(index: number): number {
+  private termAt(index: number, snap: SnapshotMeta | null): number {
+    if (snap !== null && index === snap.index) return snap.term;
     const row = this.stmts.termAt.get(index) as { term: number } | undefined;
     assert(row !== undefined, `entry ${index} is stored`);
     return row.term;
+  }
+
+  private readSnapshotMeta(): SnapshotMeta | null {
+    const row = this.stmts.snapshotMeta.get() as Row | undefined;
+    return row === undefined ? null : { index: row.idx as number, term: row.term as number };
   }
 
   private readHardState(): HardState {
@@ -232,22 +328,48 @@ export class RaftLogStore {
   load(): RaftStorage {
     return this.db.transaction(() => {
       const hardState = this.readHardState();
+      const snapshot = this.readSnapshot(hardState);
       const count = (this.stmts.countEntries.get() as { n: number }).n;
       if (count > RAFT_LOG_ENTRIES_MAX) {
-        throw new StoreError("PG_ERR_RAFT_LOG_TOO_LONG", `${this.path} holds ${count} Raft entries; at most ${RAFT_LOG_ENTRIES_MAX} are loaded (log compaction is not implemented yet)`);
+        throw new StoreError("PG_ERR_RAFT_LOG_TOO_LONG", `${this.path} holds ${count} Raft entries after its snapshot; at most ${RAFT_LOG_ENTRIES_MAX} are loaded (compact more often)`);
       }
+      const snapIndex = snapshot?.index ?? 0;
       const entries: Entry[] = [];
       for (const row of this.stmts.allEntries.iterate() as Iterable<Row>) {
-        const e: Entry = { index: row.idx as number, term: row.term as number, data: bytesOf(row.data as Buffer) };
-        const prev = entries.at(-1);
-        if (e.index !== entries.length + 1) this.corrupt(`entry ${e.index} follows ${prev?.index ?? 0}: the log has a hole`);
-        if (prev !== undefined && e.term < prev.term) this.corrupt(`term ${e.term} at ${e.index} is below term ${prev.term} before it`);
+        const kind = row.kind as number;
+        if (kind !== EntryKind.normal && kind !== EntryKind.confChange) this.corrupt(`entry ${row.idx as number} has an unknown kind ${kind}`);
+        const e: Entry = { index: row.idx as number, term: row.term as number, kind, data: bytesOf(row.data as Buffer) };
+        const prevIndex = entries.at(-1)?.index ?? snapIndex;
+        const prevTerm = entries.at(-1)?.term ?? snapshot?.term ?? 0;
+        if (e.index !== prevIndex + 1) this.corrupt(`entry ${e.index} follows ${prevIndex}: the log has a hole (or overlaps the snapshot)`);
+        if (e.term < prevTerm) this.corrupt(`term ${e.term} at ${e.index} is below term ${prevTerm} before it`);
         if (e.term > hardState.term) this.corrupt(`entry ${e.index} has term ${e.term}, above the saved term ${hardState.term}`);
+        if (kind === EntryKind.confChange) {
+          const problem = confChangeError(e.data);
+          if (problem !== null) this.corrupt(`conf-change entry ${e.index} does not decode (${problem})`);
+        }
         entries.push(e);
       }
-      if (hardState.commit > entries.length) this.corrupt(`commit ${hardState.commit} is beyond the last index ${entries.length}`);
-      return { hardState, entries };
+      const lastIndex = snapIndex + entries.length;
+      if (hardState.commit > lastIndex) this.corrupt(`commit ${hardState.commit} is beyond the last index ${lastIndex}`);
+      if (hardState.commit < snapIndex) this.corrupt(`commit ${hardState.commit} is before the snapshot at ${snapIndex}`);
+      return { hardState, snapshot, entries };
     })();
+  }
+
+  private readSnapshot(hardState: HardState): Snapshot | null {
+    const row = this.stmts.snapshot.get() as Row | undefined;
+    if (row === undefined) return null;
+    let s: Snapshot;
+    try {
+      s = decodeSnapshot(bytesOf(row.body as Buffer));
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      return this.corrupt(`the snapshot does not decode (${err.message})`);
+    }
+    if (s.index !== row.idx || s.term !== row.term) this.corrupt(`the snapshot row says ${row.idx as number}/${row.term as number}, its body ${s.index}/${s.term}`);
+    if (s.term > hardState.term) this.corrupt(`the snapshot's term ${s.term} is above the saved term ${hardState.term}`);
+    return s;
   }
 
   private corrupt(what: string): never {

@@ -8,6 +8,7 @@
 // Protocol (structured-clone messages; the main thread numbers requests):
 //   workerData: WorkerOptions        -> opens the store, answers `opened` or `openFailed`
 //   { type: "save", id, ... }        -> `done` { id } once the SQLite transaction committed
+//   { type: "compact", id, snapshot } -> `done` { id } once the compaction committed
 //   { type: "load", id }             -> `loaded` { id, storage }
 //   { type: "close", id }            -> closes the file, answers `done` { id }, then the thread ends
 // Any failure answers `failed` { id, error }.
@@ -19,7 +20,7 @@
 // promised).
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { assert, assertNever } from "../assert.js";
-import type { Entry, HardState, RaftStorage } from "./raft.js";
+import type { Entry, HardState, RaftStorage, Snapshot } from "./raft.js";
 import { RaftLogStore, type RaftLogStoreOptions } from "./raft-log-store.js";
 
 export interface WorkerOptions extends RaftLogStoreOptions {
@@ -31,7 +32,8 @@ export interface WorkerOptions extends RaftLogStoreOptions {
 }
 
 export type Request =
-  | { readonly type: "save"; readonly id: number; readonly hardState: HardState | null; readonly entries: readonly Entry[] }
+  | { readonly type: "save"; readonly id: number; readonly hardState: HardState | null; readonly entries: readonly Entry[]; readonly snapshot: Snapshot | null }
+  | { readonly type: "compact"; readonly id: number; readonly snapshot: Snapshot }
   | { readonly type: "load"; readonly id: number }
   | { readonly type: "close"; readonly id: number };
 
@@ -94,8 +96,12 @@ function run(options: WorkerOptions): void {
     try {
       switch (req.type) {
         case "save":
-          store.save(req.hardState, req.entries, beforeCommit);
+          store.save(req.hardState, req.entries, req.snapshot, beforeCommit);
           saves++;
+          send({ type: "done", id: req.id });
+          return;
+        case "compact":
+          store.compact(req.snapshot);
           send({ type: "done", id: req.id });
           return;
         case "load":

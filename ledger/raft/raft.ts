@@ -3,37 +3,87 @@
 // its own: time is tick(), randomness a function handed in, the network and
 // the disk are the caller's.
 //
-//   step(message) / tick() / propose(data) / transferLeadership(to)
+//   step(message) / tick() / propose(data) / proposeConfChange(cc)
+//   transferLeadership(to) / compact(index, data)
 //   ready()   -> what the caller must do now
 //   advance() -> the caller did it
 //
 // THE CONTRACT (one place, as in etcd): for a Ready, the caller first makes
-// `hardState` and `entries` durable (fsync), THEN sends `messages`, THEN
-// applies `committed` in order, THEN calls advance(ready). A vote or an
-// acknowledgement is therefore never sent before what it promises is on disk.
+// `snapshot` (when not null: it replaces the whole stored log, and the
+// caller's state machine installs it), then `hardState` and `entries` durable
+// (fsync), THEN sends `messages`, THEN applies `committed` in order, THEN
+// calls advance(ready). A vote or an acknowledgement is therefore never sent
+// before what it promises is on disk. ready() and advance() alternate: one
+// Ready at a time.
 //
 // Roles are swapped step functions (follower / pre-candidate / candidate /
 // leader), not flags checked everywhere. Implemented: elections with
 // randomized timeouts, Pre-Vote, CheckQuorum (with leader leases, so a box
 // returning from a partition cannot depose a healthy leader), log replication
 // with fast conflict back-off, commitment only by counting replicas of a
-// current-term entry, learners (never vote, never counted), leader transfer.
-// Not yet: snapshots and membership changes (the configuration is fixed at
-// construction), which the Raft issue still owes.
+// current-term entry, learners (never vote, never counted), leader transfer,
+// snapshots and membership changes:
+//
+// SNAPSHOTS. compact(index, data) drops the entries up to an applied index;
+// the app's `data` describes its state there. The log in memory then holds
+// only the entries after the snapshot. A follower whose next entry the leader
+// no longer holds gets the snapshot instead (one at a time: no other append
+// goes to it until it answers or electionTicks pass and it answers a
+// heartbeat). A follower restores a snapshot beyond its commit: if it holds
+// the entry the snapshot ends at (same index and term) it keeps its log and
+// only commits up to it (etcd's fast-forward); otherwise it drops its log,
+// takes the snapshot's configuration, and hands the snapshot out in Ready.
+//
+// MEMBERSHIP. One server at a time (Raft thesis §4.1): a conf-change entry
+// adds, removes, promotes or demotes one node, and TAKES EFFECT WHEN IT IS
+// COMMITTED (as in etcd, where it takes effect when applied). Safe because
+// (1) a leader proposes a change only once every conf change in its log is
+// committed, so a node holding change k+1 in its log has committed change k
+// (the append carrying k+1 carried that commit): configurations in use differ
+// by at most one change, and the majorities of two configurations one change
+// apart always intersect; (2) a new leader proposes none before an entry of
+// its own term commits (the fix to the single-server bug Ongaro reported in
+// 2015: an uncommitted change of an old term might otherwise commit under it).
+// The configuration in effect is the snapshot's plus every committed change
+// after it, so a restart recovers it from storage alone; RaftConfig.voters
+// and learners are only the configuration before any snapshot.
+// A removed (or demoted) leader steps down once the change commits; a node
+// outside the configuration is ignored (its votes, pre-votes and answers),
+// so it cannot disrupt. Leader messages (append, heartbeat, snapshot) are
+// taken from any sender, as terms decide: a box that joins, or lags behind
+// the changes, must hear a leader its own configuration does not know yet.
 //
 // Invariants (asserted):
-//   applied <= commit <= lastIndex
+//   snapIndex <= commit <= lastIndex; applied <= commit
+//   applied >= snapIndex unless a received snapshot waits in a Ready
 //   an entry at or below commit is never truncated
 //   term never decreases; a vote is cast at most once per term
-import { assert, assertNever } from "../assert.js";
+//   voters and learners are disjoint, and there is at least one voter
+import { assert, assertNever, compareNumbers } from "../assert.js";
+import { type ClusterConfig, type ConfChange, applyConfChange, changesConfig, decodeConfChange, encodeConfChange, isValidConfig } from "./conf-change.js";
 import { type NodeId, VoteResult, committedIndex, voteResult } from "./quorum.js";
 
 export type { NodeId } from "./quorum.js";
+export type { ClusterConfig, ConfChange } from "./conf-change.js";
+
+export const EntryKind = { normal: 0, confChange: 1 } as const;
+export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 
 export interface Entry {
   readonly term: number;
   readonly index: number;
-  readonly data: Uint8Array; // empty: the no-op a new leader appends to commit earlier terms
+  readonly kind: EntryKind;
+  /** normal: application bytes (empty: the no-op a new leader appends to commit earlier terms); confChange: encodeConfChange(). */
+  readonly data: Uint8Array;
+}
+
+/** The state of the application at `index` (its `data`), and the configuration in effect there. */
+export interface Snapshot {
+  readonly index: number;
+  readonly term: number; // of the entry at `index`
+  readonly voters: readonly NodeId[]; // sorted numerically
+  readonly learners: readonly NodeId[]; // sorted numerically
+  readonly data: Uint8Array; // opaque application bytes
 }
 
 export interface HardState {
@@ -69,7 +119,9 @@ export type Message =
     }
   | { readonly type: "heartbeat"; readonly from: NodeId; readonly to: NodeId; readonly term: number; readonly commit: number }
   | { readonly type: "heartbeatResp"; readonly from: NodeId; readonly to: NodeId; readonly term: number }
-  | { readonly type: "timeoutNow"; readonly from: NodeId; readonly to: NodeId; readonly term: number };
+  | { readonly type: "timeoutNow"; readonly from: NodeId; readonly to: NodeId; readonly term: number }
+  // Answered by an accepting appendResp whose index is at least snapshot.index.
+  | { readonly type: "snapshot"; readonly from: NodeId; readonly to: NodeId; readonly term: number; readonly snapshot: Snapshot };
 
 export type MessageType = Message["type"];
 
@@ -77,16 +129,19 @@ export const Role = { follower: "follower", preCandidate: "preCandidate", candid
 export type Role = (typeof Role)[keyof typeof Role];
 
 export interface Ready {
+  /** A snapshot from the leader: persist it (it replaces every stored entry) and install it in the state machine, FIRST. */
+  readonly snapshot: Snapshot | null;
   readonly hardState: HardState | null; // to persist, when it changed
   readonly entries: readonly Entry[]; // to persist (they replace any stored entries from entries[0].index on)
   readonly messages: readonly Message[]; // to send AFTER the above is durable
-  readonly committed: readonly Entry[]; // to apply, in order
+  readonly committed: readonly Entry[]; // to apply, in order (after the snapshot, when there is one)
   readonly role: Role;
   readonly lead: NodeId | null;
 }
 
 export interface RaftConfig {
   readonly id: NodeId;
+  /** The initial configuration: used only when storage holds no snapshot (then the snapshot's, plus committed changes, rule). */
   readonly voters: readonly NodeId[];
   readonly learners?: readonly NodeId[];
   /** Ticks without a leader before an election; the timeout is drawn from [electionTicks, 2 * electionTicks). */
@@ -106,13 +161,17 @@ export interface RaftConfig {
 
 export interface RaftStorage {
   readonly hardState: HardState;
-  readonly entries: readonly Entry[]; // the durable log, indexes 1..n
+  readonly snapshot: Snapshot | null; // the latest durable snapshot (null: none yet, the log starts at 1)
+  readonly entries: readonly Entry[]; // the durable log after the snapshot: snapshot.index + 1 .. n, dense
 }
 
 interface Progress {
   match: number;
   next: number;
   recentActive: boolean;
+  /** > 0: a snapshot of this index is on its way; no append goes out until the follower answers or the retry time passes. */
+  snapshotIndex: number;
+  snapshotElapsed: number; // ticks since that snapshot was sent
 }
 
 type StepFn = (m: Message) => void;
@@ -121,17 +180,36 @@ const ENTRIES_PER_MESSAGE_MAX = 64;
 const PROPOSAL_BYTES_MAX = 16 * 1024 * 1024;
 const UNCOMMITTED_BYTES_MAX = 64 * 1024 * 1024;
 
+const EMPTY = new Uint8Array(0);
+
+function confChangeOf(e: Entry): ConfChange {
+  assert(e.kind === EntryKind.confChange, "a conf-change entry");
+  try {
+    return decodeConfChange(e.data);
+  } catch (err) {
+    // Every path into the log (proposals, the wire, the store) checks the payload first.
+    assert(false, `conf-change entry ${e.index} does not decode: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 export class RaftNode {
   readonly id: NodeId;
-  private readonly voters: ReadonlySet<NodeId>;
-  private readonly learners: ReadonlySet<NodeId>;
   private readonly cfg: RaftConfig;
 
-  // Durable state (HardState + log)
+  // The configuration in effect: the snapshot's plus every committed change after it.
+  private conf: ClusterConfig;
+  private voters: ReadonlySet<NodeId>;
+  private learners: ReadonlySet<NodeId>;
+  private snapConfig: ClusterConfig; // the configuration at snapIndex
+
+  // Durable state (HardState + snapshot + log)
   private termValue: number;
   private voteValue: NodeId | null;
   private commitValue: number;
-  private readonly log: Entry[]; // log[i] has index i + 1
+  private snap: Snapshot | null; // the latest snapshot; null iff snapIndex === 0
+  private snapIndex: number;
+  private snapTerm: number;
+  private log: Entry[]; // log[i] has index snapIndex + 1 + i
 
   // Volatile state
   private roleValue: Role = Role.follower;
@@ -144,33 +222,46 @@ export class RaftNode {
   private progress = new Map<NodeId, Progress>();
   private transferee: NodeId | null = null;
   private transferElapsed = 0;
+  private pendingConfIndex = 0; // leader: no conf change may be proposed until this index is committed
 
   // Output bookkeeping
   private messages: Message[] = [];
-  private stableIndex: number; // entries up to here are durable
+  private stableIndex: number; // entries up to here are durable (or covered by the snapshot)
   private applied: number;
   private lastHardState: HardState;
+  private unstableSnapshot: Snapshot | null = null; // received from a leader, not yet handed out and advanced
 
   constructor(cfg: RaftConfig, storage: RaftStorage) {
     assert(cfg.electionTicks > cfg.heartbeatTicks && cfg.heartbeatTicks > 0, "election timeout longer than the heartbeat interval");
-    assert(cfg.voters.length > 0, "at least one voter");
     this.cfg = cfg;
     this.id = cfg.id;
-    this.voters = new Set(cfg.voters);
-    this.learners = new Set(cfg.learners ?? []);
-    for (const l of this.learners) assert(!this.voters.has(l), "a node is a voter or a learner, not both");
+    const hs = storage.hardState;
+    const s = storage.snapshot;
+    this.snap = s;
+    this.snapIndex = s?.index ?? 0;
+    this.snapTerm = s?.term ?? 0;
+    assert(s === null || (s.index >= 1 && s.term >= 1 && s.term <= hs.term), "a stored snapshot names an entry of a term not after the stored term");
+    this.snapConfig = s === null ? { voters: sortIds(cfg.voters), learners: sortIds(cfg.learners ?? []) } : { voters: s.voters, learners: s.learners };
+    assert(isValidConfig(this.snapConfig), "the initial (or snapshot) configuration has a voter, sorted ids, and voters and learners disjoint");
     storage.entries.forEach((e, i) => {
-      assert(e.index === i + 1 && (i === 0 || e.term >= (storage.entries[i - 1] as Entry).term), "log is dense from 1 with non-decreasing terms");
-      assert(e.term <= storage.hardState.term, "no stored entry is of a term after the stored term");
+      const prevTerm = i === 0 ? this.snapTerm : (storage.entries[i - 1] as Entry).term;
+      assert(e.index === this.snapIndex + 1 + i && e.term >= prevTerm, "the log is dense after the snapshot with non-decreasing terms");
+      assert(e.term <= hs.term, "no stored entry is of a term after the stored term");
+      if (e.kind === EntryKind.confChange) confChangeOf(e);
     });
     this.log = [...storage.entries];
-    this.termValue = storage.hardState.term;
-    this.voteValue = storage.hardState.vote;
-    this.commitValue = storage.hardState.commit;
-    assert(this.commitValue <= this.lastIndex, "commit within the log");
+    this.termValue = hs.term;
+    this.voteValue = hs.vote;
+    this.commitValue = hs.commit;
+    assert(this.snapIndex <= this.commitValue && this.commitValue <= this.lastIndex, "snapshot <= commit <= last index");
     this.stableIndex = this.lastIndex;
-    this.applied = 0; // the caller re-applies from its own applied point; see ready().committed
-    this.lastHardState = storage.hardState;
+    // The caller's state machine holds at least the snapshot (it installs storage.snapshot if it is older);
+    // entries after it are applied again unless setApplied() says they are there already.
+    this.applied = this.snapIndex;
+    this.lastHardState = hs;
+    this.conf = this.configAt(this.commitValue);
+    this.voters = new Set(this.conf.voters);
+    this.learners = new Set(this.conf.learners);
     this.step = this.stepFollower;
     this.becomeFollower(this.termValue, null);
   }
@@ -192,23 +283,40 @@ export class RaftNode {
   get vote(): NodeId | null {
     return this.voteValue;
   }
+  /** The configuration in effect (committed), ids sorted numerically. */
+  get config(): ClusterConfig {
+    return { voters: [...this.conf.voters], learners: [...this.conf.learners] };
+  }
+  /** The latest snapshot (made by compact() or received from a leader); null before the first. */
+  get snapshot(): Snapshot | null {
+    return this.snap;
+  }
+  /** The first index still in the log (entries before it are in the snapshot). */
+  get firstIndex(): number {
+    return this.snapIndex + 1;
+  }
   get lastIndex(): number {
-    return this.log.length;
+    return this.snapIndex + this.log.length;
   }
   get lastTerm(): number {
     return this.termAt(this.lastIndex);
   }
+  /** The term of entry `index`: 0 for index 0, -1 when unknown (compacted into the snapshot, or beyond the log). */
   termAt(index: number): number {
-    if (index === 0) return 0;
-    const e = this.log[index - 1];
+    if (index === this.snapIndex) return this.snapTerm;
+    if (index < this.snapIndex) return -1;
+    const e = this.log[index - this.snapIndex - 1];
     return e === undefined ? -1 : e.term;
   }
+  /** Entries from..to (inclusive), which must not reach into the snapshot. */
   entries(from: number, to = this.lastIndex): Entry[] {
-    return this.log.slice(from - 1, to);
+    assert(from > this.snapIndex || from > to, `entries from ${from} are compacted (the log starts at ${this.firstIndex})`);
+    return this.log.slice(from - this.snapIndex - 1, Math.max(0, to - this.snapIndex));
   }
   /** Skip re-applying entries the caller's state machine already holds (after a restart). */
   setApplied(index: number): void {
     assert(index <= this.commitValue, "applied <= commit");
+    assert(index >= this.snapIndex, "the state machine holds at least the snapshot");
     this.applied = index;
   }
 
@@ -229,9 +337,27 @@ export class RaftNode {
     if (this.roleValue !== Role.leader || this.transferee !== null) return false;
     if (data.length > (this.cfg.proposalBytesMax ?? PROPOSAL_BYTES_MAX)) return false;
     let uncommitted = data.length;
-    for (let i = this.commitValue + 1; i <= this.lastIndex; i++) uncommitted += (this.log[i - 1] as Entry).data.length;
+    for (let i = this.commitValue + 1; i <= this.lastIndex; i++) uncommitted += this.entryAt(i).data.length;
     if (uncommitted > (this.cfg.uncommittedBytesMax ?? UNCOMMITTED_BYTES_MAX)) return false;
-    this.appendEntries([{ term: this.termValue, index: this.lastIndex + 1, data }]);
+    this.appendEntries([{ term: this.termValue, index: this.lastIndex + 1, kind: EntryKind.normal, data }]);
+    this.bcastAppend();
+    return true;
+  }
+
+  /**
+   * Propose one membership change. False when this node does not lead, while
+   * leadership is being handed over, while an earlier change is not yet
+   * committed (or this leader has not yet committed an entry of its own
+   * term), or when the change would change nothing (already so, or it would
+   * leave no voter). It takes effect on every node when it commits.
+   */
+  proposeConfChange(cc: ConfChange): boolean {
+    if (this.roleValue !== Role.leader || this.transferee !== null) return false;
+    if (this.pendingConfIndex > this.commitValue) return false;
+    if (!changesConfig(this.conf, cc)) return false;
+    const data = encodeConfChange(cc);
+    this.appendEntries([{ term: this.termValue, index: this.lastIndex + 1, kind: EntryKind.confChange, data }]);
+    this.pendingConfIndex = this.lastIndex;
     this.bcastAppend();
     return true;
   }
@@ -246,9 +372,32 @@ export class RaftNode {
     else this.sendAppend(to);
   }
 
+  /**
+   * The application's state at `index` (applied, and at most what it has
+   * applied) is described by `data`: drop the entries up to `index` from
+   * memory and return the snapshot, which the CALLER persists (the log store
+   * deletes the same entries with it, in one transaction). It is not handed
+   * out in a Ready. Followers that need those entries get the snapshot.
+   */
+  compact(index: number, data: Uint8Array): Snapshot {
+    assert(Number.isSafeInteger(index) && index > this.snapIndex, `compaction to ${index} moves past the snapshot at ${this.snapIndex}`);
+    assert(index <= this.applied, `only applied entries are compacted (${index} > applied ${this.applied})`);
+    assert(index <= this.stableIndex, "only durable entries are compacted");
+    const c = this.configAt(index);
+    const s: Snapshot = { index, term: this.termAt(index), voters: c.voters, learners: c.learners, data };
+    this.log = this.log.slice(index - this.snapIndex);
+    this.snapIndex = index;
+    this.snapTerm = s.term;
+    this.snapConfig = c;
+    this.snap = s;
+    assert(this.firstIndex === index + 1 && this.lastIndex >= this.commitValue, "the log keeps every entry after the snapshot");
+    return s;
+  }
+
   stepMessage(m: Message): void {
     assert(m.to === this.id, "message addressed to this node");
-    if (!this.knows(m.from)) return; // not in the configuration: ignored (the transport counts it)
+    const fromLeader = m.type === "append" || m.type === "heartbeat" || m.type === "snapshot";
+    if (!this.knows(m.from) && !fromLeader) return; // not in the configuration: cannot disrupt (the transport counts it)
     if (m.term > this.termValue) {
       if (!this.onHigherTerm(m)) return;
     } else if (m.term < this.termValue) {
@@ -268,16 +417,24 @@ export class RaftNode {
   // ---------------------------------------------------------------- outputs
 
   hasReady(): boolean {
-    return this.messages.length > 0 || this.stableIndex < this.lastIndex || this.applied < this.commitValue || !sameHardState(this.hardState(), this.lastHardState);
+    return (
+      this.messages.length > 0 ||
+      this.unstableSnapshot !== null ||
+      this.stableIndex < this.lastIndex ||
+      Math.max(this.applied, this.snapIndex) < this.commitValue ||
+      !sameHardState(this.hardState(), this.lastHardState)
+    );
   }
 
   ready(): Ready {
     const hs = this.hardState();
     return {
+      snapshot: this.unstableSnapshot,
       hardState: sameHardState(hs, this.lastHardState) ? null : hs,
       entries: this.entries(this.stableIndex + 1),
       messages: [...this.messages],
-      committed: this.entries(this.applied + 1, this.commitValue),
+      // Invariant: applied < snapIndex only while a received snapshot waits (it is applied first).
+      committed: this.entries(Math.max(this.applied, this.snapIndex) + 1, this.commitValue),
       role: this.roleValue,
       lead: this.leadValue,
     };
@@ -286,13 +443,19 @@ export class RaftNode {
   /** The caller persisted, sent and applied everything in `rd`. */
   advance(rd: Ready): void {
     if (rd.hardState !== null) this.lastHardState = rd.hardState;
+    if (rd.snapshot !== null) {
+      if (this.unstableSnapshot === rd.snapshot) this.unstableSnapshot = null; // else a newer one arrived meanwhile
+      this.applied = Math.max(this.applied, rd.snapshot.index);
+    }
     // Entries truncated since ready() are not stable; (index, term) names one entry (Log Matching).
     const last = rd.entries.at(-1);
     if (last !== undefined && this.termAt(last.index) === last.term) this.stableIndex = Math.max(this.stableIndex, last.index);
-    if (rd.committed.length > 0) this.applied = (rd.committed[rd.committed.length - 1] as Entry).index;
+    const lastApplied = rd.committed.at(-1);
+    if (lastApplied !== undefined) this.applied = Math.max(this.applied, lastApplied.index);
     const sent = new Set(rd.messages);
     this.messages = this.messages.filter((m) => !sent.has(m));
     assert(this.applied <= this.commitValue && this.commitValue <= this.lastIndex, "applied <= commit <= lastIndex");
+    assert(this.applied >= this.snapIndex || this.unstableSnapshot !== null, "the state machine holds the snapshot, or it waits in the next Ready");
   }
 
   hardState(): HardState {
@@ -314,6 +477,61 @@ export class RaftNode {
     const immediate = this.messages.filter((m) => m.type === "heartbeat" || m.type === "heartbeatResp");
     if (immediate.length > 0) this.messages = this.messages.filter((m) => m.type !== "heartbeat" && m.type !== "heartbeatResp");
     return immediate;
+  }
+
+  // ---------------------------------------------------------------- log and configuration
+
+  private entryAt(index: number): Entry {
+    const e = this.log[index - this.snapIndex - 1];
+    assert(e !== undefined && e.index === index, `entry ${index} is in the log (${this.firstIndex}..${this.lastIndex})`);
+    return e;
+  }
+
+  /** The configuration after the entries up to `index` (which must all be committed to be in effect). */
+  private configAt(index: number): ClusterConfig {
+    assert(index >= this.snapIndex && index <= this.lastIndex, "configAt within the log");
+    let c = this.snapConfig;
+    for (let i = this.snapIndex + 1; i <= index; i++) {
+      const e = this.entryAt(i);
+      if (e.kind === EntryKind.confChange) c = applyConfChange(c, confChangeOf(e));
+    }
+    return c;
+  }
+
+  private setConfig(c: ClusterConfig): void {
+    assert(isValidConfig(c), "a valid configuration");
+    this.conf = c;
+    this.voters = new Set(c.voters);
+    this.learners = new Set(c.learners);
+  }
+
+  /** Entries from..to were just committed: the changes among them take effect, in log order. */
+  private applyConfChanges(from: number, to: number): void {
+    let c = this.conf;
+    for (let i = from; i <= to; i++) {
+      const e = this.entryAt(i);
+      if (e.kind === EntryKind.confChange) c = applyConfChange(c, confChangeOf(e));
+    }
+    if (c === this.conf) return;
+    this.setConfig(c);
+    if (this.roleValue === Role.leader) this.onLeaderConfigChanged();
+  }
+
+  private onLeaderConfigChanged(): void {
+    if (!this.voters.has(this.id)) {
+      // Removed or demoted: the commit that did it was already broadcast (maybeCommit); step down.
+      this.becomeFollower(this.termValue, null);
+      return;
+    }
+    for (const id of this.progress.keys()) if (!this.knows(id)) this.progress.delete(id);
+    for (const id of [...this.voters, ...this.learners]) {
+      if (this.progress.has(id)) continue;
+      // Active from the start, so that CheckQuorum gives a new voter a whole election timeout to answer.
+      this.progress.set(id, newProgress(0, this.lastIndex + 1, true));
+      this.sendAppend(id);
+    }
+    if (this.transferee !== null && !this.voters.has(this.transferee)) this.transferee = null;
+    this.maybeCommit(); // the quorum changed: more may be committed now
   }
 
   // ---------------------------------------------------------------- terms and roles
@@ -339,13 +557,13 @@ export class RaftNode {
     }
     if (m.type === "preVote") return true; // a pre-vote never changes our term
     if (m.type === "preVoteResp" && !m.reject) return true; // the future term a granted pre-vote names
-    const leaderMessage = m.type === "append" || m.type === "heartbeat" || m.type === "timeoutNow";
+    const leaderMessage = m.type === "append" || m.type === "heartbeat" || m.type === "timeoutNow" || m.type === "snapshot";
     this.becomeFollower(m.term, leaderMessage ? m.from : null);
     return true;
   }
 
   private onLowerTerm(m: Message): void {
-    if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === "append" || m.type === "heartbeat")) {
+    if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot")) {
       // A leader from an old term (cut off, now back): tell it our term so it steps down.
       this.send({ type: "appendResp", from: this.id, to: m.from, term: this.termValue, reject: true, index: 0, hintIndex: 0, hintTerm: 0 });
     } else if (m.type === "preVote") {
@@ -366,6 +584,7 @@ export class RaftNode {
     this.randomizedElectionTimeout = this.cfg.electionTicks + this.cfg.randomInt(this.cfg.electionTicks);
     this.votes = new Map();
     this.transferee = null;
+    this.progress = new Map();
   }
 
   private becomeFollower(term: number, lead: NodeId | null): void {
@@ -398,12 +617,13 @@ export class RaftNode {
     this.leadValue = this.id;
     this.roleValue = Role.leader;
     this.step = this.stepLeader;
-    this.progress = new Map();
     for (const id of [...this.voters, ...this.learners]) {
-      this.progress.set(id, { match: id === this.id ? this.lastIndex : 0, next: this.lastIndex + 1, recentActive: id === this.id });
+      this.progress.set(id, newProgress(id === this.id ? this.lastIndex : 0, this.lastIndex + 1, id === this.id));
     }
     // An entry of the new term: only by committing it can earlier terms' entries commit (Figure 8).
-    this.appendEntries([{ term: this.termValue, index: this.lastIndex + 1, data: new Uint8Array(0) }]);
+    this.appendEntries([{ term: this.termValue, index: this.lastIndex + 1, kind: EntryKind.normal, data: EMPTY }]);
+    // No conf change before that entry commits: an old-term change in our log may still commit with it.
+    this.pendingConfIndex = this.lastIndex;
     this.bcastAppend();
   }
 
@@ -428,7 +648,7 @@ export class RaftNode {
   }
 
   private tally(): VoteResult {
-    return voteResult([...this.voters], this.votes);
+    return voteResult(this.conf.voters, this.votes);
   }
 
   private onWon(pre: boolean): void {
@@ -482,6 +702,11 @@ export class RaftNode {
         this.commitTo(Math.min(m.commit, this.lastIndex));
         this.send({ type: "heartbeatResp", from: this.id, to: m.from, term: this.termValue });
         return;
+      case "snapshot":
+        this.electionElapsed = 0;
+        this.leadValue = m.from;
+        this.handleSnapshot(m);
+        return;
       case "timeoutNow":
         this.campaign("transfer");
         return;
@@ -502,6 +727,7 @@ export class RaftNode {
     switch (m.type) {
       case "append":
       case "heartbeat":
+      case "snapshot":
         // A leader of our term exists (a higher term was handled already).
         this.becomeFollower(this.termValue, m.from);
         this.step(m);
@@ -541,6 +767,7 @@ export class RaftNode {
         return;
       case "append":
       case "heartbeat":
+      case "snapshot":
       case "timeoutNow":
       case "preVoteResp":
       case "voteResp":
@@ -565,6 +792,10 @@ export class RaftNode {
       }
     }
     if (this.transferee !== null && ++this.transferElapsed >= this.cfg.electionTicks) this.transferee = null; // give up
+    for (const pr of this.progress.values()) {
+      // A snapshot unanswered for an election timeout is presumed lost: the next heartbeat answer sends it again.
+      if (pr.snapshotIndex > 0 && ++pr.snapshotElapsed >= this.cfg.electionTicks) pr.snapshotIndex = 0;
+    }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       this.bcastHeartbeat();
@@ -577,7 +808,7 @@ export class RaftNode {
       active.set(id, id === this.id || pr.recentActive);
       if (id !== this.id) pr.recentActive = false;
     }
-    return voteResult([...this.voters], active) === VoteResult.won;
+    return voteResult(this.conf.voters, active) === VoteResult.won;
   }
 
   private appendEntries(entries: readonly Entry[]): void {
@@ -602,8 +833,19 @@ export class RaftNode {
   }
 
   private sendAppend(to: NodeId): void {
+    if (this.roleValue !== Role.leader) return; // a leader removed by the commit it is announcing
     const pr = this.progress.get(to) as Progress;
+    if (pr.snapshotIndex > 0) return; // a snapshot is on its way: wait for its answer
     const prevIndex = pr.next - 1;
+    if (prevIndex < this.snapIndex) {
+      // The entries it needs are compacted: send the snapshot instead.
+      const s = this.snap;
+      assert(s !== null && s.index === this.snapIndex, "a compacted log has its snapshot");
+      this.send({ type: "snapshot", from: this.id, to, term: this.termValue, snapshot: s });
+      pr.snapshotIndex = s.index;
+      pr.snapshotElapsed = 0;
+      return;
+    }
     const max = this.cfg.entriesPerMessageMax ?? ENTRIES_PER_MESSAGE_MAX;
     const entries = this.entries(pr.next, Math.min(this.lastIndex, prevIndex + max));
     this.send({ type: "append", from: this.id, to, term: this.termValue, prevIndex, prevTerm: this.termAt(prevIndex), entries, commit: this.commitValue });
@@ -626,24 +868,27 @@ export class RaftNode {
   private backOff(from: NodeId, pr: Progress, m: Extract<Message, { type: "appendResp" }>): void {
     if (m.index === 0 && m.hintIndex === 0) return; // a term notice from onLowerTerm, not a log answer
     if (m.index < pr.match) return; // stale: that prefix was already acknowledged
+    if (pr.snapshotIndex > 0) return; // an answer to an append sent before the snapshot: wait for the snapshot's
     // The follower names the first index of its conflicting term. If we hold
     // entries of that term, resume after our last one; otherwise at that index.
     let next = m.hintIndex;
     if (m.hintTerm > 0) {
       let i = Math.min(m.index, this.lastIndex);
-      while (i > 0 && this.termAt(i) > m.hintTerm) i--;
+      while (i > this.snapIndex && this.termAt(i) > m.hintTerm) i--;
       if (this.termAt(i) === m.hintTerm) next = i + 1;
     }
     pr.next = Math.max(pr.match + 1, Math.min(next, m.index));
     assert(pr.next >= 1, "next index is positive");
-    this.sendAppend(from);
+    this.sendAppend(from); // a snapshot when pr.next fell into the compacted prefix
   }
 
   private onAppendAccepted(from: NodeId, pr: Progress, index: number): void {
+    if (pr.snapshotIndex > 0 && index >= pr.snapshotIndex) pr.snapshotIndex = 0; // the snapshot arrived
     if (index > pr.match) {
       pr.match = index;
       pr.next = Math.max(pr.next, index + 1);
       this.maybeCommit();
+      if (this.roleValue !== Role.leader) return; // the commit removed this leader
     }
     if (pr.next <= this.lastIndex) this.sendAppend(from);
     if (from === this.transferee && pr.match === this.lastIndex) this.send({ type: "timeoutNow", from: this.id, to: from, term: this.termValue });
@@ -654,17 +899,22 @@ export class RaftNode {
     if (this.roleValue !== Role.leader) return;
     const match = new Map<NodeId, number>();
     for (const [id, pr] of this.progress) match.set(id, pr.match);
-    const index = committedIndex([...this.voters], match);
+    const index = committedIndex(this.conf.voters, match);
     if (index > this.commitValue && this.termAt(index) === this.termValue) {
-      this.commitTo(index);
-      this.bcastAppend(); // tell the followers
+      const from = this.commitValue + 1;
+      this.commitValue = index;
+      this.bcastAppend(); // tell the followers, in the configuration that committed it (a removed node learns its removal)
+      this.applyConfChanges(from, index);
     }
   }
 
+  /** Follower: commit up to `index`; changes among the newly committed entries take effect. */
   private commitTo(index: number): void {
     if (index <= this.commitValue) return;
     assert(index <= this.lastIndex, "commit within the log");
+    const from = this.commitValue + 1;
     this.commitValue = index;
+    this.applyConfChanges(from, index);
   }
 
   private handleAppend(m: Extract<Message, { type: "append" }>): void {
@@ -695,15 +945,60 @@ export class RaftNode {
       if (e.index <= this.lastIndex) {
         if (this.termAt(e.index) === e.term) continue;
         assert(e.index > this.commitValue, "a committed entry is never truncated");
-        this.log.length = e.index - 1; // §5.3: delete the conflicting entry and all that follow
+        this.log.length = e.index - 1 - this.snapIndex; // §5.3: delete the conflicting entry and all that follow
         this.stableIndex = Math.min(this.stableIndex, e.index - 1);
       }
+      if (e.kind === EntryKind.confChange) confChangeOf(e);
       this.log.push(e);
     }
     const lastNew = m.prevIndex + m.entries.length;
     this.commitTo(Math.min(m.commit, lastNew));
     reply(false, lastNew);
   }
+
+  /** A snapshot from the leader (the entries we need are compacted there). Always accepted: the answer names what we hold. */
+  private handleSnapshot(m: Extract<Message, { type: "snapshot" }>): void {
+    const s = m.snapshot;
+    const accept = (index: number) => this.send({ type: "appendResp", from: this.id, to: m.from, term: this.termValue, reject: false, index, hintIndex: 0, hintTerm: 0 });
+    if (s.index <= this.commitValue) {
+      accept(this.commitValue); // stale or duplicate: we hold that much, committed
+      return;
+    }
+    if (this.termAt(s.index) === s.term) {
+      // We hold the entry it ends at, so (Log Matching) every entry before it: keep the log, commit to it.
+      this.commitTo(s.index);
+      accept(s.index);
+      return;
+    }
+    this.restore(s);
+    accept(s.index);
+  }
+
+  /** Replace the whole log by `s`: what we hold beyond our commit either conflicts with it or is missing entries. */
+  private restore(s: Snapshot): void {
+    assert(s.index > this.commitValue, "a snapshot replaces only uncommitted state");
+    assert(s.term >= 1 && s.term <= this.termValue, "a snapshot's term is not after the leader's");
+    const c: ClusterConfig = { voters: s.voters, learners: s.learners };
+    assert(isValidConfig(c), "a snapshot's configuration is valid");
+    this.log = [];
+    this.snapIndex = s.index;
+    this.snapTerm = s.term;
+    this.snap = s;
+    this.snapConfig = c;
+    this.commitValue = s.index;
+    this.stableIndex = s.index; // covered by the snapshot, which the next Ready persists first
+    this.unstableSnapshot = s;
+    // This node may be outside `c` (it was added after s.index): it learns its addition from the entries that follow.
+    this.setConfig(c);
+  }
+}
+
+function newProgress(match: number, next: number, recentActive: boolean): Progress {
+  return { match, next, recentActive, snapshotIndex: 0, snapshotElapsed: 0 };
+}
+
+function sortIds(ids: readonly NodeId[]): NodeId[] {
+  return [...ids].sort(compareNumbers);
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

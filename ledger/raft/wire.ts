@@ -3,15 +3,25 @@
 // in, a message out, no I/O, no clock, no randomness; the transport
 // (daemon/transport.ts) frames these payloads on TCP.
 //
-//   message := version:u8 (=1) | type:u8 | from:uvar | to:uvar | term:uvar | body
+//   message := version:u8 (=2) | type:u8 | from:uvar | to:uvar | term:uvar | body
 //   body of
 //     preVote, vote  lastIndex:uvar | lastTerm:uvar [| transfer:bool (vote only)]
 //     preVoteResp, voteResp                reject:bool
 //     append         prevIndex:uvar | prevTerm:uvar | commit:uvar | count:uvar | entry*count
-//       entry        term:uvar | data:bytes       (index is NOT sent, see below)
+//       entry        term:uvar | kind:u8 | data:bytes   (index is NOT sent, see below)
 //     appendResp     reject:bool | index:uvar | hintIndex:uvar | hintTerm:uvar
 //     heartbeat      commit:uvar
 //     heartbeatResp, timeoutNow            (nothing)
+//     snapshot       snapshot
+//   snapshot := index:uvar | term:uvar | voterCount:uvar | voter:uvar* | learnerCount:uvar | learner:uvar* | data:bytes
+//
+// Version 2 added entry kinds and the snapshot message; a version-1 peer is
+// refused (unsupported_version), as a mixed cluster could not agree on them.
+// An entry's kind is 0 (normal) or 1 (confChange, whose data must decode as
+// a ConfChange: conf-change.ts). A snapshot names an entry (index >= 1,
+// 1 <= term <= the message term) and a valid configuration: at least one
+// voter, ids strictly increasing, voters and learners disjoint. The same
+// snapshot encoding (encodeSnapshot) is how raft.sqlite stores one.
 //
 // Canonical: one message has exactly one encoding (minimal varints, 0/1
 // booleans), and decode consumes every byte or throws. decodeMessage throws
@@ -26,10 +36,11 @@
 // terms must not decrease, must be >= prevTerm and <= the message term.
 import { assert, assertNever, isSafeUint } from "../assert.js";
 import { Reader, Writer, varintSize } from "../codec.js";
-import { DecodeReason, PeergridError } from "../errors.js";
-import type { Entry, Message, MessageType, NodeId } from "./raft.js";
+import { DecodeError, DecodeReason, PeergridError } from "../errors.js";
+import { decodeConfChange } from "./conf-change.js";
+import type { Entry, EntryKind, Message, MessageType, NodeId, Snapshot } from "./raft.js";
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 
 /** Member indexes (Raft node ids); the same bound as transaction authors (ledger/tx.ts AUTHOR_MAX). */
 export const WIRE_NODE_ID_MAX = 2 ** 24 - 1;
@@ -42,6 +53,10 @@ export const WIRE_ENTRY_DATA_BYTES_MAX = 16 * 1024 * 1024;
  * appends are cut into several by splitAppend() before encoding.
  */
 export const WIRE_MESSAGE_BYTES_MAX = WIRE_ENTRY_DATA_BYTES_MAX + 4096;
+/** Voters plus learners in a snapshot's configuration (a neighbourhood has tens of boxes). */
+export const WIRE_CONFIG_NODES_MAX = 1024;
+/** A snapshot's application data: a small record (the ledger's height and hash), not the state itself. */
+export const WIRE_SNAPSHOT_DATA_BYTES_MAX = 1024 * 1024;
 
 /** Type codes. Stable: a code is never reused for another meaning. */
 export const WireType = {
@@ -54,7 +69,11 @@ export const WireType = {
   heartbeat: 7,
   heartbeatResp: 8,
   timeoutNow: 9,
+  snapshot: 10,
 } as const satisfies Record<MessageType, number>;
+
+/** Entry kind codes (raft.ts EntryKind): the same numbers on the wire. */
+const ENTRY_KIND_MAX = 1;
 
 const TYPE_BY_CODE: ReadonlyMap<number, MessageType> = new Map(Object.entries(WireType).map(([name, code]) => [code, name as MessageType]));
 
@@ -72,7 +91,15 @@ const HEADER_BYTES_MAX = 2 + 3 * 8;
 const APPEND_FIXED_BYTES_MAX = 4 * 8;
 
 function entryEncodedSize(e: Entry): number {
-  return varintSize(e.term) + varintSize(e.data.length) + e.data.length;
+  return varintSize(e.term) + 1 + varintSize(e.data.length) + e.data.length;
+}
+
+function idsSize(ids: readonly NodeId[]): number {
+  return ids.reduce((n, id) => n + varintSize(id), varintSize(ids.length));
+}
+
+function snapshotEncodedSize(s: Snapshot): number {
+  return varintSize(s.index) + varintSize(s.term) + idsSize(s.voters) + idsSize(s.learners) + varintSize(s.data.length) + s.data.length;
 }
 
 /** The exact size encodeMessage would produce, without encoding (for splitting and queue accounting). */
@@ -97,6 +124,8 @@ export function encodedSize(m: Message): number {
     case "heartbeatResp":
     case "timeoutNow":
       return size;
+    case "snapshot":
+      return size + snapshotEncodedSize(m.snapshot);
     default:
       return assertNever(m, "message");
   }
@@ -140,6 +169,10 @@ export function encodeMessage(m: Message): Uint8Array {
     case "heartbeatResp":
     case "timeoutNow":
       break;
+    case "snapshot":
+      assert(m.snapshot.term <= m.term, "a snapshot's term is not after the message term");
+      writeSnapshot(w, m.snapshot);
+      break;
     default:
       assertNever(m, "message");
   }
@@ -157,8 +190,72 @@ function encodeAppendBody(w: Writer, m: Extract<Message, { type: "append" }>): v
     // Invariant (Raft's, relied on by the implied indexes): dense from prevIndex + 1.
     assert(e.index === m.prevIndex + 1 + i, `append entry ${i} has index ${e.index}, expected ${m.prevIndex + 1 + i}`);
     assert(e.data.length <= WIRE_ENTRY_DATA_BYTES_MAX, `entry ${e.index} data exceeds ${WIRE_ENTRY_DATA_BYTES_MAX} bytes`);
-    w.uvar(e.term).bytes(e.data, WIRE_ENTRY_DATA_BYTES_MAX);
+    assert(e.kind >= 0 && e.kind <= ENTRY_KIND_MAX, `entry ${e.index} has a known kind`);
+    w.uvar(e.term).u8(e.kind).bytes(e.data, WIRE_ENTRY_DATA_BYTES_MAX);
   });
+}
+
+function writeSnapshot(w: Writer, s: Snapshot): void {
+  assert(isSafeUint(s.index) && s.index >= 1 && isSafeUint(s.term) && s.term >= 1, "a snapshot names an entry");
+  assert(s.voters.length + s.learners.length <= WIRE_CONFIG_NODES_MAX, `at most ${WIRE_CONFIG_NODES_MAX} nodes in a configuration`);
+  if (s.data.length > WIRE_SNAPSHOT_DATA_BYTES_MAX) {
+    throw new WireError("PG_ERR_WIRE_OVERSIZED", `snapshot data of ${s.data.length} bytes exceeds ${WIRE_SNAPSHOT_DATA_BYTES_MAX}`);
+  }
+  w.uvar(s.index).uvar(s.term);
+  for (const ids of [s.voters, s.learners]) {
+    w.uvar(ids.length);
+    for (const id of ids) {
+      assert(isSafeUint(id) && id <= WIRE_NODE_ID_MAX, "node ids in range");
+      w.uvar(id);
+    }
+  }
+  w.bytes(s.data, WIRE_SNAPSHOT_DATA_BYTES_MAX);
+}
+
+/** A snapshot alone, in the wire's encoding (raft.sqlite stores snapshots so). WireError if its data is too large. */
+export function encodeSnapshot(s: Snapshot): Uint8Array {
+  const size = snapshotEncodedSize(s);
+  const w = new Writer(size);
+  writeSnapshot(w, s);
+  const out = w.finish();
+  assert(out.length === size, "snapshotEncodedSize agrees with the encoding");
+  return out;
+}
+
+/** The inverse of encodeSnapshot; throws only DecodeError. The data is a copy. */
+export function decodeSnapshot(bytes: Uint8Array): Snapshot {
+  const r = new Reader(bytes);
+  const s = readSnapshot(r, Number.MAX_SAFE_INTEGER);
+  r.done("snapshot");
+  return s;
+}
+
+function readIds(r: Reader, what: string, budget: number): NodeId[] {
+  const count = r.uvar(`${what} count`);
+  if (count > budget) r.fail(DecodeReason.oversized, `${count} ${what}, at most ${WIRE_CONFIG_NODES_MAX} nodes in a configuration`);
+  if (count > r.remaining) r.fail(DecodeReason.truncated, `input ends inside ${count} ${what}`);
+  const ids: NodeId[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = r.uvar(what, WIRE_NODE_ID_MAX);
+    const prev = ids.at(-1);
+    if (prev !== undefined && id <= prev) r.fail(DecodeReason.invalid, `${what} are not strictly increasing (${prev} then ${id})`);
+    ids.push(id);
+  }
+  return ids;
+}
+
+function readSnapshot(r: Reader, termMax: number): Snapshot {
+  const index = r.uvar("snapshot index");
+  const term = r.uvar("snapshot term");
+  if (index < 1 || term < 1) r.fail(DecodeReason.invalid, `snapshot at index ${index}, term ${term}: it must name an entry`);
+  if (term > termMax) r.fail(DecodeReason.invalid, `snapshot term ${term} after the message term ${termMax}`);
+  const voters = readIds(r, "voters", WIRE_CONFIG_NODES_MAX);
+  if (voters.length === 0) r.fail(DecodeReason.invalid, "a snapshot's configuration has no voter");
+  const learners = readIds(r, "learners", WIRE_CONFIG_NODES_MAX - voters.length);
+  const voterSet = new Set(voters);
+  for (const l of learners) if (voterSet.has(l)) r.fail(DecodeReason.invalid, `node ${l} is both a voter and a learner`);
+  const data = new Uint8Array(r.bytes(WIRE_SNAPSHOT_DATA_BYTES_MAX, "snapshot data"));
+  return { index, term, voters, learners, data };
 }
 
 /**
@@ -202,6 +299,8 @@ function decodeBody(r: Reader, type: MessageType, from: NodeId, to: NodeId, term
     case "heartbeatResp":
     case "timeoutNow":
       return { type, from, to, term };
+    case "snapshot":
+      return { type, from, to, term, snapshot: readSnapshot(r, term) };
     default:
       return assertNever(type, "message type");
   }
@@ -214,8 +313,8 @@ function decodeAppend(r: Reader, from: NodeId, to: NodeId, term: number): Messag
   if (prevTerm > term) r.fail(DecodeReason.invalid, `prevTerm ${prevTerm} after the message term ${term}`);
   const count = r.uvar("entry count");
   if (count > WIRE_ENTRIES_PER_MESSAGE_MAX) r.fail(DecodeReason.oversized, `${count} entries, limit ${WIRE_ENTRIES_PER_MESSAGE_MAX}`);
-  // Each entry takes at least 2 bytes: refuse a count the input cannot hold before allocating for it.
-  if (count * 2 > r.remaining) r.fail(DecodeReason.truncated, `input ends inside ${count} entries`);
+  // Each entry takes at least 3 bytes: refuse a count the input cannot hold before allocating for it.
+  if (count * 3 > r.remaining) r.fail(DecodeReason.truncated, `input ends inside ${count} entries`);
   if (prevIndex + count > Number.MAX_SAFE_INTEGER) r.fail(DecodeReason.outOfRange, "entry indexes beyond the safe integers");
   const entries: Entry[] = [];
   let lastTerm = prevTerm;
@@ -225,10 +324,23 @@ function decodeAppend(r: Reader, from: NodeId, to: NodeId, term: number): Messag
       r.fail(DecodeReason.invalid, `entry term ${entryTerm} outside [${lastTerm}, ${term}]`);
     }
     lastTerm = entryTerm;
+    const kind = r.u8("entry kind");
+    if (kind > ENTRY_KIND_MAX) r.fail(DecodeReason.invalid, `entry kind ${kind} is unknown`);
     const data = new Uint8Array(r.bytes(WIRE_ENTRY_DATA_BYTES_MAX, "entry data"));
-    entries.push({ term: entryTerm, index: prevIndex + 1 + i, data });
+    if (kind === 1) checkConfChange(r, data, prevIndex + 1 + i);
+    entries.push({ term: entryTerm, index: prevIndex + 1 + i, kind: kind as EntryKind, data });
   }
   return { type: "append", from, to, term, prevIndex, prevTerm, commit, entries };
+}
+
+/** A conf-change entry's payload must decode: the Raft core never sees a malformed one. */
+function checkConfChange(r: Reader, data: Uint8Array, index: number): void {
+  try {
+    decodeConfChange(data);
+  } catch (err) {
+    if (!(err instanceof DecodeError)) throw err;
+    r.fail(DecodeReason.invalid, `entry ${index}: conf change payload: ${err.message}`);
+  }
 }
 
 /**

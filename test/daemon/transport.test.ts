@@ -83,8 +83,8 @@ describe("transport: sockets", () => {
     const a = await cluster.start(1);
     const b = await cluster.start(2);
     const entries: Entry[] = [
-      { term: 1, index: 1, data: new Uint8Array(0) },
-      { term: 1, index: 2, data: new Uint8Array(5000).fill(9) },
+      { term: 1, index: 1, kind: 0, data: new Uint8Array(0) },
+      { term: 1, index: 2, kind: 0, data: new Uint8Array(5000).fill(9) },
     ];
     const append: Message = { type: "append", from: 1, to: 2, term: 1, prevIndex: 0, prevTerm: 0, commit: 0, entries };
     a.send(append);
@@ -241,7 +241,7 @@ describe("transport: sockets", () => {
       a.send(heartbeat(1, 2));
       await waitFor(() => a.peerStats(2).connected, "link up");
       for (let i = 0; i < 2000 && a.counters.droppedQueueFull < 10; i++) {
-        a.send({ type: "append", from: 1, to: 2, term: 1, prevIndex: i, prevTerm: 1, commit: 0, entries: [{ term: 1, index: i + 1, data }] });
+        a.send({ type: "append", from: 1, to: 2, term: 1, prevIndex: i, prevTerm: 1, commit: 0, entries: [{ term: 1, index: i + 1, kind: 0, data }] });
         const st = a.peerStats(2);
         maxQueued = Math.max(maxQueued, st.queuedBytes);
         maxSocket = Math.max(maxSocket, st.socketBufferedBytes);

@@ -5,16 +5,18 @@
 // Opens (or creates) the Raft log through AsyncRaftLog (so through the worker
 // thread) and saves Ready-shaped batches as fast as it can, up to
 // IN_FLIGHT_MAX saves pipelined, until it is killed: appends, term changes
-// with votes, conflicting suffixes replaced by a later term, commit advances.
-// Entry payloads are a pure function of (term, index) so the parent can check
-// every byte. It reports on stdout, one synchronous line each:
+// with votes, conflicting suffixes replaced by a later term, commit advances,
+// compactions (compact(snapshot)) and snapshots received from a leader
+// (save(..., snapshot), which replaces the whole log). Entry and snapshot
+// payloads are a pure function of (term, index) so the parent can check every
+// byte. It reports on stdout, one synchronous line each:
 //   open <summary>          the log as loaded at start
 //   begin <seq> <summary>   save <seq> is posted; <summary> is the log after it
 //   ack <seq>               save <seq>'s promise resolved: it is durable
 import { realpathSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { AsyncRaftLog } from "../../ledger/raft/async-raft-log.js";
-import type { Entry, HardState, RaftStorage } from "../../ledger/raft/raft.js";
+import { type Entry, EntryKind, type HardState, type RaftStorage, type Snapshot } from "../../ledger/raft/raft.js";
 import { Rng } from "../../sim/rng.js";
 
 const IN_FLIGHT_MAX = 4;
@@ -31,17 +33,28 @@ export function entryData(term: number, index: number): Uint8Array {
   return data;
 }
 
-/** One line naming a whole durable state: hard state, then the log as runs of one term ("term@firstIndex"), then the last index. */
-export function summarize(hs: HardState, terms: readonly number[]): string {
+/** The data of the snapshot (index, term) the writer makes. */
+export function snapshotData(index: number, term: number): Uint8Array {
+  return new TextEncoder().encode(`state at ${index}/${term}`);
+}
+
+interface SnapMeta {
+  readonly index: number;
+  readonly term: number;
+}
+
+/** One line naming a whole durable state: hard state, snapshot, then the log as runs of one term ("term@firstIndex"), then the last index. */
+export function summarize(hs: HardState, snap: SnapMeta | null, terms: readonly number[]): string {
+  const base = snap?.index ?? 0;
   const runs: string[] = [];
   terms.forEach((t, i) => {
-    if (i === 0 || terms[i - 1] !== t) runs.push(`${t}@${i + 1}`);
+    if (i === 0 || terms[i - 1] !== t) runs.push(`${t}@${base + i + 1}`);
   });
-  return `hs=${hs.term}/${hs.vote ?? "-"}/${hs.commit} log=${runs.join(",")};${terms.length}`;
+  return `hs=${hs.term}/${hs.vote ?? "-"}/${hs.commit} snap=${snap === null ? "-" : `${snap.index}/${snap.term}`} log=${runs.join(",")};${base + terms.length}`;
 }
 
 export function summarizeStorage(s: RaftStorage): string {
-  return summarize(s.hardState, s.entries.map((e) => e.term));
+  return summarize(s.hardState, s.snapshot, s.entries.map((e) => e.term));
 }
 
 function say(line: string): void {
@@ -50,39 +63,67 @@ function say(line: string): void {
 
 interface Model {
   hs: HardState;
-  terms: number[]; // terms[i] is the term of entry i + 1
+  snap: SnapMeta | null;
+  terms: number[]; // terms[i] is the term of entry snapIndex + 1 + i
 }
 
-/** The next Ready-shaped save, applied to `m` (the state it leaves). */
-function nextSave(rng: Rng, m: Model): { hardState: HardState | null; entries: Entry[] } {
+type Op =
+  | { readonly type: "save"; readonly hardState: HardState | null; readonly entries: Entry[]; readonly snapshot: Snapshot | null }
+  | { readonly type: "compact"; readonly snapshot: Snapshot };
+
+const snapIndexOf = (m: Model) => m.snap?.index ?? 0;
+const lastIndexOf = (m: Model) => snapIndexOf(m) + m.terms.length;
+const termOf = (m: Model, index: number) => (index === snapIndexOf(m) ? (m.snap?.term ?? 0) : (m.terms[index - snapIndexOf(m) - 1] as number));
+const snapshotOf = (index: number, term: number): Snapshot => ({ index, term, voters: [1, 2, 3], learners: [], data: snapshotData(index, term) });
+
+/** The next Ready-shaped save or compaction, applied to `m` (the state it leaves). */
+function nextOp(rng: Rng, m: Model): Op {
+  const r = rng.next();
+  if (r < 0.08 && m.hs.commit > snapIndexOf(m)) {
+    // The application compacts up to some committed index.
+    const index = rng.int(snapIndexOf(m) + 1, m.hs.commit);
+    const snapshot = snapshotOf(index, termOf(m, index));
+    m.terms = m.terms.slice(index - snapIndexOf(m));
+    m.snap = snapshot;
+    return { type: "compact", snapshot };
+  }
   let { term, vote, commit } = m.hs;
   const before = m.hs;
-  let from = m.terms.length + 1;
-  let count = 0;
-  const r = rng.next();
   if (term === 0 || rng.int(0, 9) === 0) {
     term++;
     vote = rng.pick([null, 1, 2, 3]);
   }
-  if (r < 0.75) {
+  let snapshot: Snapshot | null = null;
+  let from = lastIndexOf(m) + 1;
+  let count = 0;
+  if (r < 0.13 && term > 0) {
+    // A leader's snapshot beyond our commit: it replaces the whole log.
+    snapshot = snapshotOf(Math.max(lastIndexOf(m), commit) + rng.int(0, 30), term);
+    if (snapshot.index <= snapIndexOf(m)) snapshot = snapshotOf(snapIndexOf(m) + 1, term);
+    m.snap = snapshot;
+    m.terms = [];
+    commit = snapshot.index;
+    from = snapshot.index + 1;
+    count = rng.int(0, 10);
+  } else if (r < 0.75) {
     count = rng.int(1, 40);
-  } else if (r < 0.9 && m.terms.length > commit) {
+  } else if (r < 0.9 && lastIndexOf(m) > commit) {
     // A new leader's entries conflict with our uncommitted suffix: a later term, replacing it from a random point.
     term++;
     vote = null;
-    from = rng.int(commit + 1, m.terms.length);
+    from = rng.int(commit + 1, lastIndexOf(m));
     count = rng.int(1, 20);
   }
-  m.terms.length = from - 1;
+  m.terms.length = from - 1 - snapIndexOf(m);
   const entries: Entry[] = [];
   for (let i = 0; i < count; i++) {
-    entries.push({ term, index: from + i, data: entryData(term, from + i) });
+    entries.push({ term, index: from + i, kind: EntryKind.normal, data: entryData(term, from + i) });
     m.terms.push(term);
   }
-  if (rng.int(0, 1) === 0) commit = rng.int(commit, m.terms.length);
+  if (rng.int(0, 1) === 0) commit = rng.int(commit, lastIndexOf(m));
   m.hs = { term, vote, commit };
   const changed = term !== before.term || vote !== before.vote || commit !== before.commit;
-  return { hardState: changed || entries.length === 0 ? m.hs : null, entries };
+  return { type: "save", hardState: changed || entries.length === 0 ? m.hs : null, entries, snapshot };
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -94,14 +135,15 @@ async function main(argv: readonly string[]): Promise<void> {
   const log = await AsyncRaftLog.open(path);
   const loaded = await log.load();
   say(`open ${summarizeStorage(loaded)}`);
-  const m: Model = { hs: loaded.hardState, terms: loaded.entries.map((e) => e.term) };
+  const m: Model = { hs: loaded.hardState, snap: loaded.snapshot, terms: loaded.entries.map((e) => e.term) };
   const rng = new Rng(Number(seedText));
   const inFlight: Promise<void>[] = [];
   const startedMs = Date.now();
   for (let seq = 1; Date.now() - startedMs < RUN_TIME_MAX_MS; seq++) {
-    const { hardState, entries } = nextSave(rng, m);
-    say(`begin ${seq} ${summarize(m.hs, m.terms)}`);
-    inFlight.push(log.save(hardState, entries).then(() => say(`ack ${seq}`)));
+    const op = nextOp(rng, m);
+    say(`begin ${seq} ${summarize(m.hs, m.snap, m.terms)}`);
+    const done = op.type === "compact" ? log.compact(op.snapshot) : log.save(op.hardState, op.entries, op.snapshot);
+    inFlight.push(done.then(() => say(`ack ${seq}`)));
     if (inFlight.length >= IN_FLIGHT_MAX) await inFlight.shift();
   }
   await Promise.all(inFlight);

@@ -2,14 +2,17 @@
 // facade (ledger/raft/async-raft-log.ts), on real SQLite files in temp dirs:
 //   - the store: round trip, suffix replacement, hard state, reopen, the
 //     invariants it asserts (and that a refused save writes nothing), foreign
-//     and corrupt files refused;
+//     and corrupt files refused; compaction and received snapshots, each
+//     atomic, and the log loaded after them;
 //   - the facade: saves in order, queue full, a failed save stops later ones,
 //     a worker crash rejects what is pending, close finishes pending saves,
 //     and a 2-second stalled fsync does not stop the main event loop;
-//   - kill -9 of a child saving pipelined batches: the file loads to the state
-//     after some save no earlier than the last acknowledged one;
+//   - kill -9 of a child saving pipelined batches (compactions and received
+//     snapshots among them): the file loads to the state after some save no
+//     earlier than the last acknowledged one;
 //   - a 3-node cluster of the real RaftNode persisting every Ready through
-//     AsyncRaftLog, with nodes restarted from their files.
+//     AsyncRaftLog, compacting, with nodes restarted from their files and a
+//     lagging one caught up by snapshot.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -19,17 +22,21 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { AssertionError, StoreError } from "../../ledger/errors.js";
 import { AsyncRaftLog, RaftLogError, RaftLogErrorCode } from "../../ledger/raft/async-raft-log.js";
-import { type Entry, type HardState, type Message, type NodeId, RaftNode, type RaftStorage, Role } from "../../ledger/raft/raft.js";
+import { encodeConfChange } from "../../ledger/raft/conf-change.js";
+import { type Entry, EntryKind, type HardState, type Message, type NodeId, RaftNode, type RaftStorage, Role, type Snapshot } from "../../ledger/raft/raft.js";
 import { RaftLogStore } from "../../ledger/raft/raft-log-store.js";
+import { encodeSnapshot } from "../../ledger/raft/wire.js";
 import { Rng } from "../../sim/rng.js";
 import { tempDir } from "../helpers/chain-fixture.js";
-import { entryData, summarizeStorage } from "../helpers/raft-log-writer.js";
+import { entryData, snapshotData, summarizeStorage } from "../helpers/raft-log-writer.js";
+import { stateData, stateOf } from "./raft-net.js";
 
 const enc = new TextEncoder();
-const entry = (index: number, term: number, text = `e${index}t${term}`): Entry => ({ index, term, data: enc.encode(text) });
+const entry = (index: number, term: number, text = `e${index}t${term}`): Entry => ({ index, term, kind: EntryKind.normal, data: enc.encode(text) });
 const entriesOf = (from: number, terms: number[]): Entry[] => terms.map((t, i) => entry(from + i, t));
 const hs = (term: number, vote: NodeId | null, commit: number): HardState => ({ term, vote, commit });
 const termsOf = (s: RaftStorage): number[] => s.entries.map((e) => e.term);
+const snap = (index: number, term: number, voters: NodeId[] = [1, 2, 3], learners: NodeId[] = []): Snapshot => ({ index, term, voters, learners, data: enc.encode(`s${index}t${term}`) });
 
 function rejectsWithCode(p: Promise<unknown>, code: string, name?: string): Promise<void> {
   return assert.rejects(p, (err: unknown) => {
@@ -44,10 +51,10 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
   test("a new file loads empty; save then load round-trips hard state and entries", (t) => {
     const path = join(tempDir(t, "raftlog"), "raft.sqlite");
     const store = RaftLogStore.open(path);
-    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), entries: [] });
-    const entries = [entry(1, 1), entry(2, 1, ""), { index: 3, term: 2, data: new Uint8Array([0, 255, 7]) }];
+    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), snapshot: null, entries: [] });
+    const entries = [entry(1, 1), entry(2, 1, ""), { index: 3, term: 2, kind: EntryKind.normal, data: new Uint8Array([0, 255, 7]) }];
     store.save(hs(2, 3, 2), entries);
-    assert.deepEqual(store.load(), { hardState: hs(2, 3, 2), entries });
+    assert.deepEqual(store.load(), { hardState: hs(2, 3, 2), snapshot: null, entries });
     store.close();
   });
 
@@ -72,7 +79,7 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
     store.save(null, entriesOf(3, [3]));
     assert.deepEqual(store.load().hardState, hs(3, 2, 0));
     store.save(hs(4, 1, 3), []);
-    assert.deepEqual(store.load(), { hardState: hs(4, 1, 3), entries: entriesOf(1, [1, 3, 3]) });
+    assert.deepEqual(store.load(), { hardState: hs(4, 1, 3), snapshot: null, entries: entriesOf(1, [1, 3, 3]) });
     store.close();
   });
 
@@ -82,7 +89,7 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
     a.save(hs(5, 2, 2), entriesOf(1, [1, 4, 5]));
     a.close();
     const b = RaftLogStore.open(path);
-    assert.deepEqual(b.load(), { hardState: hs(5, 2, 2), entries: entriesOf(1, [1, 4, 5]) });
+    assert.deepEqual(b.load(), { hardState: hs(5, 2, 2), snapshot: null, entries: entriesOf(1, [1, 4, 5]) });
     b.close();
   });
 
@@ -149,7 +156,117 @@ describe("RaftLogStore (synchronous, in this thread)", () => {
     assert.throws(() => again.load(), (e: unknown) => e instanceof StoreError && e.code === "PG_ERR_STORE_CORRUPT" && /hole/.test(e.message));
     again.close();
   });
+
+  test("refuses a version-1 file (no entry kinds, no snapshots) with PG_ERR_STORE_VERSION", (t) => {
+    const path = join(tempDir(t, "raftlog"), "raft.sqlite");
+    RaftLogStore.open(path).close();
+    const db = new Database(path);
+    db.pragma("user_version = 1");
+    db.close();
+    assert.throws(() => RaftLogStore.open(path), (e: unknown) => e instanceof StoreError && e.code === "PG_ERR_STORE_VERSION" && /version 1/.test(e.message));
+  });
+
+  test("entry kinds round-trip; a conf-change entry that does not decode is refused on save and on load", (t) => {
+    const path = join(tempDir(t, "raftlog"), "raft.sqlite");
+    const store = RaftLogStore.open(path);
+    const change: Entry = { index: 2, term: 1, kind: EntryKind.confChange, data: encodeConfChange({ type: "addLearner", node: 7 }) };
+    store.save(hs(1, 1, 0), [entry(1, 1), change]);
+    assert.deepEqual(store.load().entries[1], change);
+    assert.throws(() => store.save(null, [{ ...change, index: 3, data: new Uint8Array([9]) }]), AssertionError);
+    assert.throws(() => store.save(null, [{ ...entry(3, 1), kind: 7 as EntryKind }]), AssertionError);
+    store.close();
+    const db = new Database(path);
+    db.prepare("UPDATE entries SET data = X'0109' WHERE idx = 2").run();
+    db.close();
+    const again = RaftLogStore.open(path);
+    assert.throws(() => again.load(), (e: unknown) => e instanceof StoreError && e.code === "PG_ERR_STORE_CORRUPT" && /conf-change entry 2/.test(e.message));
+    again.close();
+  });
+
+  test("compact stores the snapshot and deletes the entries it covers, in one step; load and reopen see exactly that", (t) => {
+    const path = join(tempDir(t, "raftlog"), "raft.sqlite");
+    const store = RaftLogStore.open(path);
+    store.save(hs(2, 1, 8), entriesOf(1, [1, 1, 1, 2, 2, 2, 2, 2, 2, 2]));
+    store.compact(snap(6, 2));
+    const expected = { hardState: hs(2, 1, 8), snapshot: snap(6, 2), entries: entriesOf(7, [2, 2, 2, 2]) };
+    assert.deepEqual(store.load(), expected);
+    // The log goes on after a compaction: appends, a conflicting suffix, a second compaction up to the commit.
+    store.save(hs(3, null, 8), entriesOf(9, [3, 3, 3]));
+    store.compact(snap(8, 2));
+    assert.deepEqual(store.load(), { hardState: hs(3, null, 8), snapshot: snap(8, 2), entries: entriesOf(9, [3, 3, 3]) });
+    store.save(hs(3, null, 11), []);
+    store.compact(snap(11, 3, [1, 2], [3]));
+    assert.deepEqual(store.load(), { hardState: hs(3, null, 11), snapshot: snap(11, 3, [1, 2], [3]), entries: [] }, "compacted to the last entry");
+    store.save(null, entriesOf(12, [3]));
+    store.close();
+    const reopened = RaftLogStore.open(path);
+    assert.deepEqual(reopened.load(), { hardState: hs(3, null, 11), snapshot: snap(11, 3, [1, 2], [3]), entries: entriesOf(12, [3]) });
+    reopened.close();
+  });
+
+  test("a received snapshot replaces the whole log, its entries follow it, in one transaction", (t) => {
+    const store = RaftLogStore.open(join(tempDir(t, "raftlog"), "raft.sqlite"));
+    store.save(hs(2, 1, 3), entriesOf(1, [1, 1, 2, 2, 2, 2])); // 4..6 uncommitted, and they conflict with the leader's
+    store.save(hs(4, null, 9), entriesOf(9, [4]), snap(8, 3));
+    assert.deepEqual(store.load(), { hardState: hs(4, null, 9), snapshot: snap(8, 3), entries: entriesOf(9, [4]) });
+    store.save(hs(4, null, 12), [], snap(12, 4));
+    assert.deepEqual(store.load(), { hardState: hs(4, null, 12), snapshot: snap(12, 4), entries: [] }, "older snapshot and every entry replaced");
+    store.close();
+  });
+
+  test("compactions and snapshot saves that break the invariants are assertion failures and write nothing", (t) => {
+    const store = RaftLogStore.open(join(tempDir(t, "raftlog"), "raft.sqlite"));
+    store.save(hs(3, 2, 6), entriesOf(1, [1, 1, 2, 2, 3, 3, 3, 3]));
+    store.compact(snap(4, 2));
+    const before = store.load();
+    const cases: [string, () => void][] = [
+      ["compacting an uncommitted entry", () => store.compact(snap(7, 3))],
+      ["compacting backwards", () => store.compact(snap(3, 1))],
+      ["compacting to the same index", () => store.compact(snap(4, 2))],
+      ["a snapshot naming the wrong term", () => store.compact(snap(5, 2))],
+      ["a snapshot without voters", () => store.compact(snap(5, 3, []))],
+      ["a snapshot with a voter that is a learner", () => store.compact(snap(5, 3, [1, 2], [2]))],
+      ["a snapshot with unsorted voters", () => store.compact(snap(5, 3, [2, 1]))],
+      ["entries inside the snapshot", () => store.save(null, entriesOf(4, [3]))],
+      ["a received snapshot before the commit", () => store.save(hs(3, 2, 6), [], snap(5, 3))],
+      ["a received snapshot not newer than the stored one", () => store.save(hs(3, 2, 6), [], snap(4, 2))],
+      ["a received snapshot beyond the commit saved", () => store.save(hs(3, 2, 6), [], snap(9, 3))],
+      ["entries not following a received snapshot", () => store.save(hs(3, 2, 9), entriesOf(11, [3]), snap(9, 3))],
+      ["a received snapshot of a term after the saved term", () => store.save(hs(3, 2, 9), [], snap(9, 4))],
+    ];
+    for (const [what, write] of cases) {
+      assert.throws(write, AssertionError, what);
+      assert.deepEqual(store.load(), before, `${what}: nothing written`);
+    }
+    store.close();
+  });
+
+  test("refuses on load a snapshot that does not decode, or entries overlapping it", (t) => {
+    const path = join(tempDir(t, "raftlog"), "raft.sqlite");
+    const store = RaftLogStore.open(path);
+    store.save(hs(2, 1, 3), entriesOf(1, [1, 1, 2, 2]));
+    store.compact(snap(3, 2));
+    store.close();
+    const edit = (sql: string, pattern: RegExp) => {
+      const db = new Database(path);
+      db.exec("BEGIN");
+      db.exec(sql);
+      db.exec("COMMIT");
+      db.close();
+      const again = RaftLogStore.open(path);
+      assert.throws(() => again.load(), (e: unknown) => e instanceof StoreError && e.code === "PG_ERR_STORE_CORRUPT" && pattern.test(e.message), sql);
+      again.close();
+    };
+    edit("UPDATE snapshot SET body = X'00'", /snapshot does not decode/);
+    const good = encodeSnapshotHex(snap(3, 2));
+    edit(`UPDATE snapshot SET body = X'${good}'; INSERT INTO entries (idx, term, kind, data) VALUES (3, 2, 0, X'')`, /overlaps the snapshot/);
+    edit("DELETE FROM entries WHERE idx = 3; UPDATE snapshot SET idx = 2", /snapshot row says 2\/2/);
+  });
 });
+
+function encodeSnapshotHex(s: Snapshot): string {
+  return Buffer.from(encodeSnapshot(s)).toString("hex");
+}
 
 describe("AsyncRaftLog (the worker thread)", () => {
   test("pipelined saves apply in call order and load sees them all", async (t) => {
@@ -170,6 +287,25 @@ describe("AsyncRaftLog (the worker thread)", () => {
     const reopened = RaftLogStore.open(path);
     assert.deepEqual(reopened.load(), s, "what load() saw is what is on disk");
     reopened.close();
+  });
+
+  test("compact and saves with a received snapshot go through the worker in call order", async (t) => {
+    const path = join(tempDir(t, "raftlog"), "raft.sqlite");
+    const log = await AsyncRaftLog.open(path);
+    const pending = [
+      log.save(hs(1, 1, 3), entriesOf(1, [1, 1, 1, 1])),
+      log.compact(snap(3, 1)), // needs the save before it: in order, or it is refused
+      log.save(null, entriesOf(5, [1])),
+      log.save(hs(2, null, 9), entriesOf(10, [2]), snap(9, 2)),
+      log.compact(snap(9, 2, [1, 2])).catch((e: unknown) => e), // not newer: refused, and every later request with it
+    ];
+    const results = await Promise.all(pending);
+    assert.ok(results[4] instanceof AssertionError);
+    await rejectsWithCode(log.load(), RaftLogErrorCode.failed);
+    await log.close();
+    const store = RaftLogStore.open(path);
+    assert.deepEqual(store.load(), { hardState: hs(2, null, 9), snapshot: snap(9, 2), entries: entriesOf(10, [2]) });
+    store.close();
   });
 
   test("open refuses a foreign file with the StoreError from the worker", async (t) => {
@@ -197,7 +333,7 @@ describe("AsyncRaftLog (the worker thread)", () => {
 
   test("the pending-bytes limit refuses a save that would exceed it", async (t) => {
     const log = await AsyncRaftLog.open(join(tempDir(t, "raftlog"), "raft.sqlite"), { pendingBytesMax: 1000, stallMsPerSave: 100 });
-    const big = (index: number): Entry => ({ index, term: 1, data: new Uint8Array(600) });
+    const big = (index: number): Entry => ({ index, term: 1, kind: EntryKind.normal, data: new Uint8Array(600) });
     const a = log.save(hs(1, null, 0), [big(1)]);
     await rejectsWithCode(log.save(null, [big(2)]), RaftLogErrorCode.queueFull);
     await a;
@@ -248,7 +384,7 @@ describe("AsyncRaftLog (the worker thread)", () => {
     await closed;
     await log.close(); // idempotent
     const store = RaftLogStore.open(path);
-    assert.deepEqual(store.load(), { hardState: hs(1, 2, 0), entries: entriesOf(1, [1, 1, 1, 1, 1]) });
+    assert.deepEqual(store.load(), { hardState: hs(1, 2, 0), snapshot: null, entries: entriesOf(1, [1, 1, 1, 1, 1]) });
     store.close();
   });
 
@@ -261,7 +397,7 @@ describe("AsyncRaftLog (the worker thread)", () => {
     assert.ok(performance.now() - startedMs < 1_000, "close did not wait for the whole stall");
     await rejectsWithCode(stalled, RaftLogErrorCode.workerDied);
     const store = RaftLogStore.open(path); // the interrupted transaction left nothing behind
-    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), entries: [] });
+    assert.deepEqual(store.load(), { hardState: hs(0, null, 0), snapshot: null, entries: [] });
     store.close();
   });
 
@@ -334,7 +470,7 @@ test("kill -9 while saving pipelined batches: the file loads to a state no earli
   const rng = new Rng(KILL_SEED);
   let path = "";
   let verified: string | null = null; // the summary checked after the previous kill in this dir
-  const stats = { kills: 0, aheadOfAck: 0, acks: 0 };
+  const stats = { kills: 0, aheadOfAck: 0, acks: 0, snapshots: 0 };
   for (let i = 0; i < KILLS; i++) {
     if (i % KILLS_PER_DIR === 0) {
       path = join(tempDir(t, "raftkill"), "raft.sqlite");
@@ -365,6 +501,8 @@ test("kill -9 while saving pipelined batches: the file loads to a state no earli
     const loaded = store.load();
     store.close();
     for (const e of loaded.entries) assert.deepEqual(e.data, entryData(e.term, e.index), `${what}: entry ${e.index} has the bytes it was saved with`);
+    if (loaded.snapshot !== null) assert.deepEqual(loaded.snapshot.data, snapshotData(loaded.snapshot.index, loaded.snapshot.term), `${what}: the snapshot's bytes`);
+    if (loaded.snapshot !== null) stats.snapshots++;
     const summary = summarizeStorage(loaded);
     const matches = [...begun.entries()].filter(([seq, s]) => seq >= lastAck && s === summary).map(([seq]) => seq);
     assert.ok(matches.length > 0, `${what}: the file holds ${summary}, the state after no save from the acknowledged ${lastAck} (${begun.get(lastAck)}) on`);
@@ -373,6 +511,7 @@ test("kill -9 while saving pipelined batches: the file loads to a state no earli
   }
   t.diagnostic(`raft log kill -9: ${JSON.stringify(stats)}`);
   assert.ok(stats.acks > 0, "the writers acknowledged saves before they were killed");
+  assert.ok(stats.snapshots > 0, "some killed files held a snapshot");
 });
 
 // ------------------------------------------------------------------ a cluster of real RaftNodes
@@ -430,7 +569,8 @@ class DurableCluster {
         if (!node.hasReady()) continue;
         moved = true;
         const rd = node.ready();
-        await (this.logs.get(id) as AsyncRaftLog).save(rd.hardState, rd.entries);
+        await (this.logs.get(id) as AsyncRaftLog).save(rd.hardState, rd.entries, rd.snapshot);
+        if (rd.snapshot !== null) this.applied.set(id, stateOf(rd.snapshot.data)); // install it
         this.inbox.push(...rd.messages);
         const applied = this.applied.get(id) as Entry[];
         for (const e of rd.committed) {
@@ -445,6 +585,14 @@ class DurableCluster {
       if (!moved && batch.length === 0) return;
     }
     assert.fail("the cluster did not settle");
+  }
+
+  /** The application compacts up to what it applied: the node's snapshot goes to the file, in order with the saves. */
+  async compact(id: NodeId): Promise<Snapshot> {
+    const applied = this.applied.get(id) as Entry[];
+    const s = this.node(id).compact(applied.length, stateData(applied));
+    await (this.logs.get(id) as AsyncRaftLog).compact(s);
+    return s;
   }
 
   async tickUntil(done: () => boolean, what: string): Promise<void> {
@@ -465,7 +613,8 @@ class DurableCluster {
     for (const [id, node] of this.nodes) {
       const s = await (this.logs.get(id) as AsyncRaftLog).load();
       assert.deepEqual(s.hardState, node.hardState(), `node ${id}: durable hard state`);
-      assert.deepEqual(s.entries, node.entries(1), `node ${id}: durable log`);
+      assert.deepEqual(s.snapshot, node.snapshot, `node ${id}: durable snapshot`);
+      assert.deepEqual(s.entries, node.entries(node.firstIndex), `node ${id}: durable log`);
     }
   }
 
@@ -474,7 +623,7 @@ class DurableCluster {
   }
 }
 
-test("a 3-node cluster of the real RaftNode persists through AsyncRaftLog; restarted nodes keep term, vote and log", { timeout: 60_000 }, async (t) => {
+test("a 3-node cluster of the real RaftNode persists through AsyncRaftLog; restarted nodes keep term, vote and log; a lagging one catches up by snapshot", { timeout: 60_000 }, async (t) => {
   const c = new DurableCluster(tempDir(t, "raftcluster"));
   t.after(() => c.close());
   for (const id of VOTERS) await c.start(id);
@@ -513,9 +662,24 @@ test("a 3-node cluster of the real RaftNode persists through AsyncRaftLog; resta
   await propose(4, "c");
   await c.checkDurable();
 
+  // A follower stopped while the others move on and compact comes back to a log it cannot follow: a snapshot.
+  const lagging = VOTERS.find((id) => id !== (c.leader() as RaftNode).id) as NodeId;
+  await c.stop(lagging);
+  await propose(6, "d");
+  for (const id of VOTERS) if (id !== lagging) await c.compact(id);
+  const back = await c.start(lagging);
+  const leaderSnapshot = (c.leader() as RaftNode).snapshot as Snapshot;
+  await propose(2, "e");
+  assert.deepEqual(back.snapshot, leaderSnapshot, "the lagging follower installed the leader's snapshot");
+  await c.checkDurable();
+  const again = await (async () => (await c.stop(lagging), c.start(lagging)))();
+  assert.deepEqual(again.snapshot, leaderSnapshot, "and reloads it from its file");
+  assert.equal(again.firstIndex, leaderSnapshot.index + 1);
+  await propose(1, "f");
+
   // Every node applied the same sequence, and it contains every acknowledged proposal.
   const seqs = VOTERS.map((id) => (c.applied.get(id) as Entry[]).map((e) => `${e.index}:${e.term}:${new TextDecoder().decode(e.data)}`));
   assert.deepEqual(seqs[1], seqs[0]);
   assert.deepEqual(seqs[2], seqs[0]);
-  for (const tag of ["a-4", "b-2", "c-3"]) assert.ok(seqs[0]?.some((s) => s.endsWith(`:${tag}`)), `proposal ${tag} is applied everywhere`);
+  for (const tag of ["a-4", "b-2", "c-3", "d-5", "e-1", "f-0"]) assert.ok(seqs[0]?.some((s) => s.endsWith(`:${tag}`)), `proposal ${tag} is applied everywhere`);
 });

@@ -1,142 +1,16 @@
 // The Raft core against the paper's scenarios (§5.1-§5.4, Figures 7 and 8)
 // and what mature libraries test beyond it (Pre-Vote, CheckQuorum, learners,
 // leader transfer, restart), plus transcripts of the exact messages.
-// A tiny deterministic network drives the nodes: every Ready is "persisted"
-// into the node's storage before its messages are delivered.
+// Membership changes and snapshots are in raft-membership.test.ts, on the
+// same harness (exported below).
+// A tiny deterministic network (raft-net.ts) drives the nodes: every Ready is
+// "persisted" into the node's storage before its messages are delivered.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type Entry, type Message, type NodeId, RaftNode, type RaftStorage, type Ready, Role } from "../../ledger/raft/raft.js";
+import { type Entry, type NodeId, Role } from "../../ledger/raft/raft.js";
 import { committedIndex, isMajority, voteResult } from "../../ledger/raft/quorum.js";
 import { Rng } from "../../sim/rng.js";
-
-const ELECTION = 10;
-const HEARTBEAT = 2;
-
-interface Stored {
-  hardState: RaftStorage["hardState"];
-  entries: Entry[];
-}
-
-class Net {
-  readonly nodes = new Map<NodeId, RaftNode>();
-  readonly disk = new Map<NodeId, Stored>();
-  readonly applied = new Map<NodeId, Entry[]>();
-  readonly sent: Message[] = [];
-  private readonly cut = new Set<string>(); // "from>to" links that drop messages
-  private readonly rng: Rng;
-
-  constructor(
-    readonly voters: NodeId[],
-    readonly opts: { preVote?: boolean; checkQuorum?: boolean; learners?: NodeId[]; logs?: Map<NodeId, Entry[]>; terms?: Map<NodeId, number>; seed?: number } = {},
-  ) {
-    this.rng = new Rng(opts.seed ?? 1);
-    for (const id of [...voters, ...(opts.learners ?? [])]) {
-      const entries = opts.logs?.get(id) ?? [];
-      this.disk.set(id, { hardState: { term: opts.terms?.get(id) ?? entries.at(-1)?.term ?? 0, vote: null, commit: 0 }, entries: [...entries] });
-      this.applied.set(id, []);
-      this.start(id);
-    }
-  }
-
-  start(id: NodeId): RaftNode {
-    const d = this.disk.get(id) as Stored;
-    const node = new RaftNode(
-      {
-        id,
-        voters: this.voters,
-        learners: this.opts.learners ?? [],
-        electionTicks: ELECTION,
-        heartbeatTicks: HEARTBEAT,
-        preVote: this.opts.preVote ?? false,
-        checkQuorum: this.opts.checkQuorum ?? false,
-        randomInt: (n) => this.rng.int(0, n - 1),
-      },
-      { hardState: d.hardState, entries: d.entries },
-    );
-    node.setApplied(Math.min(d.hardState.commit, (this.applied.get(id) ?? []).length));
-    this.nodes.set(id, node);
-    return node;
-  }
-
-  node(id: NodeId): RaftNode {
-    return this.nodes.get(id) as RaftNode;
-  }
-
-  isolate(id: NodeId): void {
-    for (const other of this.nodes.keys()) if (other !== id) (this.cut.add(`${id}>${other}`), this.cut.add(`${other}>${id}`));
-  }
-
-  heal(): void {
-    this.cut.clear();
-  }
-
-  /** Persist one node's Ready, then hand back its messages (the contract's order). */
-  private drain(id: NodeId): Message[] {
-    const node = this.node(id);
-    if (!node.hasReady()) return [];
-    const rd: Ready = node.ready();
-    const d = this.disk.get(id) as Stored;
-    if (rd.hardState !== null) d.hardState = rd.hardState;
-    if (rd.entries.length > 0) {
-      d.entries = d.entries.slice(0, (rd.entries[0] as Entry).index - 1).concat(rd.entries);
-    }
-    this.applied.get(id)?.push(...rd.committed);
-    node.advance(rd);
-    return [...rd.messages];
-  }
-
-  /** Deliver until nothing moves (bounded). Returns the messages delivered. */
-  pump(rounds = 100): Message[] {
-    const delivered: Message[] = [];
-    for (let r = 0; r < rounds; r++) {
-      const batch = [...this.nodes.keys()].flatMap((id) => this.drain(id));
-      if (batch.length === 0) return delivered;
-      for (const m of batch) {
-        this.sent.push(m);
-        if (this.cut.has(`${m.from}>${m.to}`) || !this.nodes.has(m.to)) continue;
-        delivered.push(m);
-        this.node(m.to).stepMessage(m);
-      }
-    }
-    throw new Error("the network did not settle");
-  }
-
-  tick(id: NodeId, times = 1): void {
-    for (let i = 0; i < times; i++) {
-      this.node(id).tick();
-      this.pump();
-    }
-  }
-
-  tickAll(times: number): void {
-    for (let i = 0; i < times; i++) {
-      for (const n of this.nodes.values()) n.tick();
-      this.pump();
-    }
-  }
-
-  /** Make `id` time out first: tick it alone until it campaigns, then let the network settle. */
-  elect(id: NodeId): void {
-    for (let i = 0; i < 3 * ELECTION && this.node(id).role !== Role.leader; i++) this.tick(id);
-    assert.equal(this.node(id).role, Role.leader, `node ${id} became leader`);
-  }
-
-  leaders(): NodeId[] {
-    return [...this.nodes.entries()].filter(([, n]) => n.role === Role.leader).map(([id]) => id);
-  }
-
-  propose(id: NodeId, text: string): void {
-    assert.ok(this.node(id).propose(new TextEncoder().encode(text)), `node ${id} accepts a proposal`);
-    this.pump();
-  }
-
-  logTerms(id: NodeId): number[] {
-    return this.node(id).entries(1).map((e) => e.term);
-  }
-}
-
-const entriesOfTerms = (terms: number[]): Entry[] => terms.map((term, i) => ({ term, index: i + 1, data: new TextEncoder().encode(`e${i + 1}t${term}`) }));
-const types = (ms: readonly Message[]): string[] => ms.map((m) => `${m.type} ${m.from}>${m.to} t${m.term}`);
+import { ELECTION, HEARTBEAT, Net, entriesOfTerms, types } from "./raft-net.js";
 
 describe("quorum arithmetic", () => {
   test("a majority is more than half of the configured voters, self included", () => {

@@ -1,10 +1,14 @@
 // The seeded fault simulation of the Raft core, a few hundred seeds per CI
 // run (`npm run sim:faults -- --seeds 10000` runs more). Each seed runs five
-// real RaftNodes for 60 simulated seconds through partitions, loss,
-// duplication, reordering, crashes losing unsynced Readies, fsync stalls and
-// clock drift, then heals; the checkers look for two leaders in a term,
-// diverging applied logs, acknowledged proposals lost or doubled, and a
-// cluster that does not commit again within 5 s of the heal.
+// real RaftNodes (and a spare box) for 60 simulated seconds through
+// partitions, loss, duplication, reordering, crashes losing unsynced Readies,
+// fsync stalls and clock drift, while every node compacts its log and the
+// membership changes (a voter removed and added back, the spare added as a
+// learner, promoted, demoted, removed), then heals; the checkers look for two
+// leaders in a term, diverging applied states (entries or installed
+// snapshots), acknowledged proposals lost or doubled, a configuration that is
+// not the committed log's, and a cluster that does not commit again within
+// 5 s of the heal.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runRaftSim } from "../../sim/raft-sim.js";
@@ -15,20 +19,25 @@ test(`raft fault simulation: ${SEEDS} seeds pass every checker`, () => {
   const failing: string[] = [];
   let crashes = 0;
   let stalls = 0;
+  let installs = 0;
+  let changes = 0;
   let recoveryMax = 0;
   for (let seed = 1; seed <= SEEDS; seed++) {
     try {
       const r = runRaftSim(seed);
       crashes += r.crashes;
       stalls += r.stalls;
+      installs += r.snapshotsInstalled;
+      changes += r.confChangesCommitted;
       recoveryMax = Math.max(recoveryMax, r.recoveryMs ?? Infinity);
       if (!r.ok) failing.push(`seed ${seed}: ${r.failures.join(" | ")}`);
     } catch (err) {
       failing.push(`seed ${seed} threw: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
-  console.log(`# ${SEEDS} seeds: ${crashes} crashes, ${stalls} fsync stalls, slowest recovery after the heal ${recoveryMax} ms`);
+  console.log(`# ${SEEDS} seeds: ${crashes} crashes, ${stalls} fsync stalls, ${installs} snapshots installed, ${changes} membership changes in effect, slowest recovery after the heal ${recoveryMax} ms`);
   assert.ok(crashes > SEEDS && stalls > SEEDS, "the faults really happened");
+  assert.ok(installs > SEEDS && changes > 5 * SEEDS, "lagging nodes caught up by snapshot and the membership changed, during the faults");
   assert.deepEqual(failing, [], `replay with: npm run sim:faults -- --seed N\n${failing.join("\n")}`);
 });
 
@@ -43,11 +52,20 @@ test("the recovery checker can fail: demand a commit in 0 ms after the heal", ()
 });
 
 test("a 2-second fsync stall, on the leader or anywhere, causes no needless election", () => {
-  // Only stalls (one fsync in five stalls for 2 s, twice the election timeout), no partitions or loss.
+  // Only stalls (one fsync in five stalls for 2 s, twice the election timeout), no partitions or loss;
+  // no membership changes either (removing the leader is a needed election).
   for (let seed = 1; seed <= 30; seed++) {
-    const r = runRaftSim(seed, { partitions: false, lossRate: 0, duplicateRate: 0, stallRate: 0.2, stallMs: 2_000 });
+    const r = runRaftSim(seed, { partitions: false, lossRate: 0, duplicateRate: 0, stallRate: 0.2, stallMs: 2_000, membershipChanges: false });
     assert.ok(r.ok, `seed ${seed}: ${r.failures.join(" | ")}`);
     assert.ok(r.stalls > 50, `seed ${seed}: stalls happened (${r.stalls})`);
     assert.equal(r.termsWithLeader, 1, `seed ${seed}: one election at start-up, none after (${r.termsWithLeader} terms had a leader)`);
+  }
+});
+
+test("without faults, compaction and membership changes alone keep every checker green, and snapshots are still used", () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const r = runRaftSim(seed, { faults: false, compactEveryEntries: 5, compactMarginEntries: 2 });
+    assert.ok(r.ok, `seed ${seed}: ${r.failures.join(" | ")}`);
+    assert.ok(r.compactions > 100 && r.confChangesCommitted > 20, `seed ${seed}: ${r.compactions} compactions, ${r.confChangesCommitted} changes`);
   }
 });
