@@ -33,22 +33,23 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { assert, bytesEqual } from "../ledger/assert.js";
-import { type Block, encodeBlock } from "../ledger/block.js";
-import { DecodeError, PeergridError } from "../ledger/errors.js";
+import { type Block, decodeBlock, encodeBlock } from "../ledger/block.js";
+import { BlockRejectedError, DecodeError, PeergridError } from "../ledger/errors.js";
 import { type Hash, toHex } from "../ledger/hash.js";
 import type { NodeSigner } from "../ledger/keys.js";
 import { NodeVerifier } from "../ledger/keys.js";
 import { Ledger } from "../ledger/ledger.js";
 import { Mempool, type MempoolLimits, DEFAULT_MEMPOOL_LIMITS } from "../ledger/mempool.js";
 import { AsyncRaftLog } from "../ledger/raft/async-raft-log.js";
+import type { ConfChange } from "../ledger/raft/conf-change.js";
 import { type Entry, type Message, type NodeId, RaftNode, type Ready, Role } from "../ledger/raft/raft.js";
-import { type KeyRecord, type MemberRecord, memberKey, publicKeyKey } from "../ledger/records.js";
-import { applyEntry, nextBlockTimeMs } from "../ledger/replicated.js";
+import { GLOBAL_KEY, type KeyRecord, type MemberRecord, memberKey, publicKeyKey } from "../ledger/records.js";
+import { type ChainPoint, applyEntry, decodeChainPoint, encodeChainPoint, nextBlockTimeMs } from "../ledger/replicated.js";
 import { type ApplyResult, ResultCode, resultName } from "../ledger/state.js";
-import { type SignedTx, decodeTx, signatureOf, writeTxSigningMessage, TX_BYTES_MAX_ANY } from "../ledger/tx.js";
+import { Role as MemberRole, type SignedTx, TX_BYTES_MAX_ANY, decodeTx, signatureOf, writeTxSigningMessage } from "../ledger/tx.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { LedgerCheckpointer } from "./ledger-checkpointer.js";
-import { FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
+import { BLOCKS_PER_MESSAGE_MAX, FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
 import { type LinkMessage, type PeerAddress, Transport, type TransportLimits, memberKeysOf } from "./transport.js";
 
 export const RAFT_LOG_FILE = "raft.sqlite";
@@ -102,7 +103,8 @@ export interface BoxNodeOptions {
   readonly log?: NodeLog;
   /** Called once if the box cannot go on (its Raft log failed): it has stopped taking part. */
   readonly onFatal?: (err: Error) => void;
-  /** Seconds of fsync stall added to every Raft log save (tests of slow SD cards). */
+  readonly compaction?: Partial<CompactionOptions>;
+  /** Milliseconds of fsync stall added to every Raft log save (tests of slow SD cards). */
   readonly raftLogStallMs?: number;
 }
 
@@ -126,7 +128,26 @@ export interface NodeCounters {
   txsExpired: number;
   clockBehindChain: number; // blocks this box cut with its clock far behind the chain's head time
   blocksAheadOfClock: number; // committed blocks timed more than clockSkewMaxMs after this box's clock
+  blocksCaughtUp: number; // blocks fetched from peers after a snapshot
+  compactions: number;
 }
+
+export interface CompactionOptions {
+  /** Entries kept behind the applied index, so a box a little behind catches up from the log. */
+  readonly keepEntries: number;
+  /** Compact when this many entries have been applied since the last snapshot. */
+  readonly everyEntries: number;
+}
+
+/** Two minutes of one-second blocks kept, compacted every two minutes: at most ~240 blocks held in memory. */
+export const DEFAULT_COMPACTION: CompactionOptions = { keepEntries: 120, everyEntries: 120 };
+
+interface DurablePoint {
+  readonly index: number; // the Raft index of the block
+  readonly point: ChainPoint;
+}
+
+const DURABLE_POINTS_MAX = 4_096;
 
 export interface NodeStatus {
   readonly boxId: NodeId;
@@ -165,6 +186,8 @@ export class BoxNode {
     txsExpired: 0,
     clockBehindChain: 0,
     blocksAheadOfClock: 0,
+    blocksCaughtUp: 0,
+    compactions: 0,
   };
   readonly commitLatency = new LatencyRecorder(100_000);
   private readonly verifier = new NodeVerifier();
@@ -185,7 +208,10 @@ export class BoxNode {
   private blockTimer: NodeJS.Timeout | null = null;
   private readonly scratch: Uint8Array;
   private readonly listeners = new Set<(block: Block, result: ApplyResult) => void>();
-  private readonly cluster: { voters: NodeId[]; learners: NodeId[] };
+  private readonly compaction: CompactionOptions;
+  private syncTarget: { point: ChainPoint; index: number } | null = null;
+  private blockWaiter: ((m: Extract<PeerMessage, { type: "blocks" }>) => boolean) | null = null;
+  private readonly durablePoints: DurablePoint[] = [];
   private readonly checkpointer: LedgerCheckpointer;
 
   private constructor(
@@ -196,14 +222,21 @@ export class BoxNode {
     id: NodeId,
   ) {
     this.id = id;
-    this.cluster = initialConfiguration(ledger);
+    this.compaction = { ...DEFAULT_COMPACTION, ...opts.compaction };
     this.checkpointer = new LedgerCheckpointer(ledger.store.path, 0);
     this.timing = { ...DEFAULT_TIMING, ...opts.timing };
     this.mempool = new Mempool({ ...DEFAULT_MEMPOOL_LIMITS, ...opts.mempool });
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? (() => {});
-    this.appliedIndex = Math.min(ledger.state.raftIndex, raft.commit);
-    raft.setApplied(this.appliedIndex);
+    const snap = raft.snapshot;
+    if (snap !== null && ledger.state.raftIndex < snap.index) {
+      // A snapshot was received and saved, but the blocks it stands for were not all fetched yet.
+      this.appliedIndex = ledger.state.raftIndex;
+      this.syncTarget = { point: decodeChainPoint(snap.data), index: snap.index };
+    } else {
+      this.appliedIndex = Math.min(ledger.state.raftIndex, raft.commit);
+      if (this.appliedIndex > (snap?.index ?? 0)) raft.setApplied(this.appliedIndex);
+    }
     this.scratch = new Uint8Array(ledger.state.chain.txSignPrefix.length + TX_BYTES_MAX_ANY);
   }
 
@@ -222,7 +255,8 @@ export class BoxNode {
       const storage = await raftLog.load();
       const timing = { ...DEFAULT_TIMING, ...opts.timing };
       const { voters, learners } = initialConfiguration(ledger);
-      if (!voters.includes(id) && !learners.includes(id)) throw new PeergridError("PG_ERR_NOT_A_BOX", `member ${id} has neither the box nor the auditor role: it cannot join the cluster`);
+      // A box not in the genesis configuration (enrolled later) starts outside it and waits to hear a
+      // leader: the leader adds it once the ledger says it is a box (reconcileMembership).
       const raft = new RaftNode(
         {
           id,
@@ -305,22 +339,138 @@ export class BoxNode {
     if (this.stopped) return;
     for (const m of this.raft.takeImmediateMessages()) this.transport.send(m);
     if (this.persisting || !this.raft.hasReady()) return;
-    const rd: Ready = this.raft.ready();
     this.persisting = true;
-    const needsDisk = rd.hardState !== null || rd.entries.length > 0;
-    const durable = needsDisk ? this.raftLog.save(rd.hardState, rd.entries) : Promise.resolve();
-    durable.then(
+    this.processReady(this.raft.ready()).then(
       () => {
         if (this.stopped) return;
-        for (const m of rd.messages) this.transport.send(m);
-        this.applyCommitted(rd.committed);
-        this.raft.advance(rd);
         this.persisting = false;
         this.afterReady();
         this.pump();
       },
       (err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))),
     );
+  }
+
+  /** One Ready, in the order of the contract (raft.ts). */
+  private async processReady(rd: Ready): Promise<void> {
+    if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) await this.raftLog.save(rd.hardState, rd.entries, rd.snapshot);
+    if (this.stopped) return;
+    for (const m of rd.messages) this.transport.send(m);
+    if (rd.snapshot !== null) this.syncTarget = { point: decodeChainPoint(rd.snapshot.data), index: rd.snapshot.index };
+    if (this.syncTarget !== null) await this.catchUp(this.syncTarget);
+    if (this.stopped) return;
+    this.applyCommitted(rd.committed);
+    this.raft.advance(rd);
+  }
+
+  // ---------------------------------------------------------------- snapshots: catching up on blocks
+
+  /**
+   * Bring the ledger up to a snapshot's chain point by fetching the blocks it
+   * lacks from other boxes and applying each through the full state machine
+   * (a peer's word is never taken: a block that does not verify is refused and
+   * another box asked). Heartbeats keep flowing meanwhile (pump's immediate
+   * messages), so a long catch-up does not look like a dead box.
+   */
+  private async catchUp(target: { point: ChainPoint; index: number }): Promise<void> {
+    const { point } = target;
+    let attempt = 0;
+    while (!this.stopped && this.ledger.state.height < point.height) {
+      const peers = this.raft.config.voters.filter((v) => v !== this.id);
+      const lead = this.raft.lead;
+      const from = lead !== null && lead !== this.id && attempt % 2 === 0 ? lead : peers[attempt % Math.max(1, peers.length)];
+      attempt++;
+      if (from === undefined) throw new PeergridError("PG_ERR_CATCH_UP", "no other box to fetch blocks from");
+      const fromHeight = this.ledger.state.height + 1;
+      const blocks = await this.requestBlocks(from, fromHeight, Math.min(BLOCKS_PER_MESSAGE_MAX, point.height - fromHeight + 1));
+      for (const bytes of blocks) {
+        if (this.ledger.state.height >= point.height) break;
+        try {
+          const block = decodeBlock(bytes);
+          this.ledger.append(block);
+          this.appliedIndex = Math.max(this.appliedIndex, block.header.raftIndex);
+          this.counters.blocksCaughtUp++;
+        } catch (err) {
+          if (!(err instanceof DecodeError) && !(err instanceof BlockRejectedError)) throw err;
+          this.log("warn", "a fetched block does not verify; asking another box", { from, height: this.ledger.state.height + 1, error: err.message });
+          break;
+        }
+      }
+    }
+    if (this.stopped) return;
+    const at = this.ledger.store.getBlock(point.height);
+    if (at === null || !bytesEqual(at.block.hash, point.blockHash)) {
+      throw new PeergridError("PG_ERR_CHAIN_DIVERGED", `the snapshot names block ${toHex(point.blockHash)} at height ${point.height}, this ledger holds ${at === null ? "none" : toHex(at.block.hash)}`);
+    }
+    this.appliedIndex = Math.max(this.appliedIndex, target.index);
+    this.syncTarget = null;
+    this.log("info", "caught up to the snapshot", { height: point.height, index: target.index });
+  }
+
+  private requestBlocks(from: NodeId, fromHeight: number, countMax: number): Promise<readonly Uint8Array[]> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.blockWaiter = null;
+        resolve([]);
+      }, 3_000);
+      this.blockWaiter = (m) => {
+        if (m.from !== from || m.fromHeight !== fromHeight) return false;
+        clearTimeout(timer);
+        this.blockWaiter = null;
+        resolve(m.blocks);
+        return true;
+      };
+      this.transport.send({ type: "blocksRequest", from: this.id, to: from, fromHeight, countMax });
+    });
+  }
+
+  // ---------------------------------------------------------------- compaction
+
+  /**
+   * Compact the Raft log to a point the ledger has fsynced (the checkpointer
+   * says so), keeping compactKeepEntries entries so that a box a little
+   * behind catches up from the log, not a snapshot. What is compacted away is
+   * in every box's ledger; a new box fetches it as blocks (catchUp).
+   */
+  private maybeCompact(): void {
+    const c = this.compaction;
+    const durable = this.checkpointer.durableRaftIndex;
+    const candidate = [...this.durablePoints].reverse().find((p) => p.index <= durable && p.index <= this.appliedIndex - c.keepEntries);
+    const snapIndex = this.raft.snapshot?.index ?? 0;
+    if (candidate === undefined || candidate.index - snapIndex < c.everyEntries || this.persisting || this.syncTarget !== null) return;
+    const snap = this.raft.compact(candidate.index, encodeChainPoint(candidate.point));
+    this.raftLog.compact(snap).catch((err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))));
+    this.counters.compactions++;
+    while (this.durablePoints.length > 0 && (this.durablePoints[0] as DurablePoint).index <= candidate.index) this.durablePoints.shift();
+  }
+
+  private noteCheckpointRequest(): void {
+    const s = this.ledger.state;
+    const last = this.durablePoints.at(-1);
+    if (s.height === 0 || (last !== undefined && last.index >= s.raftIndex)) return;
+    this.durablePoints.push({ index: s.raftIndex, point: { height: s.height, blockHash: s.blockHash } });
+    if (this.durablePoints.length > DURABLE_POINTS_MAX) this.durablePoints.splice(0, this.durablePoints.length - DURABLE_POINTS_MAX);
+    this.checkpointer.request(s.raftIndex);
+  }
+
+  // ---------------------------------------------------------------- membership
+
+  /**
+   * The leader keeps Raft's configuration equal to the ledger's membership:
+   * active members with the box role vote, active auditors (without it)
+   * follow as learners; anyone else is removed. One change at a time (the
+   * core refuses another while one is pending), no restart anywhere.
+   */
+  private reconcileMembership(): void {
+    if (this.raft.role !== Role.leader) return;
+    const want = desiredConfiguration(this.ledger.state);
+    const have = this.raft.config;
+    const change = nextConfChange(have, want);
+    if (change === null) return;
+    if (this.raft.proposeConfChange(change)) {
+      this.log("info", "proposing a membership change", { ...change });
+      this.pump();
+    }
   }
 
   private afterReady(): void {
@@ -536,7 +686,8 @@ export class BoxNode {
         this.onBlocksRequest(m);
         return;
       case "blocks":
-        return; // catch-up after a snapshot: see installSnapshot
+        this.blockWaiter?.(m); // the answer catchUp waits for; anything else is dropped
+        return;
       default:
         this.raft.stepMessage(m as Message);
         this.pump();
@@ -557,7 +708,9 @@ export class BoxNode {
 
   private housekeeping(): void {
     if (this.stopped) return;
-    this.checkpointer.request(this.ledger.state.raftIndex);
+    this.noteCheckpointRequest();
+    this.maybeCompact();
+    this.reconcileMembership();
     const nowMs = this.now();
     for (const t of this.mempool.expire(nowMs)) {
       const key = toHex(t.id);
@@ -576,7 +729,7 @@ export class BoxNode {
   status(): NodeStatus {
     const s = this.ledger.state;
     const me = s.tree.get(memberKey(this.id)) as MemberRecord | undefined;
-    const cfg = this.cluster;
+    const cfg = this.raft.config;
     return {
       boxId: this.id,
       name: me?.name ?? "",
@@ -628,6 +781,38 @@ export function memberIndexOf(ledger: Ledger, publicKey: Uint8Array): NodeId {
   assert(m !== undefined && bytesEqual(m.publicKey, publicKey), "a key record names its member");
   if (!m.active) throw new PeergridError("PG_ERR_NOT_A_MEMBER", `member ${k.member} (${m.name}) was removed from the chain`);
   return k.member;
+}
+
+/** The configuration the ledger's membership asks for (see reconcileMembership). */
+export function desiredConfiguration(state: Ledger["state"]): { voters: NodeId[]; learners: NodeId[] } {
+  const g = state.tree.get(GLOBAL_KEY);
+  const count = g !== undefined && g.kind === "global" ? g.memberCount : 0;
+  const voters: NodeId[] = [];
+  const learners: NodeId[] = [];
+  for (let i = 0; i < count; i++) {
+    const m = state.tree.get(memberKey(i));
+    if (m === undefined || m.kind !== "member" || !m.active) continue;
+    if ((m.roles & MemberRole.box) !== 0) voters.push(i);
+    else if ((m.roles & MemberRole.auditor) !== 0) learners.push(i);
+  }
+  return { voters, learners };
+}
+
+/**
+ * The next single change from `have` towards `want`: new voters and learners
+ * first (a cluster grows before it shrinks), then removals; never the last
+ * voter. Null when they agree.
+ */
+export function nextConfChange(have: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] }, want: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] }): ConfChange | null {
+  const addVoter = want.voters.find((v) => !have.voters.includes(v));
+  if (addVoter !== undefined) return { type: "addVoter", node: addVoter };
+  const addLearner = want.learners.find((l) => !have.learners.includes(l));
+  if (addLearner !== undefined) return { type: "addLearner", node: addLearner };
+  const dropVoter = have.voters.find((v) => !want.voters.includes(v));
+  if (dropVoter !== undefined && have.voters.length > 1) return want.learners.includes(dropVoter) ? { type: "addLearner", node: dropVoter } : { type: "removeVoter", node: dropVoter };
+  const dropLearner = have.learners.find((l) => !want.learners.includes(l));
+  if (dropLearner !== undefined) return { type: "removeLearner", node: dropLearner };
+  return null;
 }
 
 /**
