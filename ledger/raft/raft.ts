@@ -21,7 +21,8 @@
 // randomized timeouts, Pre-Vote, CheckQuorum (with leader leases, so a box
 // returning from a partition cannot depose a healthy leader), log replication
 // with fast conflict back-off, commitment only by counting replicas of a
-// current-term entry, learners (never vote, never counted), leader transfer,
+// current-term entry, learners (never campaign, never counted; they answer a
+// vote request, which only a candidate that thinks them voters sends), leader transfer,
 // snapshots and membership changes:
 //
 // SNAPSHOTS. compact(index, data) drops the entries up to an applied index;
@@ -47,11 +48,15 @@
 // The configuration in effect is the snapshot's plus every committed change
 // after it, so a restart recovers it from storage alone; RaftConfig.voters
 // and learners are only the configuration before any snapshot.
-// A removed (or demoted) leader steps down once the change commits; a node
-// outside the configuration is ignored (its votes, pre-votes and answers),
-// so it cannot disrupt. Leader messages (append, heartbeat, snapshot) are
-// taken from any sender, as terms decide: a box that joins, or lags behind
-// the changes, must hear a leader its own configuration does not know yet.
+// A removed (or demoted) leader steps down once the change commits. A node
+// outside the configuration cannot disrupt: its answers are ignored, and so
+// are its vote requests unless its log is at least as up to date as ours (a
+// node removed while away lacks the committed removal, which a majority
+// holds). Leader messages (append, heartbeat, snapshot) are taken from any
+// sender, as terms decide, and a node answers vote requests even when its own
+// configuration does not list it as a voter (as etcd does): a box that joins,
+// or lags behind the changes, must be able to hear and elect a leader its own
+// configuration does not know yet.
 //
 // Invariants (asserted):
 //   snapIndex <= commit <= lastIndex; applied <= commit
@@ -396,8 +401,7 @@ export class RaftNode {
 
   stepMessage(m: Message): void {
     assert(m.to === this.id, "message addressed to this node");
-    const fromLeader = m.type === "append" || m.type === "heartbeat" || m.type === "snapshot";
-    if (!this.knows(m.from) && !fromLeader) return; // not in the configuration: cannot disrupt (the transport counts it)
+    if (!this.knows(m.from) && !this.heardFromStranger(m)) return; // not in the configuration: cannot disrupt
     if (m.term > this.termValue) {
       if (!this.onHigherTerm(m)) return;
     } else if (m.term < this.termValue) {
@@ -535,6 +539,28 @@ export class RaftNode {
   }
 
   // ---------------------------------------------------------------- terms and roles
+
+  /**
+   * Whether a message from a node outside our configuration is heard. Our
+   * configuration may be stale (we lag behind its addition), so: a leader's
+   * messages, as terms decide; a vote request only from a log at least as up
+   * to date as ours. A node removed while it was away lacks the committed
+   * entry removing it, which a majority holds: its requests are dropped
+   * before they can raise anyone's term.
+   */
+  private heardFromStranger(m: Message): boolean {
+    switch (m.type) {
+      case "append":
+      case "heartbeat":
+      case "snapshot":
+        return true;
+      case "preVote":
+      case "vote":
+        return this.isUpToDate(m.lastIndex, m.lastTerm);
+      default:
+        return false;
+    }
+  }
 
   private knows(id: NodeId): boolean {
     return this.voters.has(id) || this.learners.has(id);
@@ -675,7 +701,11 @@ export class RaftNode {
     const pre = m.type === "preVote";
     // First come, first served in a term; a pre-vote for a later term is not a vote.
     const free = this.voteValue === m.from || (this.voteValue === null && this.leadValue === null) || (pre && m.term > this.termValue);
-    const grant = this.promotable && free && this.isUpToDate(m.lastIndex, m.lastTerm);
+    // Not `promotable &&`: a node answers even when its own configuration does not list it as a
+    // voter (etcd does too). Only a candidate whose configuration lists it as a voter asks, and
+    // counts it; if this node merely lags behind its promotion or re-addition, refusing would
+    // leave a cluster whose up-to-date voters are a minority unable to elect anyone, forever.
+    const grant = free && this.isUpToDate(m.lastIndex, m.lastTerm);
     if (pre) {
       this.send({ type: "preVoteResp", from: this.id, to: m.from, term: grant ? m.term : this.termValue, reject: !grant });
       return;

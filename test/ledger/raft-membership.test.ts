@@ -254,6 +254,24 @@ describe("membership: one server at a time, in effect once committed", () => {
     }
   });
 
+  test("liveness with stale configurations: a node that lags behind its promotion votes, and hears a newer voter it does not know", () => {
+    const cfg = { electionTicks: ELECTION, heartbeatTicks: HEARTBEAT, preVote: true, checkQuorum: true, randomInt: () => 0 };
+    // 4 was promoted by entries it has not received: it thinks itself a learner. Candidate 1 needs its vote.
+    const learner = new RaftNode({ ...cfg, id: 4, voters: [1, 2, 3], learners: [4] }, { hardState: { term: 2, vote: null, commit: 3 }, snapshot: null, entries: entriesOfTerms([1, 1, 2]) });
+    learner.stepMessage({ type: "preVote", from: 1, to: 4, term: 3, lastIndex: 9, lastTerm: 2 });
+    learner.stepMessage({ type: "vote", from: 1, to: 4, term: 3, lastIndex: 9, lastTerm: 2, transfer: false });
+    assert.deepEqual(transcript(learner.ready().messages), ["preVoteResp 4>1 t3", "voteResp 4>1 t3"]);
+    assert.equal(learner.ready().messages.every((m) => (m.type === "preVoteResp" || m.type === "voteResp") && !m.reject), true);
+    // 3 missed that 5 was added; 5's log is newer than 3's: heard. A stranger with an older log is not (no term change).
+    const lagging = new RaftNode({ ...cfg, id: 3, voters: [1, 2, 3] }, { hardState: { term: 2, vote: null, commit: 3 }, snapshot: null, entries: entriesOfTerms([1, 1, 2]) });
+    lagging.stepMessage({ type: "vote", from: 9, to: 3, term: 7, lastIndex: 2, lastTerm: 1, transfer: false });
+    assert.equal(lagging.term, 2, "an older log from outside the configuration is dropped");
+    assert.deepEqual(lagging.ready().messages, [], "and not answered");
+    lagging.stepMessage({ type: "vote", from: 5, to: 3, term: 3, lastIndex: 20, lastTerm: 2, transfer: false });
+    assert.deepEqual(transcript(lagging.ready().messages), ["voteResp 3>5 t3"]);
+    assert.equal(lagging.vote, 5);
+  });
+
   test("a learner gets the log, never votes nor counts; promoted, it does both; a voter can be demoted", () => {
     const net = new Net([1, 2, 3], { joiners: [4] });
     net.elect(1);

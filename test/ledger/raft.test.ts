@@ -329,7 +329,7 @@ describe("beyond the paper: Pre-Vote, CheckQuorum, learners, transfer", () => {
     assert.notEqual(net.node(1).role, Role.leader);
   });
 
-  test("learners receive the log but never vote and never count toward commitment", () => {
+  test("learners receive the log, never campaign and never count toward commitment or elections", () => {
     const net = new Net([1, 2, 3], { learners: [4] });
     net.elect(1);
     net.propose(1, "a");
@@ -342,8 +342,12 @@ describe("beyond the paper: Pre-Vote, CheckQuorum, learners, transfer", () => {
     const commit = net.node(1).commit;
     net.propose(1, "b");
     assert.equal(net.node(1).commit, commit, "leader + learner are not a majority of 3 voters");
+    // Asked, a learner answers (as in etcd: only a candidate that thinks it a voter asks; it may lag
+    // behind its promotion, see raft-membership.test.ts). A candidate that knows it as a learner
+    // never asks, and never counts a learner's grant (voteResult, above).
     net.node(4).stepMessage({ type: "vote", from: 2, to: 4, term: 99, lastIndex: 99, lastTerm: 99, transfer: false });
-    assert.deepEqual(net.node(4).ready().messages.filter((m) => m.type === "voteResp").map((m) => m.type === "voteResp" && m.reject), [true]);
+    assert.deepEqual(net.node(4).ready().messages.filter((m) => m.type === "voteResp").map((m) => m.type === "voteResp" && m.reject), [false]);
+    assert.ok(!net.sent.some((m) => (m.type === "vote" || m.type === "preVote") && m.to === 4), "nobody asked the learner before");
   });
 
   test("leader transfer: the leader catches the transferee up, then it wins at once", () => {
