@@ -5,6 +5,7 @@
 // error carries a stable code.
 //
 //   GET  /api/v1/status          the box: id, role, term, height, head, peers
+//                                (?resetLatency=true: then forget the commit latencies)
 //   GET  /api/v1/blocks/:height  a block's header and its transactions' verdicts
 //   POST /api/v1/tx              a signed transaction: raw bytes
 //                                (application/octet-stream) or {"tx": "<hex>"}
@@ -115,7 +116,17 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ statusCode: 404, code: "PG_ERR_NO_ROUTE", message: `no route ${req.method} ${req.url}` }));
 
-  app.get("/api/v1/status", { schema: { response: { 200: StatusSchema } } }, async () => node.status());
+  // ?resetLatency=true: the status, then the commit latencies start afresh (a
+  // benchmark reads and resets after its warm-up; only statistics are reset).
+  app.get<{ Querystring: { resetLatency?: boolean } }>(
+    "/api/v1/status",
+    { schema: { querystring: Type.Object({ resetLatency: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: StatusSchema } } },
+    async (req) => {
+      const status = node.status();
+      if (req.query.resetLatency === true) node.commitLatency.reset();
+      return status;
+    },
+  );
 
   app.get<{ Params: { height: number } }>(
     "/api/v1/blocks/:height",

@@ -124,4 +124,12 @@ describe("HTTP API v1", () => {
     assert.equal(r5.statusCode, 404);
     assert.equal(r5.json().code, "PG_ERR_NO_ROUTE");
   });
+
+  it("GET /api/v1/status?resetLatency=true reports the commit latencies, then forgets them", async () => {
+    const before = (await app.inject({ url: "/api/v1/status?resetLatency=true" })).json();
+    assert.ok(before.commitLatencyMs.count >= 2, "the transactions committed above were measured");
+    const afterReset = (await app.inject({ url: "/api/v1/status" })).json();
+    assert.deepEqual(afterReset.commitLatencyMs, { count: 0, window: 0, p50: null, p99: null, max: null });
+    assert.equal((await app.inject({ url: "/api/v1/status?resetLatency=maybe" })).statusCode, 400);
+  });
 });
