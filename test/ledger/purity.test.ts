@@ -24,6 +24,8 @@ const PURE_CORES = [
   "ledger/raft/raft.ts",
   "ledger/mempool.ts",
   "ledger/raft/wire.ts",
+  "ledger/raft/conf-change.ts",
+  "ledger/replicated.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
