@@ -512,7 +512,11 @@ export class BoxNode {
     const nowMs = this.now();
     if (block.header.timeMs > nowMs + this.timing.clockSkewMaxMs) this.counters.blocksAheadOfClock++;
     const state = this.ledger.state;
-    this.mempool.removeCommitted(block.txs, (a) => lastSeqOf(state, a));
+    for (const t of this.mempool.removeCommitted(block.txs, (a) => lastSeqOf(state, a))) {
+      // Acknowledged, then overtaken: say so (it would otherwise read "unknown" and stay in submittedAt for ever).
+      const key = toHex(t.id);
+      if (this.submittedAt.delete(key)) this.remember({ status: "rejected", id: key, code: "PG_ERR_TX_STALE_SEQUENCE", message: `member ${t.tx.author}'s sequence ${t.tx.seq} was taken by another of its transactions, committed first` });
+    }
     block.txs.forEach((t, i) => {
       const key = toHex(t.id);
       const submitted = this.submittedAt.get(key);

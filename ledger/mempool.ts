@@ -147,13 +147,23 @@ export class Mempool {
     return p.tx.tx.seq === order.lastSeqOf(p.tx.tx.author) + 1 || order.nowMs - p.addedMs >= order.gapWaitMs;
   }
 
-  /** A block committed: drop its transactions, and whatever its authors' new sequence numbers made stale. */
-  removeCommitted(txs: readonly SignedTx[], lastSeqOf: (author: number) => number): void {
+  /**
+   * A block committed: drop its transactions, and whatever its authors' new
+   * sequence numbers made stale. Returns the stale ones (overtaken by a later
+   * transaction of their author): their submitters learn they can never commit.
+   */
+  removeCommitted(txs: readonly SignedTx[], lastSeqOf: (author: number) => number): SignedTx[] {
     for (const t of txs) this.remove(toHex(t.id));
+    const overtaken: SignedTx[] = [];
     for (const author of new Set(txs.map((t) => t.tx.author))) {
       const last = lastSeqOf(author);
-      for (const p of [...(this.byAuthor.get(author) ?? [])]) if (p.tx.tx.seq <= last) this.remove(p.key);
+      for (const p of [...(this.byAuthor.get(author) ?? [])]) {
+        if (p.tx.tx.seq > last) continue;
+        this.remove(p.key);
+        overtaken.push(p.tx);
+      }
     }
+    return overtaken;
   }
 
   /** Drop what waited longer than ageMsMax; returns what was dropped (its submitters learn it expired). */
