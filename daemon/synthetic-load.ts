@@ -15,6 +15,7 @@ import type { BoxNode } from "./node.js";
 
 const METERS = METER_ID_MAX + 1;
 const MS_PER_HOUR = 3_600_000;
+const CATCH_UP_MS = 5_000;
 
 interface MeterState {
   timeMs: number;
@@ -27,13 +28,15 @@ export interface SyntheticLoadStats {
   accepted: number;
   refused: number;
   lastRefusal: string | null;
+  secondsSkipped: number;
 }
 
 export class SyntheticLoad {
-  readonly stats: SyntheticLoadStats = { signed: 0, accepted: 0, refused: 0, lastRefusal: null };
+  readonly stats: SyntheticLoadStats = { signed: 0, accepted: 0, refused: 0, lastRefusal: null, secondsSkipped: 0 };
   private readonly meters = new Map<number, MeterState>();
   private seq: number;
   private timer: NodeJS.Timeout | null = null;
+  private nextSecondMs = 0; // the second the next burst is for
   private stopped = false;
 
   constructor(
@@ -64,20 +67,36 @@ export class SyntheticLoad {
   }
 
   start(): void {
+    const nowMs = this.now();
+    this.nextSecondMs = nowMs - (nowMs % 1_000) + 1_000;
     this.schedule();
   }
 
+  /**
+   * One burst for every wall-clock second, signed with that second's time
+   * even when it runs late. Taking the second from the clock when the timer
+   * fires lost a whole second of readings whenever a busy event loop held a
+   * burst past the next second (the benchmark then counted load that was
+   * never offered). A load more than CATCH_UP_MS behind skips ahead instead
+   * of replaying the past (after the process was stopped, say).
+   */
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.burst();
+      const nowMs = this.now();
+      if (this.nextSecondMs < nowMs - CATCH_UP_MS) {
+        const skipTo = nowMs - (nowMs % 1_000);
+        this.stats.secondsSkipped += (skipTo - this.nextSecondMs) / 1_000;
+        this.nextSecondMs = skipTo;
+      }
+      this.burst(this.nextSecondMs);
+      this.nextSecondMs += 1_000;
       this.schedule();
-    }, 1_000 - (this.now() % 1_000));
+    }, Math.max(0, this.nextSecondMs - this.now()));
   }
 
   /** One second's readings. */
-  burst(): void {
-    const second = this.now() - (this.now() % 1_000);
+  burst(second: number = this.now() - (this.now() % 1_000)): void {
     const chainHash = this.node.ledger.state.chain.hash;
     for (let k = 0; k < this.readingsPerS; k++) {
       const meterId = k % METERS;
