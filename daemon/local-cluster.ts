@@ -14,6 +14,21 @@ import { NodeSigner, NodeVerifier, writeKeyFile } from "../ledger/keys.js";
 import { Ledger } from "../ledger/ledger.js";
 import type { NodeStatus } from "./node.js";
 
+/**
+ * Poll `probe` every `everyMs` until it gives something other than null,
+ * undefined or false, and resolve with it; reject naming `what` after
+ * `timeoutMs`. Shared by the cluster tests and the benchmarks.
+ */
+export async function waitFor<T>(what: string, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
 const BIN = fileURLToPath(new URL("../../bin/peergrid.js", import.meta.url));
 
 export interface LocalClusterOptions {

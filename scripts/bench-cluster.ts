@@ -49,7 +49,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { LocalCluster } from "../daemon/local-cluster.js";
+import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
 import { decodeHeader } from "../ledger/block.js";
 import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
@@ -140,15 +140,6 @@ function parseOptions(argv: string[]): Options | null {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-async function waitFor<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 30_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** Nearest-rank percentile (q in (0, 1]) of numbers in any order. */
 function pct(xs: readonly number[], q: number): number | null {

@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { LocalCluster } from "../../daemon/local-cluster.js";
+import { LocalCluster, waitFor as poll } from "../../daemon/local-cluster.js";
 import type { NodeStatus } from "../../daemon/node.js";
 import { type Hash, toHex } from "../../ledger/hash.js";
 import { NodeVerifier, type NodeSigner } from "../../ledger/keys.js";
@@ -41,17 +41,9 @@ const HEADS_APART_MAX = 2; // blocks between the highest and lowest box once cau
 const BASE_PORT = 20_000 + (process.pid % 600) * 20;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Every wait in this test is bounded by WAIT_MS. */
+const waitFor = <T>(what: string, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>): Promise<T> => poll(what, probe, WAIT_MS);
 
-/** Poll `probe` until it returns something other than null/false; fail after timeoutMs. */
-async function waitFor<T>(what: string, probe: () => Promise<T | null | false> | T | null | false, timeoutMs = WAIT_MS, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** One transaction POSTed over HTTP, and everything learnt of it afterwards. */
 interface Posted {
@@ -255,7 +247,7 @@ async function killLeader(h: Harness): Promise<{ killed: number; next: number; f
 async function settle(h: Harness): Promise<void> {
   const open = () => h.posted.filter((p) => acknowledged(p) && p.committed === null && p.rejected === null);
   let waiting: Posted[] = [];
-  await waitFor(
+  await poll(
     "every acknowledged transaction committed",
     async () => {
       waiting = open().filter((p) => !h.mayBeLost(p));
@@ -284,7 +276,7 @@ async function restartWithoutLoad(h: Harness): Promise<void> {
 
 /** Every box up, pools empty, heads together. */
 async function caughtUp(h: Harness): Promise<Map<number, NodeStatus>> {
-  return waitFor(
+  return poll(
     "every box caught up with an empty pool",
     async () => {
       const s = await h.statuses();

@@ -10,6 +10,7 @@ import type { NodeSigner } from "../../ledger/keys.js";
 import { NodeVerifier } from "../../ledger/keys.js";
 import { Ledger } from "../../ledger/ledger.js";
 import type { NodeId } from "../../ledger/raft/raft.js";
+import { waitFor } from "../../daemon/local-cluster.js";
 import { BoxNode, type BoxNodeOptions } from "../../daemon/node.js";
 import type { PeerAddress } from "../../daemon/transport.js";
 import { fixtureSigner } from "./chain-fixture.js";
@@ -72,15 +73,10 @@ export class BoxCluster {
     return leaders.length === 1 ? (leaders[0] as BoxNode) : null;
   }
 
-  async waitFor<T>(what: string, f: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 15_000): Promise<Exclude<T, null | undefined | false>> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await f();
-      if (v !== null && v !== undefined && v !== false) return v as Exclude<T, null | undefined | false>;
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  waitFor<T>(what: string, f: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 15_000): Promise<T> {
+    return waitFor(what, f, timeoutMs, 20);
   }
+
 
   async close(): Promise<void> {
     for (const id of [...this.nodes.keys()]) await this.stop(id);

@@ -540,12 +540,7 @@ describe("randomized runs with compaction and membership changes", () => {
           if (rng.next() < 0.05 && (net.applied.get(id) as Entry[]).length - n.firstIndex > 5) net.compact(id, (net.applied.get(id) as Entry[]).length - 2);
         }
         net.tickAll(1);
-        for (const id of net.leaders()) {
-          const t = net.node(id).term;
-          const known = leaderOfTerm.get(t);
-          assert.ok(known === undefined || known === id, `seed ${seed}: two leaders in term ${t}`);
-          leaderOfTerm.set(t, id);
-        }
+        net.checkOneLeaderPerTerm(leaderOfTerm, `seed ${seed}`);
       }
       const states = [...net.nodes.keys()].map((id) => net.state(id));
       const longest = states.reduce((a, b) => (a.length >= b.length ? a : b));

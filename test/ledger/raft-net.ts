@@ -177,6 +177,16 @@ export class Net {
     return [...this.nodes.entries()].filter(([, n]) => n.role === Role.leader).map(([id]) => id);
   }
 
+  /** Election safety: record each leader's term in `leaderOfTerm`, failing if a term ever has two. */
+  checkOneLeaderPerTerm(leaderOfTerm: Map<number, NodeId>, label: string): void {
+    for (const id of this.leaders()) {
+      const t = this.node(id).term;
+      const known = leaderOfTerm.get(t);
+      assert.ok(known === undefined || known === id, `${label}: two leaders in term ${t}`);
+      leaderOfTerm.set(t, id);
+    }
+  }
+
   propose(id: NodeId, text: string): void {
     assert.ok(this.node(id).propose(new TextEncoder().encode(text)), `node ${id} accepts a proposal`);
     this.pump();

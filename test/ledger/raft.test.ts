@@ -408,12 +408,7 @@ describe("randomized runs: one leader per term, logs agree on committed entries"
         const leaders = net.leaders();
         if (leaders.length > 0 && rng.next() < 0.3) net.node(rng.pick(leaders)).propose(new Uint8Array([step & 0xff]));
         net.tickAll(1);
-        for (const id of net.leaders()) {
-          const t = net.node(id).term;
-          const known = leaderOfTerm.get(t);
-          assert.ok(known === undefined || known === id, `seed ${seed}: two leaders in term ${t}`);
-          leaderOfTerm.set(t, id);
-        }
+        net.checkOneLeaderPerTerm(leaderOfTerm, `seed ${seed}`);
       }
       // State machine safety: applied sequences are prefixes of one another.
       const applied = [...net.applied.values()].map((es) => es.map((e) => `${e.index}:${e.term}`));
