@@ -157,7 +157,7 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
     { schema: { response: { 202: FateSchema, 200: FateSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema } } },
     async (req, reply) => {
       const bytes = txBytesOf(req.body, req.headers["content-type"]);
-      const out = node.submit(bytes);
+      const out = await node.submit(bytes);
       if (!out.ok) throw new ApiError(statusForRefusal(out.code), out.code, out.message);
       return reply.status(out.fate.status === "committed" ? 200 : 202).send(out.fate);
     },

@@ -6,8 +6,10 @@
 //
 // The Ready loop (the contract of raft.ts, as the simulator's shell does it):
 //   rd = raft.ready()
+//   check rd.entries' signatures ahead            in a worker thread (signature-checks.ts)
 //   await raftLog.save(rd.hardState, rd.entries)   fsynced, in a worker thread
 //   send rd.messages                               only now: what they promise is durable
+//   await the checks of rd.committed's blocks
 //   apply rd.committed                             committed entries -> blocks (replicated.ts)
 //   raft.advance(rd)
 // One Ready is in flight at a time. Meanwhile messages are stepped and ticks
@@ -37,7 +39,6 @@ import { type Block, decodeBlock, encodeBlock } from "../ledger/block.js";
 import { BlockRejectedError, DecodeError, PeergridError } from "../ledger/errors.js";
 import { type Hash, toHex } from "../ledger/hash.js";
 import type { NodeSigner } from "../ledger/keys.js";
-import { NodeVerifier } from "../ledger/keys.js";
 import { Ledger } from "../ledger/ledger.js";
 import { Mempool, type MempoolLimits, DEFAULT_MEMPOOL_LIMITS } from "../ledger/mempool.js";
 import { AsyncRaftLog } from "../ledger/raft/async-raft-log.js";
@@ -49,6 +50,7 @@ import { type ApplyResult, ResultCode, genesisState, resultName } from "../ledge
 import { Role as MemberRole, type SignedTx, TX_BYTES_MAX_ANY, decodeTx, signatureOf, writeTxSigningMessage } from "../ledger/tx.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { LedgerCheckpointer } from "./ledger-checkpointer.js";
+import { type SignatureCheckStats, SignatureChecks } from "./signature-checks.js";
 import { BLOCKS_PER_MESSAGE_MAX, FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
 import { type LinkMessage, type PeerAddress, Transport, type TransportLimits, memberKeysOf } from "./transport.js";
 
@@ -166,7 +168,11 @@ export interface NodeStatus {
   readonly durableRaftIndex: number;
   readonly commitLatencyMs: LatencySummary;
   readonly counters: NodeCounters;
+  /** Where signature checks were made: ahead in the worker, answered from a remembered verdict, or on the spot. */
+  readonly signatureChecks: SignatureCheckStats;
 }
+
+const STOPPED: SubmitOutcome = { ok: false, id: null, code: "PG_ERR_STOPPED", message: "this box is shutting down" };
 
 /** Bounded memory of what became of transactions submitted here (the oldest forgotten first). */
 const FATES_MAX = 200_000;
@@ -190,7 +196,6 @@ export class BoxNode {
     compactions: 0,
   };
   readonly commitLatency = new LatencyRecorder(100_000);
-  private readonly verifier = new NodeVerifier();
   private readonly mempool: Mempool;
   private readonly now: () => number;
   private readonly log: NodeLog;
@@ -213,9 +218,16 @@ export class BoxNode {
   private blockWaiter: ((m: Extract<PeerMessage, { type: "blocks" }>) => boolean) | null = null;
   private readonly durablePoints: DurablePoint[] = [];
   private readonly checkpointer: LedgerCheckpointer;
+  /**
+   * Blocks of appended, not yet applied entries, by Raft index: decoded when
+   * the entry arrived (so the apply does not decode them again), and their
+   * signature checks started then (processReady). Dropped at the apply.
+   */
+  private readonly ahead = new Map<number, { readonly data: Uint8Array; readonly block: Block; readonly checked: Promise<unknown> }>();
 
   private constructor(
     private readonly opts: BoxNodeOptions,
+    private readonly checks: SignatureChecks,
     readonly ledger: Ledger,
     private readonly raftLog: AsyncRaftLog,
     private readonly raft: RaftNode,
@@ -244,7 +256,14 @@ export class BoxNode {
   static async start(opts: BoxNodeOptions): Promise<BoxNode> {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     // Replayable: no fsync per block on the event loop; blocks lost to a power cut are re-applied from raft.sqlite.
-    const ledger = Ledger.open(opts.dataDir, new NodeVerifier(), { skipQuickCheck: true, durability: "replayable" });
+    const checks = new SignatureChecks();
+    let ledger: Ledger;
+    try {
+      ledger = Ledger.open(opts.dataDir, checks, { skipQuickCheck: true, durability: "replayable" });
+    } catch (err) {
+      await checks.close();
+      throw err;
+    }
     let raftLog: AsyncRaftLog | null = null;
     try {
       const id = memberIndexOf(ledger, opts.signer.publicKey);
@@ -270,7 +289,7 @@ export class BoxNode {
         },
         storage,
       );
-      const node = new BoxNode(opts, ledger, raftLog, raft, id);
+      const node = new BoxNode(opts, checks, ledger, raftLog, raft, id);
       await node.startTransport();
       node.startTimers();
       node.log("info", "box started", { box: id, height: ledger.state.height, term: raft.term, commit: raft.commit, voters, learners });
@@ -278,6 +297,7 @@ export class BoxNode {
     } catch (err) {
       await raftLog?.close();
       ledger.close();
+      await checks.close();
       throw err;
     }
   }
@@ -287,7 +307,7 @@ export class BoxNode {
     this.transport = await Transport.start({
       id: this.id,
       signer: this.opts.signer,
-      verifier: this.verifier,
+      verifier: this.checks,
       chainHash: this.ledger.state.chain.hash,
       members: memberKeysOf(() => this.ledger.state),
       addresses: (i) => peers.get(i) ?? null,
@@ -353,14 +373,69 @@ export class BoxNode {
 
   /** One Ready, in the order of the contract (raft.ts). */
   private async processReady(rd: Ready): Promise<void> {
+    this.checkEntriesAhead(rd.entries); // in the worker, while the entries are saved and replicated
     if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) await this.raftLog.save(rd.hardState, rd.entries, rd.snapshot);
     if (this.stopped) return;
     for (const m of rd.messages) this.transport.send(m);
     if (rd.snapshot !== null) this.syncTarget = { point: decodeChainPoint(rd.snapshot.data), index: rd.snapshot.index };
     if (this.syncTarget !== null) await this.catchUp(this.syncTarget);
+    if (rd.committed.length > 0) await this.checkedAheadOf(rd.committed);
     if (this.stopped) return;
     this.applyCommitted(rd.committed);
     this.raft.advance(rd);
+  }
+
+  // ---------------------------------------------------------------- signatures, ahead of the apply
+
+  /**
+   * Start checking the signatures of the blocks in newly appended entries, in
+   * the worker (signature-checks.ts): the apply of a committed block then
+   * finds its verdicts remembered and the event loop stays free for
+   * heartbeats and the block timer. An entry that is not a block is left to
+   * the apply, which skips it.
+   */
+  private checkEntriesAhead(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      if ((e.kind ?? 0) !== 0 || e.data.length === 0) continue;
+      let block: Block;
+      try {
+        block = decodeBlock(e.data);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        continue;
+      }
+      this.ahead.set(e.index, { data: e.data, block, checked: this.checkTxsAhead(block.txs) });
+    }
+  }
+
+  /** The checks of these entries' blocks, done. */
+  private async checkedAheadOf(entries: readonly Entry[]): Promise<void> {
+    const waits: Promise<unknown>[] = [];
+    for (const e of entries) {
+      const a = this.ahead.get(e.index);
+      if (a !== undefined) waits.push(a.checked);
+    }
+    if (waits.length > 0) await Promise.all(waits);
+  }
+
+  /** The block decoded when this entry arrived (null if it was not, or the entry at its index was replaced since). */
+  private takeDecoded(e: Entry): Block | undefined {
+    const a = this.ahead.get(e.index);
+    this.ahead.delete(e.index);
+    return a !== undefined && a.data === e.data ? a.block : undefined;
+  }
+
+  /** Check these transactions' signatures in the worker, with their authors' keys as the ledger holds them now. */
+  private checkTxsAhead(txs: readonly SignedTx[]): Promise<unknown> {
+    const state = this.ledger.state;
+    const waits: Promise<boolean>[] = [];
+    for (const t of txs) {
+      const author = state.tree.get(memberKey(t.tx.author));
+      if (author === undefined || author.kind !== "member") continue; // enrolled in a block not yet applied: checked at the apply
+      const message = writeTxSigningMessage(this.scratch, state.chain.txSignPrefix, t.bytes);
+      waits.push(this.checks.checkAhead(author.publicKey, message, signatureOf(t.bytes)));
+    }
+    return Promise.all(waits);
   }
 
   // ---------------------------------------------------------------- snapshots: catching up on blocks
@@ -382,16 +457,24 @@ export class BoxNode {
       attempt++;
       if (from === undefined) throw new PeergridError("PG_ERR_CATCH_UP", "no other box to fetch blocks from");
       const fromHeight = this.ledger.state.height + 1;
-      const blocks = await this.requestBlocks(from, fromHeight, Math.min(BLOCKS_PER_MESSAGE_MAX, point.height - fromHeight + 1));
-      for (const bytes of blocks) {
+      const fetched = await this.requestBlocks(from, fromHeight, Math.min(BLOCKS_PER_MESSAGE_MAX, point.height - fromHeight + 1));
+      const blocks: Block[] = [];
+      try {
+        for (const bytes of fetched) blocks.push(decodeBlock(bytes));
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        this.log("warn", "a fetched block does not decode; asking another box", { from, height: fromHeight + blocks.length, error: err.message });
+      }
+      await Promise.all(blocks.map((b) => this.checkTxsAhead(b.txs)));
+      if (this.stopped) return;
+      for (const block of blocks) {
         if (this.ledger.state.height >= point.height) break;
         try {
-          const block = decodeBlock(bytes);
           this.ledger.append(block);
           this.appliedIndex = Math.max(this.appliedIndex, block.header.raftIndex);
           this.counters.blocksCaughtUp++;
         } catch (err) {
-          if (!(err instanceof DecodeError) && !(err instanceof BlockRejectedError)) throw err;
+          if (!(err instanceof BlockRejectedError)) throw err;
           this.log("warn", "a fetched block does not verify; asking another box", { from, height: this.ledger.state.height + 1, error: err.message });
           break;
         }
@@ -403,6 +486,7 @@ export class BoxNode {
       throw new PeergridError("PG_ERR_CHAIN_DIVERGED", `the snapshot names block ${toHex(point.blockHash)} at height ${point.height}, this ledger holds ${at === null ? "none" : toHex(at.block.hash)}`);
     }
     this.appliedIndex = Math.max(this.appliedIndex, target.index);
+    for (const index of this.ahead.keys()) if (index <= this.appliedIndex) this.ahead.delete(index);
     this.syncTarget = null;
     this.log("info", "caught up to the snapshot", { height: point.height, index: target.index });
   }
@@ -494,8 +578,9 @@ export class BoxNode {
 
   private applyCommitted(entries: readonly Entry[]): void {
     for (const e of entries) {
+      const decoded = this.takeDecoded(e);
       if (e.index <= this.appliedIndex) continue; // applied before a restart: the ledger holds it
-      const outcome = applyEntry(this.ledger.state, e, this.verifier);
+      const outcome = applyEntry(this.ledger.state, e, this.checks, decoded);
       if (outcome.kind === "block") {
         this.ledger.commitApplied(outcome.block, outcome.result);
         this.onApplied(outcome.block, outcome.result);
@@ -582,8 +667,8 @@ export class BoxNode {
   // ---------------------------------------------------------------- transactions
 
   /** Accept a signed transaction from a user, an app or this box's meters. */
-  submit(bytes: Uint8Array): SubmitOutcome {
-    if (this.stopped) return { ok: false, id: null, code: "PG_ERR_STOPPED", message: "this box is shutting down" };
+  async submit(bytes: Uint8Array): Promise<SubmitOutcome> {
+    if (this.stopped) return STOPPED;
     let tx: SignedTx;
     try {
       tx = decodeTx(new Uint8Array(bytes)); // a copy: decodeTx keeps a view of its input
@@ -593,13 +678,14 @@ export class BoxNode {
       return { ok: false, id: null, code: err.code, message: err.message };
     }
     const id = toHex(tx.id);
-    // A block holds an authentic transaction only if its sequence number is taken, so a new one
-    // (the hot path: every meter reading) costs no store query; an inauthentic one is looked up below.
-    const numberTaken = tx.tx.seq <= lastSeqOf(this.ledger.state, tx.tx.author);
-    const known = (numberTaken ? this.storedFate(tx.id) : null) ?? this.recentFate(id);
-    if (known.status === "committed" || known.status === "pending") return { ok: true, id, fate: known };
-    const refusal = this.precheck(tx);
-    const stored = refusal !== null && !numberTaken ? this.storedFate(tx.id) : null; // included by a careless leader, rejected there
+    const known = this.knownFate(tx, id);
+    if (known !== null) return { ok: true, id, fate: known };
+    const refusal = await this.precheck(tx);
+    if (this.stopped) return STOPPED;
+    // While the signature was checked, the same transaction may have been submitted again, or committed.
+    const knownNow = this.knownFate(tx, id);
+    if (knownNow !== null) return { ok: true, id, fate: knownNow };
+    const stored = refusal !== null ? this.storedFate(tx.id) : null; // included by a careless leader, rejected there
     if (stored !== null) return { ok: true, id, fate: stored };
     const nowMs = this.now();
     const added = refusal ?? this.mempool.add(tx, lastSeqOf(this.ledger.state, tx.tx.author), nowMs);
@@ -619,15 +705,25 @@ export class BoxNode {
     return { ok: true, id, fate };
   }
 
-  /** What a box can know of a transaction before a block: who signed it, and whether its number is still free. */
-  private precheck(t: SignedTx): { ok: false; code: string; message: string } | null {
+  /**
+   * Committed, or pending here. A block holds an authentic transaction only if its sequence number
+   * is taken, so a new one (the hot path: every meter reading) costs no store query.
+   */
+  private knownFate(tx: SignedTx, id: string): TxFate | null {
+    const numberTaken = tx.tx.seq <= lastSeqOf(this.ledger.state, tx.tx.author);
+    const known = (numberTaken ? this.storedFate(tx.id) : null) ?? this.recentFate(id);
+    return known.status === "committed" || known.status === "pending" ? known : null;
+  }
+
+  /** What a box can know of a transaction before a block: who signed it (checked in the worker). */
+  private async precheck(t: SignedTx): Promise<{ ok: false; code: string; message: string } | null> {
     const state = this.ledger.state;
     const author = state.tree.get(memberKey(t.tx.author)) as MemberRecord | undefined;
     const refuse = (code: number, message: string) => ({ ok: false as const, code: `PG_ERR_TX_${resultName(code).replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`, message });
     if (author === undefined || author.kind !== "member") return refuse(ResultCode.unknownAuthor, `member ${t.tx.author} does not exist`);
     if (!author.active) return refuse(ResultCode.authorRemoved, `member ${t.tx.author} was removed`);
     const message = writeTxSigningMessage(this.scratch, state.chain.txSignPrefix, t.bytes);
-    if (!this.verifier.verify(author.publicKey, message, signatureOf(t.bytes))) return refuse(ResultCode.badSignature, `the signature does not verify with member ${t.tx.author}'s key on this chain`);
+    if (!(await this.checks.checkAhead(author.publicKey, message, signatureOf(t.bytes)))) return refuse(ResultCode.badSignature, `the signature does not verify with member ${t.tx.author}'s key on this chain`);
     return null;
   }
 
@@ -768,6 +864,7 @@ export class BoxNode {
       durableRaftIndex: this.checkpointer.durableRaftIndex,
       commitLatencyMs: this.commitLatency.summary(),
       counters: { ...this.counters },
+      signatureChecks: { ...this.checks.stats },
     };
   }
 
@@ -781,6 +878,7 @@ export class BoxNode {
     await this.raftLog.close();
     await this.checkpointer.close();
     this.ledger.close(); // the last connection to close checkpoints the rest
+    await this.checks.close();
     this.log("info", "box stopped", { box: this.id });
   }
 }

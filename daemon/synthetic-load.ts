@@ -11,11 +11,12 @@
 import type { NodeSigner } from "../ledger/keys.js";
 import { memberKey, meterKey } from "../ledger/records.js";
 import { METER_ID_MAX, Quality, signTx } from "../ledger/tx.js";
-import type { BoxNode } from "./node.js";
+import type { BoxNode, SubmitOutcome } from "./node.js";
 
 const METERS = METER_ID_MAX + 1;
 const MS_PER_HOUR = 3_600_000;
 const CATCH_UP_MS = 5_000;
+const CHUNK = 32; // readings signed and submitted between two turns of the event loop
 
 interface MeterState {
   timeMs: number;
@@ -38,6 +39,7 @@ export class SyntheticLoad {
   private timer: NodeJS.Timeout | null = null;
   private nextSecondMs = 0; // the second the next burst is for
   private stopped = false;
+  private bursting = false; // one burst at a time: they share the sequence
 
   constructor(
     private readonly node: BoxNode,
@@ -89,55 +91,87 @@ export class SyntheticLoad {
         this.stats.secondsSkipped += (skipTo - this.nextSecondMs) / 1_000;
         this.nextSecondMs = skipTo;
       }
-      this.burst(this.nextSecondMs);
+      if (this.bursting) {
+        this.stats.secondsSkipped++; // the last second's readings are still being signed: the load is more than this box can take
+      } else {
+        this.bursting = true;
+        this.burst(this.nextSecondMs)
+          .catch((err: unknown) => {
+            this.stats.lastRefusal = `burst failed: ${err instanceof Error ? err.message : String(err)}`;
+          })
+          .finally(() => {
+            this.bursting = false;
+          });
+      }
       this.nextSecondMs += 1_000;
       this.schedule();
     }, Math.max(0, this.nextSecondMs - this.now()));
   }
 
-  /** One second's readings. */
-  burst(second: number = this.now() - (this.now() % 1_000)): void {
+  /**
+   * One second's readings, in chunks of CHUNK: each chunk is signed with
+   * consecutive sequence numbers, submitted together (its signatures are
+   * checked in one batch, in the node's worker) and answered before the next
+   * is signed, so the box's own timers (the leader's block cut, due on the
+   * same second) wait for one chunk at most, never for the whole second's
+   * load. The node answers a chunk in order and refuses only from the first
+   * refusal on (a full pool stays full until the next block): the sequence
+   * resumes after the last reading it accepted, and the rest of the second
+   * is dropped.
+   */
+  async burst(second: number = this.now() - (this.now() % 1_000)): Promise<void> {
     const chainHash = this.node.ledger.state.chain.hash;
-    for (let k = 0; k < this.readingsPerS; k++) {
-      const meterId = k % METERS;
-      const timeMs = second + Math.floor(k / METERS); // a meter's second reading in a second comes 1 ms later
-      const m = this.meters.get(meterId) ?? { timeMs: timeMs - 1_000, importMilliWh: 1_000_000 * (meterId + 1), exportMilliWh: 0 };
-      if (timeMs <= m.timeMs) continue;
-      const powerW = ((meterId * 37 + Math.floor(timeMs / 1_000)) % 9_000) - 3_000; // -3 kW (exporting) .. 6 kW
-      const milliWh = Math.floor((Math.abs(powerW) * (timeMs - m.timeMs) * 1_000) / MS_PER_HOUR);
-      if (powerW >= 0) m.importMilliWh += milliWh;
-      else m.exportMilliWh += milliWh;
-      m.timeMs = timeMs;
-      this.meters.set(meterId, m);
-      // The next sequence number is taken only when the node accepts the reading.
-      const tx = signTx(
-        {
-          author: this.node.id,
-          seq: this.seq + 1,
-          body: {
-            type: "reading",
-            meterId,
-            timeMs,
-            importWh: Math.floor(m.importMilliWh / 1_000),
-            exportWh: Math.floor(m.exportMilliWh / 1_000),
-            powerW,
-            voltagesDeciV: [2300, 2310, 2295],
-            frequencyMilliHz: 50_000,
-            quality: Quality.good,
+    for (let k0 = 0; k0 < this.readingsPerS && !this.stopped; k0 += CHUNK) {
+      const seq0 = this.seq;
+      const submitted: Promise<SubmitOutcome>[] = [];
+      for (let k = k0; k < Math.min(k0 + CHUNK, this.readingsPerS); k++) {
+        const meterId = k % METERS;
+        const timeMs = second + Math.floor(k / METERS); // a meter's second reading in a second comes 1 ms later
+        const m = this.meters.get(meterId) ?? { timeMs: timeMs - 1_000, importMilliWh: 1_000_000 * (meterId + 1), exportMilliWh: 0 };
+        if (timeMs <= m.timeMs) continue;
+        const powerW = ((meterId * 37 + Math.floor(timeMs / 1_000)) % 9_000) - 3_000; // -3 kW (exporting) .. 6 kW
+        const milliWh = Math.floor((Math.abs(powerW) * (timeMs - m.timeMs) * 1_000) / MS_PER_HOUR);
+        if (powerW >= 0) m.importMilliWh += milliWh;
+        else m.exportMilliWh += milliWh;
+        m.timeMs = timeMs;
+        this.meters.set(meterId, m);
+        const tx = signTx(
+          {
+            author: this.node.id,
+            seq: seq0 + submitted.length + 1,
+            body: {
+              type: "reading",
+              meterId,
+              timeMs,
+              importWh: Math.floor(m.importMilliWh / 1_000),
+              exportWh: Math.floor(m.exportMilliWh / 1_000),
+              powerW,
+              voltagesDeciV: [2300, 2310, 2295],
+              frequencyMilliHz: 50_000,
+              quality: Quality.good,
+            },
           },
-        },
-        this.signer,
-        chainHash,
-      );
-      this.stats.signed++;
-      const out = this.node.submit(tx.bytes);
-      if (out.ok) {
-        this.seq++;
-        this.stats.accepted++;
-      } else {
+          this.signer,
+          chainHash,
+        );
+        this.stats.signed++;
+        submitted.push(this.node.submit(tx.bytes));
+      }
+      const outcomes = await Promise.all(submitted);
+      const firstRefused = outcomes.findIndex((o) => !o.ok);
+      this.seq = seq0 + (firstRefused < 0 ? outcomes.length : firstRefused); // refused numbers are free again
+      for (const out of outcomes) {
+        if (out.ok) {
+          this.stats.accepted++;
+          continue;
+        }
         this.stats.refused++;
         this.stats.lastRefusal = `${out.code}: ${out.message}`;
-        if (out.code === "PG_ERR_MEMPOOL_STALE_SEQUENCE") this.resync();
+      }
+      const refused = outcomes[firstRefused];
+      if (refused !== undefined && !refused.ok) {
+        if (refused.code === "PG_ERR_MEMPOOL_STALE_SEQUENCE") this.resync();
+        return;
       }
     }
   }

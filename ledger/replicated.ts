@@ -42,12 +42,16 @@ export const SkipCode = {
   position: "PG_ERR_ENTRY_POSITION",
 } as const;
 
-/** The verdict on one committed entry; applying it is the caller's (state and store move together). */
-export function applyEntry(state: LedgerState, entry: LedgerEntry, verifier: SignatureVerifier): EntryOutcome {
+/**
+ * The verdict on one committed entry; applying it is the caller's (state and
+ * store move together). `decoded`, when given, is decodeBlock(entry.data)
+ * made earlier (a shell that decoded the entry when it arrived).
+ */
+export function applyEntry(state: LedgerState, entry: LedgerEntry, verifier: SignatureVerifier, decoded?: Block): EntryOutcome {
   if ((entry.kind ?? 0) !== 0 || entry.data.length === 0) return { kind: "none" };
   let block: Block;
   try {
-    block = decodeBlock(entry.data);
+    block = decoded ?? decodeBlock(entry.data);
   } catch (err) {
     if (!(err instanceof DecodeError)) throw err;
     return { kind: "skip", code: SkipCode.decode, reason: err.message };

@@ -6,10 +6,11 @@
 //
 //   0. ceiling      the machine's Ed25519 verify rate through node:crypto
 //                   (NodeVerifier), one worker thread per core for 2 s, summed.
-//                   Every box verifies every signature when it applies a
-//                   block, and the box that takes a reading verifies it once
-//                   more: R readings/s cost about (boxes + 1) x R verifies/s
-//                   on this one machine (plus R signatures), which bounds R.
+//                   Every box verifies every signature once (the box that
+//                   takes a reading checks it then, and its block's apply
+//                   reuses the verdict: daemon/signature-checks.ts): R
+//                   readings/s cost about boxes x R verifies/s on this one
+//                   machine (plus R signatures), which bounds R.
 //   a. throughput   each box signs N synthetic readings a second (its own
 //                   key, through node.submit, as the meter loop will); N
 //                   rises step by step, a fresh cluster each step, until the
@@ -634,7 +635,7 @@ interface IdleResult {
 
 const rateRow = (name: string, st: Step | null, ceiling: number, target: string, ok: boolean | null): Row => [
   name,
-  st === null ? "none" : `${fmtInt(st.offeredPerS)} /s = ${((100 * st.offeredPerS) / ceiling).toFixed(1)} % of the ceiling (x ${st.boxes + 1} verifies: ${((100 * st.offeredPerS * (st.boxes + 1)) / ceiling).toFixed(0)} %)`,
+  st === null ? "none" : `${fmtInt(st.offeredPerS)} /s = ${((100 * st.offeredPerS) / ceiling).toFixed(1)} % of the ceiling (x ${st.boxes} verifies: ${((100 * st.offeredPerS * st.boxes) / ceiling).toFixed(0)} %)`,
   target,
   ok === null ? "" : verdict(ok),
 ];

@@ -39,7 +39,7 @@ describe("membership follows the ledger", () => {
     await c.waitFor("compaction on every box", () => [...c.nodes.values()].every((n) => n.counters.compactions >= 2), 30_000);
     // Member 3 becomes a box: the admin's transaction; the leader then adds it to Raft.
     const newbie = 3;
-    assert.equal(leader.submit(admin({ type: "member", action: "setRoles", subject: newbie, roles: Role.box }).bytes).ok, true);
+    assert.equal((await leader.submit(admin({ type: "member", action: "setRoles", subject: newbie, roles: Role.box }).bytes)).ok, true);
     await c.waitFor("voter 3 in the configuration", () => [...c.nodes.values()].every((n) => n.status().peers.some((p) => p.id === newbie)) || null, 20_000);
     assert.deepEqual(desiredConfiguration(leader.ledger.state).voters, [0, 1, 2, 3]);
     // Its box starts from the genesis only: the others' logs no longer hold the early blocks.
@@ -54,7 +54,7 @@ describe("membership follows the ledger", () => {
     // Removing box 2 from the ledger takes it out of Raft; the cluster goes on without it.
     const current = (await c.waitFor("a leader", () => c.leader())) as BoxNode;
     const removeTarget = current.id === 2 ? 1 : 2;
-    assert.equal(current.submit(admin({ type: "member", action: "remove", subject: removeTarget }).bytes).ok, true);
+    assert.equal((await current.submit(admin({ type: "member", action: "remove", subject: removeTarget }).bytes)).ok, true);
     await c.waitFor(`box ${removeTarget} out of the configuration`, () => {
       const l = c.leader();
       return l !== null && !l.status().peers.some((p) => p.id === removeTarget) && l.id !== removeTarget ? l : null;

@@ -61,7 +61,7 @@ describe("a three-box cluster", () => {
     const follower = [...c.nodes.values()].find((n) => n !== leader) as BoxNode;
     const userId = 3;
     const tx = reading(c, follower.id, 1, Date.now(), 100);
-    const out = follower.submit(tx.bytes);
+    const out = await follower.submit(tx.bytes);
     assert.equal(out.ok, true, JSON.stringify(out));
     assert.equal(out.ok && out.fate.status, "pending");
     const fate = await c.waitFor("commit", () => {
@@ -77,12 +77,14 @@ describe("a three-box cluster", () => {
       });
       assert.equal(f.status === "committed" && f.height, fate.status === "committed" && fate.height);
     }
+    // Every box checked the block's signatures ahead, in its worker: the apply found the verdicts remembered.
+    for (const n of c.nodes.values()) assert.ok(n.status().signatureChecks.remembered >= 1, `box ${n.id}: ${JSON.stringify(n.status().signatureChecks)}`);
     // Resubmitting is harmless: the fate, not a second copy.
-    const again = follower.submit(tx.bytes);
+    const again = await follower.submit(tx.bytes);
     assert.equal(again.ok && again.fate.status, "committed");
     // A user (no box role) may not sign readings: committed, with the rule's verdict.
     const bad = reading(c, userId, 1, Date.now(), 5);
-    assert.equal(follower.submit(bad.bytes).ok, true);
+    assert.equal((await follower.submit(bad.bytes)).ok, true);
     const badFate = await c.waitFor("verdict", () => {
       const f = follower.fate(bad.id);
       return f.status === "committed" ? f : null;
@@ -92,16 +94,23 @@ describe("a three-box cluster", () => {
 
   it("refuses garbage, a forged signature and a replay with stable codes, and keeps going", async () => {
     const n = c.nodes.get(1) as BoxNode;
-    const junk = n.submit(new Uint8Array([1, 2, 3]));
+    const submittedBefore = n.status().counters.txsSubmitted;
+    const junk = await n.submit(new Uint8Array([1, 2, 3]));
     assert.equal(junk.ok, false);
     assert.match(!junk.ok ? junk.code : "", /^PG_ERR_DECODE_/);
     const tx = reading(c, 1, 2, Date.now(), 200);
     const forged = new Uint8Array(tx.bytes);
     forged[forged.length - 1] = (forged[forged.length - 1] as number) ^ 1;
-    const f = n.submit(forged);
+    const f = await n.submit(forged);
     assert.equal(!f.ok && f.code, "PG_ERR_TX_BAD_SIGNATURE");
+    // The same transaction twice at once (both wait for the signature check): one pool entry, both told "pending".
+    const twice = reading(c, 1, 2, Date.now(), 250);
+    const [t1, t2] = await Promise.all([n.submit(twice.bytes), n.submit(twice.bytes)]);
+    assert.equal(t1.ok && t1.fate.status, "pending");
+    assert.equal(t2.ok && t2.fate.status, "pending");
+    assert.equal(n.status().counters.txsSubmitted - submittedBefore, 1);
     const replay = reading(c, 1, 1, Date.now() + 1, 300); // seq 1 was used above by box 1 or another box
-    const r = n.submit(replay.bytes);
+    const r = await n.submit(replay.bytes);
     if (!r.ok) assert.match(r.code, /STALE|DUPLICATE/);
     const h = n.ledger.state.height;
     await c.waitFor("blocks go on", () => n.ledger.state.height > h + 1);

@@ -36,8 +36,8 @@ describe("the fate of an acknowledged transaction that was overtaken", () => {
       );
     const first = order(100);
     const second = order(200); // the same sequence number: only one of them can ever commit
-    assert.equal(leader.submit(first.bytes).ok, true);
-    const out = follower.submit(second.bytes);
+    assert.equal((await leader.submit(first.bytes)).ok, true);
+    const out = await follower.submit(second.bytes);
     assert.equal(out.ok && out.fate.status, "pending", "the follower acknowledges it: it cannot know yet");
     await c.waitFor("the first committed at the follower", () => follower.fate(first.id).status === "committed");
     const fate = follower.fate(second.id);
