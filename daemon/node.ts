@@ -29,8 +29,8 @@
 // Transactions: any box accepts one (submit), checks what it can without a
 // block (decoding, author, signature, sequence), pools it, and forwards it
 // to the leader. A box re-forwards what is still pooled after
-// resubmitAfterMs and whenever the leader changes; the leader's pool drops
-// duplicates. fate(id) answers pending / committed at height H with result R
+// resubmitAfterMs (then after 3x, 7x ... as long: mempool.ts dueForResend)
+// and whenever the leader changes; the leader's pool drops duplicates. fate(id) answers pending / committed at height H with result R
 // / rejected with a reason.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -831,7 +831,7 @@ export class BoxNode {
       if (this.submittedAt.delete(key)) this.remember({ status: "rejected", id: key, code: "PG_ERR_TX_EXPIRED", message: "no block took it in time" });
     }
     if (this.raft.role !== Role.leader && this.raft.lead !== null) {
-      const stale = this.mempool.addedBefore(nowMs - this.timing.resubmitAfterMs);
+      const stale = this.mempool.dueForResend(nowMs, this.timing.resubmitAfterMs);
       if (stale.length > 0) {
         this.forwardQueue.push(...stale);
         this.flushForwards();

@@ -53,6 +53,7 @@ interface Pooled {
   readonly tx: SignedTx;
   readonly key: string; // hex id
   readonly addedMs: number;
+  resends: number; // times dueForResend() returned it
 }
 
 export class Mempool {
@@ -92,7 +93,7 @@ export class Mempool {
     if (this.byId.size >= this.limits.txsMax || this.bytesValue + tx.bytes.length > this.limits.bytesMax) {
       return refuse(MempoolRefusal.full, `the pool is full (${this.byId.size} transactions, ${this.bytesValue} bytes); retry after the next block`);
     }
-    const pooled: Pooled = { tx, key, addedMs: nowMs };
+    const pooled: Pooled = { tx, key, addedMs: nowMs, resends: 0 };
     let at = list.length;
     while (at > 0 && (list[at - 1] as Pooled).tx.tx.seq > tx.tx.seq) at--;
     list.splice(at, 0, pooled);
@@ -182,6 +183,26 @@ export class Mempool {
   addedBefore(cutoffMs: number): SignedTx[] {
     const out: SignedTx[] = [];
     for (const list of this.byAuthor.values()) for (const p of list) if (p.addedMs <= cutoffMs) out.push(p.tx);
+    return out;
+  }
+
+  /**
+   * Pooled transactions due to be forwarded to the leader again, each
+   * author's in sequence order: first when `firstMs` old, then each time
+   * after twice as long as the time before (at firstMs, 3 x, 7 x, 15 x ...).
+   * A leader that lost them (a restart, a full pool) gets them again; one
+   * that is only slow is not sent the same transactions every turn.
+   */
+  dueForResend(nowMs: number, firstMs: number): SignedTx[] {
+    assert(firstMs > 0, "a positive resend delay");
+    const out: SignedTx[] = [];
+    for (const list of this.byAuthor.values()) {
+      for (const p of list) {
+        if (nowMs - p.addedMs < firstMs * (2 ** (p.resends + 1) - 1)) continue;
+        p.resends++;
+        out.push(p.tx);
+      }
+    }
     return out;
   }
 

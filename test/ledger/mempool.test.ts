@@ -25,6 +25,25 @@ function reading(author: number, seq: number, importWh = seq): SignedTx {
 const seqs = (txs: readonly SignedTx[]) => txs.map((t) => `${t.tx.author}:${t.tx.seq}`);
 
 describe("mempool", () => {
+  test("dueForResend: first after firstMs, then with the wait doubling; in sequence order; committed ones never", () => {
+    const pool = new Mempool();
+    for (const seq of [2, 1]) pool.add(reading(0, seq), 0, 0);
+    pool.add(reading(1, 1), 0, 500);
+    const due = (now: number) => seqs(pool.dueForResend(now, 1_000));
+    assert.deepEqual(due(999), []);
+    assert.deepEqual(due(1_000), ["0:1", "0:2"]);
+    assert.deepEqual(due(1_400), [], "not again at the next turn");
+    assert.deepEqual(due(1_500), ["1:1"]);
+    assert.deepEqual(due(2_999), []);
+    assert.deepEqual(due(3_000), ["0:1", "0:2"], "then 3 x firstMs after it was added");
+    assert.deepEqual(due(3_500), ["1:1"]);
+    pool.removeCommitted([reading(0, 1)], () => 1);
+    assert.deepEqual(due(7_000), ["0:2"], "then 7 x; a committed one is gone");
+    assert.deepEqual(due(7_500), ["1:1"]);
+    assert.deepEqual(due(14_999), []);
+    assert.deepEqual(due(15_000), ["0:2"]);
+  });
+
   test("admits, counts bytes, refuses duplicates by id and by (author, seq), and stale sequences", () => {
     const pool = new Mempool();
     const a = reading(0, 1);
