@@ -50,6 +50,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import { percentile } from "../daemon/latency.js";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
 import { decodeHeader } from "../ledger/block.js";
@@ -144,9 +145,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Nearest-rank percentile (q in (0, 1]) of numbers in any order. */
 function pct(xs: readonly number[], q: number): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] as number;
+  return xs.length === 0 ? null : percentile([...xs].sort((a, b) => a - b), q);
 }
 
 async function getJson<T>(url: string, timeoutMs = 2_000): Promise<T | null> {
