@@ -30,8 +30,10 @@
 // block (decoding, author, signature, sequence), pools it, and forwards it
 // to the leader. A box re-forwards what is still pooled after
 // resubmitAfterMs (then after 3x, 7x ... as long: mempool.ts dueForResend)
-// and whenever the leader changes; the leader's pool drops duplicates. fate(id) answers pending / committed at height H with result R
-// / rejected with a reason.
+// and whenever the leader changes; the leader's pool drops duplicates.
+// fate(id) answers pending / committed at height H with result R / rejected
+// with a reason. Signatures are checked in a worker thread, once per box
+// (signature-checks.ts): at submit, or when a block's entry arrives.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { assert, bytesEqual } from "../ledger/assert.js";
