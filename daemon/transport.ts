@@ -15,20 +15,33 @@
 // frameBytesMax; zero or more than the limit closes the link (refusedBadFrame).
 //
 // Handshake (both sides, on connect):
-//   -> HELLO  version | kind=1 | chainHash(32) | nonce(32, crypto.randomBytes) | my member index
+//   -> HELLO  version | kind=1 | chainHash(32) | nonce(32, crypto.randomBytes)
+//             | ephemeral X25519 public key(32, new for this link) | my member index
 //   <- HELLO  (the peer's)
-//   -> PROOF  version | kind=2 | sign(TAG | chainHash | my role | dialer nonce | acceptor nonce | my index)
+//   -> PROOF  version | kind=2 | sign(TAG | chainHash | my role | dialer nonce | acceptor nonce
+//             | dialer ephemeral | acceptor ephemeral | my index)
 //   <- PROOF  verified against members(peer index)
 // A side proves itself only after learning the peer is a member. The role
 // byte stops a reflection (a dialer claiming to be the acceptor and replaying
 // its own proof back); the fresh nonces stop replays of old proofs. The dialer
 // also requires the acceptor to be the member it meant to dial.
 //
+// After the handshake every frame is MACed, so a connection stays the
+// member's connection: someone on the LAN who injects, alters, replays,
+// reorders or drops bytes of an authenticated TCP stream is caught at the
+// next frame and the link closes (refusedBadMac). Keys: X25519 between the
+// two ephemeral keys (each signed inside its side's PROOF), then HKDF-SHA256
+// (salt: the chain hash; info: the transcript) into one key per direction.
+// Each frame's payload ends with HMAC-SHA256(key, u64 frame number | rest),
+// cut to MAC_BYTES; frames are numbered from 0 per direction and the number
+// is not sent. Nothing is encrypted: the ledger is not secret among members;
+// integrity is what a forged Raft message would break.
+//
 // Memory bound per peer: the send queue holds at most sendQueueBytesMax bytes
 // of frames (oldest dropped first: Raft retransmits what matters); the socket
 // holds at most its highWaterMark plus one frame, because we stop writing
 // when write() says the socket is full and resume on 'drain'.
-import { randomBytes } from "node:crypto";
+import { type KeyObject, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { assert, bytesEqual, isSafeUint } from "../ledger/assert.js";
 import { Reader, Writer } from "../ledger/codec.js";
@@ -44,10 +57,15 @@ import { type PeerMessage, decodePeerMessage, encodePeerMessage, isPeerMessage, 
 /** What travels on a link: Raft's messages and the boxes' own (peer-wire.ts). */
 export type LinkMessage = Message | PeerMessage;
 
-export const HANDSHAKE_VERSION = 1;
+export const HANDSHAKE_VERSION = 2;
 export const HANDSHAKE_NONCE_BYTES = 32;
-export const HANDSHAKE_FRAME_BYTES_MAX = 128; // a HELLO is 2 + 32 + 32 + 4 bytes, a PROOF 2 + 64
-const HANDSHAKE_TAG = new TextEncoder().encode("peergrid/raft-transport/handshake/v1\0");
+export const EPHEMERAL_KEY_BYTES = 32;
+export const HANDSHAKE_FRAME_BYTES_MAX = 128; // a HELLO is 2 + 32 + 32 + 32 + 4 bytes, a PROOF 2 + 64
+/** The MAC at the end of every frame after the handshake. */
+export const MAC_BYTES = 16;
+const HANDSHAKE_TAG = new TextEncoder().encode("peergrid/raft-transport/handshake/v2\0");
+const LINK_KEYS_TAG = new TextEncoder().encode("peergrid/raft-transport/link-keys/v2\0");
+const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
 const FRAME_HEADER_BYTES = 4;
 const CHAIN_HASH_BYTES = 32;
 const SIGNATURE_BYTES = 64;
@@ -64,15 +82,17 @@ export type LinkRole = (typeof LinkRole)[keyof typeof LinkRole];
 export interface Hello {
   readonly chainHash: Uint8Array;
   readonly nonce: Uint8Array;
+  readonly ephemeral: Uint8Array; // X25519 public key, new for each link
   readonly index: NodeId;
 }
 
 export function encodeHello(h: Hello): Uint8Array {
-  return new Writer(80)
+  return new Writer(112)
     .u8(HANDSHAKE_VERSION)
     .u8(HandshakeKind.hello)
     .fixed(h.chainHash, CHAIN_HASH_BYTES)
     .fixed(h.nonce, HANDSHAKE_NONCE_BYTES)
+    .fixed(h.ephemeral, EPHEMERAL_KEY_BYTES)
     .uvar(h.index)
     .finish();
 }
@@ -80,7 +100,12 @@ export function encodeHello(h: Hello): Uint8Array {
 export function decodeHello(bytes: Uint8Array): Hello {
   const r = new Reader(bytes);
   readHandshakeHeader(r, HandshakeKind.hello);
-  const h = { chainHash: r.copy(CHAIN_HASH_BYTES, "chain hash"), nonce: r.copy(HANDSHAKE_NONCE_BYTES, "nonce"), index: r.uvar("member index", WIRE_NODE_ID_MAX) };
+  const h = {
+    chainHash: r.copy(CHAIN_HASH_BYTES, "chain hash"),
+    nonce: r.copy(HANDSHAKE_NONCE_BYTES, "nonce"),
+    ephemeral: r.copy(EPHEMERAL_KEY_BYTES, "ephemeral key"),
+    index: r.uvar("member index", WIRE_NODE_ID_MAX),
+  };
   r.done("hello");
   return h;
 }
@@ -104,23 +129,99 @@ function readHandshakeHeader(r: Reader, kind: number): void {
   if (k !== kind) r.fail(DecodeReason.unknownType, `handshake message kind ${k}, expected ${kind}`);
 }
 
-/** What a side signs to prove it holds member `index`'s key on this connection. */
-export function proofMessage(chainHash: Uint8Array, role: LinkRole, dialerNonce: Uint8Array, acceptorNonce: Uint8Array, index: NodeId): Uint8Array {
-  return new Writer(HANDSHAKE_TAG.length + 32 + 1 + 64 + 8)
-    .raw(HANDSHAKE_TAG)
-    .fixed(chainHash, CHAIN_HASH_BYTES)
-    .u8(role)
-    .fixed(dialerNonce, HANDSHAKE_NONCE_BYTES)
-    .fixed(acceptorNonce, HANDSHAKE_NONCE_BYTES)
-    .uvar(index)
-    .finish();
+/** What both HELLOs of one connection said, by role. */
+export interface Transcript {
+  readonly chainHash: Uint8Array;
+  readonly dialerNonce: Uint8Array;
+  readonly acceptorNonce: Uint8Array;
+  readonly dialerEphemeral: Uint8Array;
+  readonly acceptorEphemeral: Uint8Array;
+}
+
+function writeTranscript(w: Writer, t: Transcript): Writer {
+  return w
+    .fixed(t.dialerNonce, HANDSHAKE_NONCE_BYTES)
+    .fixed(t.acceptorNonce, HANDSHAKE_NONCE_BYTES)
+    .fixed(t.dialerEphemeral, EPHEMERAL_KEY_BYTES)
+    .fixed(t.acceptorEphemeral, EPHEMERAL_KEY_BYTES);
+}
+
+/** What a side signs to prove it holds member `index`'s key on this connection (and that the ephemeral key is its own). */
+export function proofMessage(t: Transcript, role: LinkRole, index: NodeId): Uint8Array {
+  const w = new Writer(HANDSHAKE_TAG.length + 32 + 1 + 128 + 8).raw(HANDSHAKE_TAG).fixed(t.chainHash, CHAIN_HASH_BYTES).u8(role);
+  return writeTranscript(w, t).uvar(index).finish();
+}
+
+/** A new X25519 key pair for one link; the public half goes in the HELLO. */
+export function newEphemeralKey(): { readonly privateKey: KeyObject; readonly publicKey: Uint8Array } {
+  const { privateKey, publicKey } = generateKeyPairSync("x25519");
+  const spki = publicKey.export({ format: "der", type: "spki" });
+  return { privateKey, publicKey: new Uint8Array(spki.subarray(X25519_SPKI_PREFIX.length)) };
+}
+
+export interface LinkKeys {
+  readonly send: Uint8Array;
+  readonly receive: Uint8Array;
+}
+
+/**
+ * The two MAC keys of an authenticated connection, as seen by `role`.
+ * Throws DecodeError when the peer's ephemeral key is unusable (a point of
+ * small order gives no shared secret).
+ */
+export function linkKeys(mine: KeyObject, t: Transcript, role: LinkRole): LinkKeys {
+  const peerEphemeral = role === LinkRole.dialer ? t.acceptorEphemeral : t.dialerEphemeral;
+  let shared: Buffer;
+  try {
+    const peer = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, peerEphemeral]), format: "der", type: "spki" });
+    shared = diffieHellman({ privateKey: mine, publicKey: peer });
+  } catch {
+    throw new DecodeError(DecodeReason.invalid, "the peer's ephemeral key gives no shared secret", 0);
+  }
+  if (shared.every((b) => b === 0)) throw new DecodeError(DecodeReason.invalid, "the peer's ephemeral key gives no shared secret", 0);
+  const info = writeTranscript(new Writer(LINK_KEYS_TAG.length + 128).raw(LINK_KEYS_TAG), t).finish();
+  const okm = new Uint8Array(hkdfSync("sha256", shared, t.chainHash, info, 64));
+  const dialerToAcceptor = okm.subarray(0, 32);
+  const acceptorToDialer = okm.subarray(32, 64);
+  return role === LinkRole.dialer ? { send: dialerToAcceptor, receive: acceptorToDialer } : { send: acceptorToDialer, receive: dialerToAcceptor };
+}
+
+/** The MAC of frame number `n` of one direction, over its payload (without the MAC). */
+export function frameMac(key: Uint8Array, n: number, body: Uint8Array): Buffer {
+  const counter = Buffer.allocUnsafe(8);
+  counter.writeBigUInt64BE(BigInt(n));
+  return createHmac("sha256", key).update(counter).update(body).digest().subarray(0, MAC_BYTES);
+}
+
+/** Fill in the MAC of a frame built by frameToSeal. */
+export function sealFrame(f: Buffer, key: Uint8Array, n: number): Buffer {
+  f.set(frameMac(key, n, f.subarray(FRAME_HEADER_BYTES, f.length - MAC_BYTES)), f.length - MAC_BYTES);
+  return f;
+}
+
+/** The body of a received payload if its MAC is that of frame `n`, else null. */
+export function openFrame(payload: Uint8Array, key: Uint8Array, n: number): Uint8Array | null {
+  if (payload.length <= MAC_BYTES) return null;
+  const body = payload.subarray(0, payload.length - MAC_BYTES);
+  const mac = payload.subarray(payload.length - MAC_BYTES);
+  return timingSafeEqual(frameMac(key, n, body), mac) ? body : null;
 }
 
 /** A payload with its 4-byte big-endian length in front, in one buffer. */
 export function frame(payload: Uint8Array): Buffer {
-  assert(payload.length > 0 && payload.length <= 0xffffffff, "frame payload length in (0, 2^32)");
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  out.writeUInt32BE(payload.length, 0);
+  return framed(payload, 0);
+}
+
+/** A frame with MAC_BYTES of room at its end (counted in its length) for sealFrame. */
+export function frameToSeal(payload: Uint8Array): Buffer {
+  return framed(payload, MAC_BYTES);
+}
+
+function framed(payload: Uint8Array, room: number): Buffer {
+  const length = payload.length + room;
+  assert(payload.length > 0 && length <= 0xffffffff, "frame payload length in (0, 2^32)");
+  const out = Buffer.alloc(FRAME_HEADER_BYTES + length);
+  out.writeUInt32BE(length, 0);
   out.set(payload, FRAME_HEADER_BYTES);
   return out;
 }
@@ -308,6 +409,7 @@ export interface TransportCounters {
   authenticated: number;
   refusedUnauthenticated: number; // non-member, bad proof, wrong chain, wrong peer, handshake timeout
   refusedBadFrame: number; // zero or oversized length, or a payload that does not decode
+  refusedBadMac: number; // an authenticated link's frame whose MAC is wrong: injected, altered, replayed, reordered or a frame missing
   refusedWrongSender: number; // a message whose `from` is not the authenticated peer
   refusedWrongRecipient: number; // a message whose `to` is not this box
   refusedInboundLimit: number;
@@ -335,7 +437,12 @@ class Link {
   peer: NodeId | null = null;
   peerKey: Uint8Array | null = null;
   peerNonce: Uint8Array | null = null;
+  peerEphemeral: Uint8Array | null = null;
   readonly nonce: Uint8Array = new Uint8Array(randomBytes(HANDSHAKE_NONCE_BYTES));
+  readonly ephemeral = newEphemeralKey();
+  keys: LinkKeys | null = null; // once open
+  sent = 0; // frames sent since open (the next one's number)
+  received = 0;
   readonly decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
   timer: NodeJS.Timeout | null = null;
 
@@ -371,6 +478,7 @@ export class Transport {
     authenticated: 0,
     refusedUnauthenticated: 0,
     refusedBadFrame: 0,
+    refusedBadMac: 0,
     refusedWrongSender: 0,
     refusedWrongRecipient: 0,
     refusedInboundLimit: 0,
@@ -449,18 +557,19 @@ export class Transport {
     }
     let payloads: Uint8Array[];
     try {
-      payloads = isPeerMessage(m) ? [encodePeerMessage(m)] : splitAppend(m, Math.min(this.limits.frameBytesMax, WIRE_MESSAGE_BYTES_MAX)).map(encodeMessage);
+      payloads = isPeerMessage(m) ? [encodePeerMessage(m)] : splitAppend(m, Math.min(this.limits.frameBytesMax - MAC_BYTES, WIRE_MESSAGE_BYTES_MAX)).map(encodeMessage);
     } catch (err) {
       if (!(err instanceof WireError) && !(err instanceof RangeError)) throw err;
       this.counters.droppedOversized++;
       return;
     }
     for (const p of payloads) {
-      if (p.length > this.limits.frameBytesMax) {
+      if (p.length + MAC_BYTES > this.limits.frameBytesMax) {
         this.counters.droppedOversized++;
         continue;
       }
-      this.counters.droppedQueueFull += out.queue.push(frame(p));
+      this.counters.droppedQueueFull += out.queue.push(frameToSeal(p)); // sealed when written: the number is the link's
+
     }
     if (out.open) this.flush(out);
     else if (out.link === null && out.timer === null) this.dial(out);
@@ -486,10 +595,11 @@ export class Transport {
     assert(link !== null && link.state === "open", "flush only an open link");
     // Stop as soon as the socket is past its highWaterMark; 'drain' resumes. This is
     // what keeps the socket's own buffer bounded while our queue absorbs the rest.
+    const keys = link.keys as LinkKeys;
     while (!link.socket.writableNeedDrain) {
       const f = out.queue.shift();
       if (f === undefined) break;
-      link.socket.write(f);
+      link.socket.write(sealFrame(f, keys.send, link.sent++));
       this.counters.messagesSent++;
     }
   }
@@ -572,7 +682,7 @@ export class Transport {
 
   private sendHello(link: Link): void {
     if (link.state === "closed") return;
-    link.socket.write(frame(encodeHello({ chainHash: this.cfg.chainHash, nonce: link.nonce, index: this.cfg.id })));
+    link.socket.write(frame(encodeHello({ chainHash: this.cfg.chainHash, nonce: link.nonce, ephemeral: link.ephemeral.publicKey, index: this.cfg.id })));
   }
 
   private refuse(link: Link, counter: keyof TransportCounters): void {
@@ -616,9 +726,15 @@ export class Transport {
       case "proof":
         this.onProof(link, decodeProof(payload));
         return;
-      case "open":
-        this.onMessage(link, isPeerPayload(payload) ? decodePeerMessage(payload) : decodeMessage(payload));
+      case "open": {
+        const body = openFrame(payload, (link.keys as LinkKeys).receive, link.received++);
+        if (body === null) {
+          this.refuse(link, "refusedBadMac");
+          return;
+        }
+        this.onMessage(link, isPeerPayload(body) ? decodePeerMessage(body) : decodeMessage(body));
         return;
+      }
       case "closed":
         return;
     }
@@ -634,21 +750,29 @@ export class Transport {
     link.peer = hello.index;
     link.peerKey = key;
     link.peerNonce = hello.nonce;
+    link.peerEphemeral = hello.ephemeral;
     link.state = "proof";
-    const [dialerNonce, acceptorNonce] = link.role === LinkRole.dialer ? [link.nonce, hello.nonce] : [hello.nonce, link.nonce];
-    const signature = this.cfg.signer.sign(proofMessage(this.cfg.chainHash, link.role, dialerNonce, acceptorNonce, this.cfg.id));
+    const signature = this.cfg.signer.sign(proofMessage(this.transcript(link), link.role, this.cfg.id));
     link.socket.write(frame(encodeProof(signature)));
   }
 
+  private transcript(link: Link): Transcript {
+    assert(link.peerNonce !== null && link.peerEphemeral !== null, "the peer's hello arrived");
+    const mine = { nonce: link.nonce, ephemeral: link.ephemeral.publicKey };
+    const theirs = { nonce: link.peerNonce, ephemeral: link.peerEphemeral };
+    const [d, a] = link.role === LinkRole.dialer ? [mine, theirs] : [theirs, mine];
+    return { chainHash: this.cfg.chainHash, dialerNonce: d.nonce, acceptorNonce: a.nonce, dialerEphemeral: d.ephemeral, acceptorEphemeral: a.ephemeral };
+  }
+
   private onProof(link: Link, signature: Uint8Array): void {
-    assert(link.peer !== null && link.peerKey !== null && link.peerNonce !== null, "a proof follows a hello");
+    assert(link.peer !== null && link.peerKey !== null, "a proof follows a hello");
     const peerRole = link.role === LinkRole.dialer ? LinkRole.acceptor : LinkRole.dialer;
-    const [dialerNonce, acceptorNonce] = link.role === LinkRole.dialer ? [link.nonce, link.peerNonce] : [link.peerNonce, link.nonce];
-    const message = proofMessage(this.cfg.chainHash, peerRole, dialerNonce, acceptorNonce, link.peer);
-    if (!this.verifier.verify(link.peerKey, message, signature)) {
+    const t = this.transcript(link);
+    if (!this.verifier.verify(link.peerKey, proofMessage(t, peerRole, link.peer), signature)) {
       this.refuse(link, "refusedUnauthenticated");
       return;
     }
+    link.keys = linkKeys(link.ephemeral.privateKey, t, link.role); // DecodeError (an unusable key): a bad frame
     link.state = "open";
     link.decoder.frameBytesMax = this.limits.frameBytesMax;
     if (link.timer !== null) clearTimeout(link.timer);

@@ -12,14 +12,16 @@ import {
   backoffDelayMs,
   encodeHello,
   frame,
+  frameToSeal,
   memberKeysOf,
+  newEphemeralKey,
 } from "../../daemon/transport.js";
 import { DecodeError } from "../../ledger/errors.js";
 import { NodeSigner } from "../../ledger/keys.js";
 import type { Entry, Message } from "../../ledger/raft/raft.js";
 import { encodeMessage } from "../../ledger/raft/wire.js";
 import { Harness, keyFor } from "../ledger/fixtures.js";
-import { CHAIN, Cluster, HOST, closed, connect, freePort, handshake, heartbeat, waitFor } from "../helpers/transport-peers.js";
+import { CHAIN, Cluster, HOST, type HandRolledLink, closed, connect, freePort, handshake, heartbeat, waitFor } from "../helpers/transport-peers.js";
 
 let cluster: Cluster;
 afterEach(async () => {
@@ -131,7 +133,7 @@ describe("transport: sockets", () => {
     for (const [chain, index] of [[new Uint8Array(32).fill(8), 2], [CHAIN, 1]] as const) {
       const s = await connect(a.port);
       s.on("error", () => {});
-      s.write(frame(encodeHello({ chainHash: chain, nonce: new Uint8Array(32), index })));
+      s.write(frame(encodeHello({ chainHash: chain, nonce: new Uint8Array(32), ephemeral: newEphemeralKey().publicKey, index })));
       await closed(s);
     }
     assert.equal(a.counters.refusedUnauthenticated, 2);
@@ -143,7 +145,7 @@ describe("transport: sockets", () => {
     const a = await cluster.start(1, { limits: { handshakeTimeoutMs: 300, inboundConnectionsMax: 2 } });
     const silent = [await connect(a.port), await connect(a.port), await connect(a.port)];
     for (const s of silent) s.on("error", () => {});
-    await Promise.all(silent.map(closed));
+    await Promise.all(silent.map((s) => closed(s)));
     assert.equal(a.counters.refusedInboundLimit, 1, "the third is refused at once");
     assert.equal(a.counters.refusedUnauthenticated, 2, "the first two time out");
   });
@@ -180,20 +182,67 @@ describe("transport: sockets", () => {
       await closed(s);
     }
     assert.equal(a.counters.refusedBadFrame, 2);
-    // After authentication (a hand-rolled member 5): a payload that is not a message, then one
-    // claiming to come from someone else, then a length above the authenticated limit.
-    const bad: Buffer[] = [frame(Uint8Array.from([1, 99, 0])), frame(encodeMessage(heartbeat(2, 1))), Buffer.from([0x02, 0, 0, 0])];
+    // After authentication (a hand-rolled member 5, its frames MACed): a payload that is not a
+    // message, then one claiming to come from someone else, then a length above the limit.
+    const bad: ((l: HandRolledLink) => Buffer)[] = [(l) => l.seal(Uint8Array.from([1, 99, 0])), (l) => l.seal(encodeMessage(heartbeat(2, 1))), () => Buffer.from([0x02, 0, 0, 0])];
     for (const bytes of bad) {
       const s = await connect(a.port);
-      await handshake(s, LinkRole.dialer, 5, cluster.key(5));
-      s.write(bytes);
+      const link = await handshake(s, LinkRole.dialer, 5, cluster.key(5));
+      s.write(bytes(link));
       await closed(s);
     }
     assert.equal(a.counters.refusedBadFrame, 4);
     assert.equal(a.counters.refusedWrongSender, 1);
+    assert.equal(a.counters.refusedBadMac, 0);
     const b = await cluster.start(2);
     b.send(heartbeat(2, 1));
     await waitFor(() => cluster.received(1).length === 1, "a good peer's message");
+  });
+
+  test("after the handshake, a frame injected, altered, replayed, reordered or missing closes the link; nothing of it is delivered", async () => {
+    cluster = new Cluster();
+    cluster.enrol(1, 5);
+    const a = await cluster.start(1);
+    // A member's good frame, then what someone on the wire could do to the stream.
+    const attacks: [string, (l: HandRolledLink) => Buffer[]][] = [
+      ["an unMACed frame", () => [frame(encodeMessage(heartbeat(5, 1, 10)))]],
+      ["a MAC under another key", () => [frameToSeal(encodeMessage(heartbeat(5, 1, 11)))]],
+      ["one byte altered", (l) => {
+        const f = l.seal(encodeMessage(heartbeat(5, 1, 12)));
+        f[6] = (f[6] as number) ^ 1;
+        return [f];
+      }],
+      ["a frame replayed", (l) => {
+        const f = l.seal(encodeMessage(heartbeat(5, 1, 13)));
+        return [f, Buffer.from(f)];
+      }],
+      ["two frames swapped", (l) => {
+        const first = l.seal(encodeMessage(heartbeat(5, 1, 14)));
+        const second = l.seal(encodeMessage(heartbeat(5, 1, 15)));
+        return [second, first];
+      }],
+      ["a frame missing", (l) => {
+        l.next++; // frame 0 never arrives
+        return [l.seal(encodeMessage(heartbeat(5, 1, 16)))];
+      }],
+    ];
+    for (const [what, frames] of attacks) {
+      const s = await connect(a.port);
+      const link = await handshake(s, LinkRole.dialer, 5, cluster.key(5));
+      s.write(Buffer.concat(frames(link)));
+      await closed(s);
+      assert.equal(a.counters.refusedBadMac, attacks.indexOf(attacks.find(([w]) => w === what) as (typeof attacks)[number]) + 1, `${what}: refused`);
+    }
+    // Of all that, only the replayed frame's original arrived (once); a swap delivers nothing,
+    // since the first frame on the wire is out of turn.
+    assert.deepEqual(cluster.received(1).map((r) => (r.m as { commit: number }).commit), [13]);
+    // An honest member's link works.
+    const s = await connect(a.port);
+    const link = await handshake(s, LinkRole.dialer, 5, cluster.key(5));
+    s.write(Buffer.concat([link.seal(encodeMessage(heartbeat(5, 1, 20))), link.seal(encodeMessage(heartbeat(5, 1, 21)))]));
+    await waitFor(() => cluster.received(1).length === 3, "the honest frames");
+    assert.deepEqual(cluster.received(1).map((r) => (r.m as { commit: number }).commit), [13, 20, 21]);
+    s.destroy();
   });
 
   test("a peer that is down is redialled with backoff and gets the queued message once it is up", async () => {

@@ -12,12 +12,18 @@ import {
   type PeerAddress,
   Transport,
   type TransportLimits,
+  type LinkKeys,
+  type Transcript,
   decodeHello,
   decodeProof,
   encodeHello,
   encodeProof,
   frame,
+  linkKeys,
+  newEphemeralKey,
   proofMessage,
+  frameToSeal,
+  sealFrame,
 } from "../../daemon/transport.js";
 import { Rng } from "../../sim/rng.js";
 
@@ -87,13 +93,33 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 4_0
   }
 }
 
-/** Resolves when the socket is closed (by either side). Reads and discards what arrives: an unread stream never sees its end. */
-export function closed(socket: net.Socket): Promise<void> {
+/**
+ * Resolves when the socket is closed (by either side); fails after timeoutMs
+ * (a box that should have closed it did not). Reads and discards what
+ * arrives: an unread stream never sees its end.
+ */
+export function closed(socket: net.Socket, timeoutMs = 5_000): Promise<void> {
   socket.resume();
-  return new Promise((resolve) => {
-    if (socket.destroyed) resolve();
-    else socket.once("close", () => resolve());
+  return new Promise((resolve, reject) => {
+    if (socket.destroyed) return resolve();
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the connection was not closed within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
+}
+
+/** A hand-rolled authenticated link: frames it seals carry the MAC the box expects next. */
+export interface HandRolledLink {
+  /** `payload` framed and MACed as this link's next frame. */
+  seal(payload: Uint8Array): Buffer;
+  /** The frame number the next seal() uses (tests may skip or repeat one). */
+  next: number;
+  readonly keys: LinkKeys;
 }
 
 /**
@@ -101,30 +127,40 @@ export function closed(socket: net.Socket): Promise<void> {
  * Resolves once both proofs are exchanged; the peer's proof is not checked
  * (this side is the test's instrument, not a box).
  */
-export function handshake(socket: net.Socket, role: LinkRole, id: NodeId, signer: NodeSigner): Promise<void> {
+export function handshake(socket: net.Socket, role: LinkRole, id: NodeId, signer: NodeSigner): Promise<HandRolledLink> {
   const nonce = new Uint8Array(32).fill(id + 1);
+  const ephemeral = newEphemeralKey();
   const decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
   let step = 0;
+  let transcript: Transcript | null = null;
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
       for (const f of decoder.push(chunk)) {
         if (step === 0) {
           const hello = decodeHello(f);
-          const [d, a] = role === LinkRole.dialer ? [nonce, hello.nonce] : [hello.nonce, nonce];
-          socket.write(frame(encodeProof(signer.sign(proofMessage(CHAIN, role, d, a, id)))));
+          const mine = { nonce, ephemeral: ephemeral.publicKey };
+          const [d, a] = role === LinkRole.dialer ? [mine, hello] : [hello, mine];
+          transcript = { chainHash: CHAIN, dialerNonce: d.nonce, acceptorNonce: a.nonce, dialerEphemeral: d.ephemeral, acceptorEphemeral: a.ephemeral };
+          socket.write(frame(encodeProof(signer.sign(proofMessage(transcript, role, id)))));
           step = 1;
         } else if (step === 1) {
           decodeProof(f);
           step = 2;
           socket.off("data", onData);
-          resolve();
+          const keys = linkKeys(ephemeral.privateKey, transcript as Transcript, role);
+          const link: HandRolledLink = {
+            keys,
+            next: 0,
+            seal: (payload) => sealFrame(frameToSeal(payload), keys.send, link.next++),
+          };
+          resolve(link);
         }
       }
     };
     socket.on("data", onData);
     socket.once("close", () => reject(new Error("closed during handshake")));
     socket.on("error", () => {});
-    socket.write(frame(encodeHello({ chainHash: CHAIN, nonce, index: id })));
+    socket.write(frame(encodeHello({ chainHash: CHAIN, nonce, ephemeral: ephemeral.publicKey, index: id })));
   });
 }
 
