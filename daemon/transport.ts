@@ -19,7 +19,7 @@
 //             | ephemeral X25519 public key(32, new for this link) | my member index
 //   <- HELLO  (the peer's)
 //   -> PROOF  version | kind=2 | sign(TAG | chainHash | my role | dialer nonce | acceptor nonce
-//             | dialer ephemeral | acceptor ephemeral | my index)
+//             | dialer ephemeral | acceptor ephemeral | dialer index | acceptor index)
 //   <- PROOF  verified against members(peer index)
 // A side proves itself only after learning the peer is a member. The role
 // byte stops a reflection (a dialer claiming to be the acceptor and replaying
@@ -31,7 +31,9 @@
 // reorders or drops bytes of an authenticated TCP stream is caught at the
 // next frame and the link closes (refusedBadMac). Keys: X25519 between the
 // two ephemeral keys (each signed inside its side's PROOF), then HKDF-SHA256
-// (salt: the chain hash; info: the transcript) into one key per direction.
+// (salt: the chain hash; info: the transcript, both members named, so the
+// keys belong to this pair and no third member can splice two handshakes
+// into one) into one key per direction.
 // Each frame's payload ends with HMAC-SHA256(key, u64 frame number | rest),
 // cut to MAC_BYTES; frames are numbered from 0 per direction and the number
 // is not sent. Nothing is encrypted: the ledger is not secret among members;
@@ -136,6 +138,8 @@ export interface Transcript {
   readonly acceptorNonce: Uint8Array;
   readonly dialerEphemeral: Uint8Array;
   readonly acceptorEphemeral: Uint8Array;
+  readonly dialerIndex: NodeId;
+  readonly acceptorIndex: NodeId;
 }
 
 function writeTranscript(w: Writer, t: Transcript): Writer {
@@ -143,13 +147,19 @@ function writeTranscript(w: Writer, t: Transcript): Writer {
     .fixed(t.dialerNonce, HANDSHAKE_NONCE_BYTES)
     .fixed(t.acceptorNonce, HANDSHAKE_NONCE_BYTES)
     .fixed(t.dialerEphemeral, EPHEMERAL_KEY_BYTES)
-    .fixed(t.acceptorEphemeral, EPHEMERAL_KEY_BYTES);
+    .fixed(t.acceptorEphemeral, EPHEMERAL_KEY_BYTES)
+    .uvar(t.dialerIndex)
+    .uvar(t.acceptorIndex);
 }
 
-/** What a side signs to prove it holds member `index`'s key on this connection (and that the ephemeral key is its own). */
-export function proofMessage(t: Transcript, role: LinkRole, index: NodeId): Uint8Array {
-  const w = new Writer(HANDSHAKE_TAG.length + 32 + 1 + 128 + 8).raw(HANDSHAKE_TAG).fixed(t.chainHash, CHAIN_HASH_BYTES).u8(role);
-  return writeTranscript(w, t).uvar(index).finish();
+/**
+ * What the side in `role` signs to prove it holds its member key on this
+ * connection, that the ephemeral key of its HELLO is its own, and whom it
+ * is talking to.
+ */
+export function proofMessage(t: Transcript, role: LinkRole): Uint8Array {
+  const w = new Writer(HANDSHAKE_TAG.length + 32 + 1 + 128 + 16).raw(HANDSHAKE_TAG).fixed(t.chainHash, CHAIN_HASH_BYTES).u8(role);
+  return writeTranscript(w, t).finish();
 }
 
 /** A new X25519 key pair for one link; the public half goes in the HELLO. */
@@ -179,7 +189,7 @@ export function linkKeys(mine: KeyObject, t: Transcript, role: LinkRole): LinkKe
     throw new DecodeError(DecodeReason.invalid, "the peer's ephemeral key gives no shared secret", 0);
   }
   if (shared.every((b) => b === 0)) throw new DecodeError(DecodeReason.invalid, "the peer's ephemeral key gives no shared secret", 0);
-  const info = writeTranscript(new Writer(LINK_KEYS_TAG.length + 128).raw(LINK_KEYS_TAG), t).finish();
+  const info = writeTranscript(new Writer(LINK_KEYS_TAG.length + 128 + 16).raw(LINK_KEYS_TAG), t).finish();
   const okm = new Uint8Array(hkdfSync("sha256", shared, t.chainHash, info, 64));
   const dialerToAcceptor = okm.subarray(0, 32);
   const acceptorToDialer = okm.subarray(32, 64);
@@ -227,11 +237,15 @@ function framed(payload: Uint8Array, room: number): Buffer {
 }
 
 /**
- * Cuts a byte stream into frames. Holds at most one partial frame (bounded by
- * frameBytesMax + a header + one read chunk) and copies each frame once: a
- * 16 MiB frame arriving in 64 KiB chunks is joined when complete, not re-copied
- * per chunk. A zero or oversized length throws DecodeError before anything of
- * the frame is buffered beyond what already arrived.
+ * Cuts a byte stream into frames: push() what arrives, then take frames one
+ * at a time with next(), so a limit changed between two frames (raised once
+ * the handshake is done) applies to the very next header even when both
+ * arrived in one read. Holds what arrived and is not yet taken (a partial
+ * frame is bounded by frameBytesMax + a header + one read chunk) and copies
+ * each frame once: a 16 MiB frame arriving in 64 KiB chunks is joined when
+ * complete, not re-copied per chunk. A zero or oversized length throws
+ * DecodeError from next() before anything of the frame is buffered beyond
+ * what already arrived.
  */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
@@ -242,24 +256,25 @@ export class FrameDecoder {
     assert(isSafeUint(frameBytesMax) && frameBytesMax > 0, "frameBytesMax is positive");
   }
 
-  push(chunk: Buffer): Buffer[] {
+  push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: Buffer[] = [];
-    for (;;) {
-      if (this.need < 0) {
-        if (this.buffered < FRAME_HEADER_BYTES) break;
-        const length = this.take(FRAME_HEADER_BYTES).readUInt32BE(0);
-        if (length === 0 || length > this.frameBytesMax) {
-          throw new DecodeError(length === 0 ? DecodeReason.invalid : DecodeReason.oversized, `frame length ${length} outside [1, ${this.frameBytesMax}]`, 0);
-        }
-        this.need = length;
+  }
+
+  /** The next whole frame, or null until more arrives. */
+  next(): Buffer | null {
+    if (this.need < 0) {
+      if (this.buffered < FRAME_HEADER_BYTES) return null;
+      const length = this.take(FRAME_HEADER_BYTES).readUInt32BE(0);
+      if (length === 0 || length > this.frameBytesMax) {
+        throw new DecodeError(length === 0 ? DecodeReason.invalid : DecodeReason.oversized, `frame length ${length} outside [1, ${this.frameBytesMax}]`, 0);
       }
-      if (this.buffered < this.need) break;
-      frames.push(this.take(this.need));
-      this.need = -1;
+      this.need = length;
     }
-    return frames;
+    if (this.buffered < this.need) return null;
+    const f = this.take(this.need);
+    this.need = -1;
+    return f;
   }
 
   /** Bytes held for a frame not yet complete. */
@@ -697,17 +712,12 @@ export class Transport {
   }
 
   private onData(link: Link, chunk: Buffer): void {
-    let frames: Buffer[];
-    try {
-      frames = link.decoder.push(chunk);
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
-      this.refuse(link, "refusedBadFrame");
-      return;
-    }
-    for (const f of frames) {
-      if (link.state === "closed") return; // the rest of a refused peer's bytes are ignored
+    link.decoder.push(chunk);
+    // One frame at a time: the frame that completes the handshake raises the limit for the next.
+    while (link.state !== "closed") {
       try {
+        const f = link.decoder.next();
+        if (f === null) return;
         this.onFrame(link, f);
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
@@ -752,23 +762,23 @@ export class Transport {
     link.peerNonce = hello.nonce;
     link.peerEphemeral = hello.ephemeral;
     link.state = "proof";
-    const signature = this.cfg.signer.sign(proofMessage(this.transcript(link), link.role, this.cfg.id));
+    const signature = this.cfg.signer.sign(proofMessage(this.transcript(link), link.role));
     link.socket.write(frame(encodeProof(signature)));
   }
 
   private transcript(link: Link): Transcript {
-    assert(link.peerNonce !== null && link.peerEphemeral !== null, "the peer's hello arrived");
-    const mine = { nonce: link.nonce, ephemeral: link.ephemeral.publicKey };
-    const theirs = { nonce: link.peerNonce, ephemeral: link.peerEphemeral };
+    assert(link.peer !== null && link.peerNonce !== null && link.peerEphemeral !== null, "the peer's hello arrived");
+    const mine = { nonce: link.nonce, ephemeral: link.ephemeral.publicKey, index: this.cfg.id };
+    const theirs = { nonce: link.peerNonce, ephemeral: link.peerEphemeral, index: link.peer };
     const [d, a] = link.role === LinkRole.dialer ? [mine, theirs] : [theirs, mine];
-    return { chainHash: this.cfg.chainHash, dialerNonce: d.nonce, acceptorNonce: a.nonce, dialerEphemeral: d.ephemeral, acceptorEphemeral: a.ephemeral };
+    return { chainHash: this.cfg.chainHash, dialerNonce: d.nonce, acceptorNonce: a.nonce, dialerEphemeral: d.ephemeral, acceptorEphemeral: a.ephemeral, dialerIndex: d.index, acceptorIndex: a.index };
   }
 
   private onProof(link: Link, signature: Uint8Array): void {
     assert(link.peer !== null && link.peerKey !== null, "a proof follows a hello");
     const peerRole = link.role === LinkRole.dialer ? LinkRole.acceptor : LinkRole.dialer;
     const t = this.transcript(link);
-    if (!this.verifier.verify(link.peerKey, proofMessage(t, peerRole, link.peer), signature)) {
+    if (!this.verifier.verify(link.peerKey, proofMessage(t, peerRole), signature)) {
       this.refuse(link, "refusedUnauthenticated");
       return;
     }

@@ -37,12 +37,25 @@ describe("transport: pure parts", () => {
     for (const cut of [1, 2, 3, 5, 7, 100, stream.length]) {
       const d = new FrameDecoder(1000);
       const got: Buffer[] = [];
-      for (let i = 0; i < stream.length; i += cut) got.push(...d.push(stream.subarray(i, i + cut)));
+      for (let i = 0; i < stream.length; i += cut) {
+        d.push(stream.subarray(i, i + cut));
+        for (let f = d.next(); f !== null; f = d.next()) got.push(f);
+      }
       assert.deepEqual(got.map((b) => [...b]), payloads.map((p) => [...p]));
       assert.equal(d.bufferedBytes, 0);
     }
-    assert.throws(() => new FrameDecoder(1000).push(Buffer.from([0, 0, 0, 0])), DecodeError);
-    assert.throws(() => new FrameDecoder(1000).push(Buffer.from([0, 0, 3, 233])), DecodeError); // 1001
+    const decoderWith = (bytes: number[], max = 1000) => {
+      const d = new FrameDecoder(max);
+      d.push(Buffer.from(bytes));
+      return d;
+    };
+    assert.throws(() => decoderWith([0, 0, 0, 0]).next(), DecodeError);
+    assert.throws(() => decoderWith([0, 0, 3, 233]).next(), DecodeError); // 1001
+    // A limit raised between two frames applies to the next header, though both arrived together.
+    const d = decoderWith([0, 0, 0, 1, 9, 0, 0, 0, 200, ...new Array<number>(200).fill(1)], 100);
+    assert.deepEqual([...(d.next() as Buffer)], [9]);
+    d.frameBytesMax = 1000;
+    assert.equal(d.next()?.length, 200);
   });
 
   test("SendQueue drops the oldest at its byte budget and never exceeds it", () => {
@@ -236,12 +249,15 @@ describe("transport: sockets", () => {
     // Of all that, only the replayed frame's original arrived (once); a swap delivers nothing,
     // since the first frame on the wire is out of turn.
     assert.deepEqual(cluster.received(1).map((r) => (r.m as { commit: number }).commit), [13]);
-    // An honest member's link works.
+    // An honest member's link works, even when its first frames (one larger than a handshake
+    // frame) arrive in the same read as its PROOF.
+    const big: Message = { type: "append", from: 5, to: 1, term: 1, prevIndex: 0, prevTerm: 0, commit: 0, entries: [{ term: 1, index: 1, kind: 0, data: new Uint8Array(300).fill(3) }] };
     const s = await connect(a.port);
-    const link = await handshake(s, LinkRole.dialer, 5, cluster.key(5));
-    s.write(Buffer.concat([link.seal(encodeMessage(heartbeat(5, 1, 20))), link.seal(encodeMessage(heartbeat(5, 1, 21)))]));
-    await waitFor(() => cluster.received(1).length === 3, "the honest frames");
-    assert.deepEqual(cluster.received(1).map((r) => (r.m as { commit: number }).commit), [13, 20, 21]);
+    const link = await handshake(s, LinkRole.dialer, 5, cluster.key(5), (l) => [l.seal(encodeMessage(big)), l.seal(encodeMessage(heartbeat(5, 1, 20)))]);
+    s.write(link.seal(encodeMessage(heartbeat(5, 1, 21))));
+    await waitFor(() => cluster.received(1).length === 4, "the honest frames");
+    assert.deepEqual(cluster.received(1).map((r) => (r.m as { commit?: number }).commit), [13, 0, 20, 21]);
+    assert.equal(a.counters.refusedBadFrame, 0);
     s.destroy();
   });
 

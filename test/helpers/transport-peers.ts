@@ -127,33 +127,31 @@ export interface HandRolledLink {
  * Resolves once both proofs are exchanged; the peer's proof is not checked
  * (this side is the test's instrument, not a box).
  */
-export function handshake(socket: net.Socket, role: LinkRole, id: NodeId, signer: NodeSigner): Promise<HandRolledLink> {
+export function handshake(socket: net.Socket, role: LinkRole, id: NodeId, signer: NodeSigner, withProof: (l: HandRolledLink) => Uint8Array[] = () => []): Promise<HandRolledLink> {
   const nonce = new Uint8Array(32).fill(id + 1);
   const ephemeral = newEphemeralKey();
   const decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
   let step = 0;
-  let transcript: Transcript | null = null;
+  let link: HandRolledLink | null = null;
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
-      for (const f of decoder.push(chunk)) {
+      decoder.push(chunk);
+      for (let f = decoder.next(); f !== null; f = decoder.next()) {
         if (step === 0) {
           const hello = decodeHello(f);
-          const mine = { nonce, ephemeral: ephemeral.publicKey };
+          const mine = { nonce, ephemeral: ephemeral.publicKey, index: id };
           const [d, a] = role === LinkRole.dialer ? [mine, hello] : [hello, mine];
-          transcript = { chainHash: CHAIN, dialerNonce: d.nonce, acceptorNonce: a.nonce, dialerEphemeral: d.ephemeral, acceptorEphemeral: a.ephemeral };
-          socket.write(frame(encodeProof(signer.sign(proofMessage(transcript, role, id)))));
+          const t: Transcript = { chainHash: CHAIN, dialerNonce: d.nonce, acceptorNonce: a.nonce, dialerEphemeral: d.ephemeral, acceptorEphemeral: a.ephemeral, dialerIndex: d.index, acceptorIndex: a.index };
+          const keys = linkKeys(ephemeral.privateKey, t, role);
+          link = { keys, next: 0, seal: (payload) => sealFrame(frameToSeal(payload), keys.send, (link as HandRolledLink).next++) };
+          // The PROOF, and in the same write whatever the test wants to follow it at once.
+          socket.write(Buffer.concat([frame(encodeProof(signer.sign(proofMessage(t, role)))), ...withProof(link)]));
           step = 1;
         } else if (step === 1) {
           decodeProof(f);
           step = 2;
           socket.off("data", onData);
-          const keys = linkKeys(ephemeral.privateKey, transcript as Transcript, role);
-          const link: HandRolledLink = {
-            keys,
-            next: 0,
-            seal: (payload) => sealFrame(frameToSeal(payload), keys.send, link.next++),
-          };
-          resolve(link);
+          resolve(link as HandRolledLink);
         }
       }
     };
