@@ -53,7 +53,7 @@ import { Role as MemberRole, type SignedTx, TX_BYTES_MAX_ANY, decodeTx, signatur
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { LedgerCheckpointer } from "./ledger-checkpointer.js";
 import { type SignatureCheckStats, SignatureChecks } from "./signature-checks.js";
-import { BLOCKS_PER_MESSAGE_MAX, FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
+import { BLOCKS_MESSAGE_BYTES_MAX, BLOCKS_PER_MESSAGE_MAX, FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
 import { type LinkMessage, type PeerAddress, Transport, type TransportLimits, memberKeysOf } from "./transport.js";
 
 export const RAFT_LOG_FILE = "raft.sqlite";
@@ -406,7 +406,8 @@ export class BoxNode {
         if (!(err instanceof DecodeError)) throw err;
         continue;
       }
-      this.ahead.set(e.index, { data: e.data, block, checked: this.checkTxsAhead(block.txs) });
+      const checked = this.checks.hasRoomFor(block.txs.length) ? this.checkTxsAhead(block.txs) : Promise.resolve();
+      this.ahead.set(e.index, { data: e.data, block, checked });
     }
   }
 
@@ -467,7 +468,7 @@ export class BoxNode {
         if (!(err instanceof DecodeError)) throw err;
         this.log("warn", "a fetched block does not decode; asking another box", { from, height: fromHeight + blocks.length, error: err.message });
       }
-      await Promise.all(blocks.map((b) => this.checkTxsAhead(b.txs)));
+      await Promise.all(blocks.map((b) => (this.checks.hasRoomFor(b.txs.length) ? this.checkTxsAhead(b.txs) : null)));
       if (this.stopped) return;
       for (const block of blocks) {
         if (this.ledger.state.height >= point.height) break;
@@ -564,7 +565,7 @@ export class BoxNode {
     if (lead !== this.lastLeader) {
       this.log("info", "leader changed", { leader: lead, term: this.raft.term, role: this.raft.role });
       this.lastLeader = lead;
-      if (lead !== null && lead !== this.id) this.forwardQueue = this.mempool.addedBefore(Number.MAX_SAFE_INTEGER); // re-forward all to the new leader
+      if (lead !== null && lead !== this.id) this.forwardQueue = this.mempool.allForNewLeader(this.now()); // re-forward all to the new leader
     }
     this.flushForwards();
     // A new leader (or one whose last cut was busy) cuts a block at once when the head is an interval old.
@@ -809,12 +810,17 @@ export class BoxNode {
     }
   }
 
+  /** Answer with the blocks asked for, as many as fit one message (at least one: the asker goes on from there). */
   private onBlocksRequest(m: Extract<PeerMessage, { type: "blocksRequest" }>): void {
     const blocks: Uint8Array[] = [];
+    let bytes = 0;
     for (let h = m.fromHeight; h < m.fromHeight + m.countMax; h++) {
       const b = this.ledger.store.getBlock(h);
       if (b === null) break;
-      blocks.push(encodeBlock(b.block));
+      const encoded = encodeBlock(b.block);
+      if (blocks.length > 0 && bytes + encoded.length > BLOCKS_MESSAGE_BYTES_MAX) break;
+      blocks.push(encoded);
+      bytes += encoded.length;
     }
     this.transport.send({ type: "blocks", from: this.id, to: m.from, fromHeight: m.fromHeight, blocks });
   }

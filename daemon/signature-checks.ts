@@ -15,8 +15,9 @@
 //                      instead of checking again on the main thread.
 //
 // Soundness: a remembered verdict is keyed by SHA-256 over the exact triple
-// (public key, signature, message), and a verdict is a pure function of that
-// triple; the ledger's rules are unchanged (state.ts still asks its
+// (a 32-byte public key, a 64-byte signature, the message: anything else is
+// refused before the lookup, so the concatenation splits one way only), and
+// a verdict is a pure function of that triple; the ledger's rules are unchanged (state.ts still asks its
 // SignatureVerifier about every signature). Only good verdicts are kept (a
 // bad one is re-checked on the spot, and fails again). The memory is bounded
 // (oldest forgotten first), and a forgotten verdict only costs a check.
@@ -138,6 +139,7 @@ export class SignatureChecks implements SignatureVerifier {
 
   /** The ledger's check: a remembered good verdict (consumed), else a check now. */
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+    if (!wellFormed(publicKey, signature)) return false; // before the lookup: the key hashes the three concatenated
     const key = tripleKey(publicKey, message, signature);
     if (this.good.delete(key)) {
       this.stats.remembered++;
@@ -149,7 +151,7 @@ export class SignatureChecks implements SignatureVerifier {
 
   /** Whether a good verdict for this triple is remembered (not consumed). */
   known(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-    return this.good.has(tripleKey(publicKey, message, signature));
+    return wellFormed(publicKey, signature) && this.good.has(tripleKey(publicKey, message, signature));
   }
 
   /**
@@ -157,17 +159,14 @@ export class SignatureChecks implements SignatureVerifier {
    * The arguments are copied before this returns (a caller may reuse them).
    */
   checkAhead(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    if (!wellFormed(publicKey, signature)) return Promise.resolve(false); // no check can pass
     const key = tripleKey(publicKey, message, signature);
     if (this.good.has(key)) return Promise.resolve(true);
     const item = new Uint8Array(ITEM_HEAD + message.length);
-    if (publicKey.length === KEY_BYTES && signature.length === SIGNATURE_BYTES) {
-      item.set(publicKey, 0);
-      item.set(signature, KEY_BYTES);
-      new DataView(item.buffer).setUint32(KEY_BYTES + SIGNATURE_BYTES, message.length);
-      item.set(message, ITEM_HEAD);
-    } else {
-      return Promise.resolve(false); // malformed: no check can pass
-    }
+    item.set(publicKey, 0);
+    item.set(signature, KEY_BYTES);
+    new DataView(item.buffer).setUint32(KEY_BYTES + SIGNATURE_BYTES, message.length);
+    item.set(message, ITEM_HEAD);
     return new Promise((resolve) => {
       const waiter = { key, resolve };
       if (this.worker === null) {
@@ -227,6 +226,23 @@ export class SignatureChecks implements SignatureVerifier {
     return this.good.size;
   }
 
+  /** Checks asked for and not yet answered. */
+  get pendingCount(): number {
+    let n = this.queuedWaiters.length;
+    for (const b of this.inFlight.values()) n += b.waiters.length;
+    return n;
+  }
+
+  /**
+   * Whether `n` more checks ahead would all still be remembered when their
+   * apply comes (more, and the oldest verdicts would be forgotten first:
+   * checked twice). A box far behind, receiving many full blocks at once,
+   * checks the excess at the apply instead.
+   */
+  hasRoomFor(n: number): boolean {
+    return this.good.size + this.pendingCount + n <= this.rememberMax / 2;
+  }
+
   /** Stop the worker; checks still waiting are made here. */
   async close(): Promise<void> {
     const w = this.worker;
@@ -237,6 +253,11 @@ export class SignatureChecks implements SignatureVerifier {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/** Ed25519 sizes. Only then does key | signature | message split one way, so the hash names the triple. */
+function wellFormed(publicKey: Uint8Array, signature: Uint8Array): boolean {
+  return publicKey.length === KEY_BYTES && signature.length === SIGNATURE_BYTES;
 }
 
 function tripleKey(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): string {

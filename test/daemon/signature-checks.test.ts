@@ -66,6 +66,18 @@ describe("SignatureChecks", () => {
     assert.equal(c.known(signer.publicKey, message, signature), true, "still remembered for its own triple");
   });
 
+  it("a remembered verdict does not answer the same bytes split differently between key, signature and message", async () => {
+    const c = make();
+    const { message, signature } = signed(5);
+    assert.equal(await c.checkAhead(signer.publicKey, message, signature), true);
+    // key[0..31] | key[31] + sig[0..63] | sig[63] + message: the same 32 + 64 + n bytes, hashed alike if lengths were not checked.
+    const k = signer.publicKey.subarray(0, 31);
+    const s = new Uint8Array([...signer.publicKey.subarray(31), ...signature.subarray(0, 63)]);
+    const m = new Uint8Array([...signature.subarray(63), ...message]);
+    assert.equal(c.verify(k, m, s), false);
+    assert.equal(c.stats.remembered, 0);
+  });
+
   it("copies its arguments before it returns (a caller reuses its buffers)", async () => {
     const c = make();
     const { message, signature } = signed(3);
@@ -107,6 +119,21 @@ describe("SignatureChecks", () => {
     const later = signed(1000);
     assert.equal(await c.checkAhead(signer.publicKey, later.message, later.signature), true, "later checks are made on the spot");
     assert.ok(c.stats.onTheSpot >= 1);
+  });
+
+  it("has room for checks ahead only while their verdicts would still be remembered at the apply", async () => {
+    const c = make(20);
+    assert.equal(c.hasRoomFor(10), true);
+    assert.equal(c.hasRoomFor(11), false, "half of rememberMax");
+    const items = Array.from({ length: 6 }, (_, i) => signed(i));
+    const pending = items.map((it) => c.checkAhead(signer.publicKey, it.message, it.signature));
+    assert.equal(c.pendingCount, 6);
+    assert.equal(c.hasRoomFor(4), true);
+    assert.equal(c.hasRoomFor(5), false, "pending checks count");
+    await Promise.all(pending);
+    assert.equal(c.pendingCount, 0);
+    assert.equal(c.hasRoomFor(5), false, "remembered verdicts count");
+    assert.equal(c.hasRoomFor(4), true);
   });
 
   it("without a worker, checks on the spot and remembers the same way", async () => {
