@@ -22,13 +22,19 @@ import { Reader, Writer, varintSize } from "../ledger/codec.js";
 import { DecodeReason } from "../ledger/errors.js";
 import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
 import type { NodeId } from "../ledger/raft/raft.js";
-import { WIRE_MESSAGE_BYTES_MAX, WIRE_NODE_ID_MAX } from "../ledger/raft/wire.js";
+import { WIRE_ENTRY_DATA_BYTES_MAX, WIRE_MESSAGE_BYTES_MAX, WIRE_NODE_ID_MAX } from "../ledger/raft/wire.js";
 
 export const PEER_WIRE_MARKER = 0x81;
 /** Most transactions in one forward message. */
 export const FORWARD_TXS_MAX = 8_192;
 /** Most blocks in one blocks message (and the most a request may ask for). */
 export const BLOCKS_PER_MESSAGE_MAX = 64;
+/**
+ * Most bytes of blocks in one blocks message: a largest block (genesis caps
+ * blockBytesMax at 16 MiB) always fits, with room left for the message's own
+ * fields, the frame and its MAC within WIRE_MESSAGE_BYTES_MAX.
+ */
+export const BLOCKS_MESSAGE_BYTES_MAX = WIRE_ENTRY_DATA_BYTES_MAX;
 const HEIGHT_MAX = 2 ** 48 - 1;
 
 export const PeerType = { forward: 1, blocksRequest: 2, blocks: 3 } as const;

@@ -11,6 +11,7 @@
 import type { NodeSigner } from "../ledger/keys.js";
 import { memberKey, meterKey } from "../ledger/records.js";
 import { METER_ID_MAX, Quality, signTx } from "../ledger/tx.js";
+import { MempoolRefusal } from "../ledger/mempool.js";
 import type { BoxNode, SubmitOutcome } from "./node.js";
 
 const METERS = METER_ID_MAX + 1;
@@ -114,10 +115,11 @@ export class SyntheticLoad {
    * checked in one batch, in the node's worker) and answered before the next
    * is signed, so the box's own timers (the leader's block cut, due on the
    * same second) wait for one chunk at most, never for the whole second's
-   * load. The node answers a chunk in order and refuses only from the first
-   * refusal on (a full pool stays full until the next block): the sequence
-   * resumes after the last reading it accepted, and the rest of the second
-   * is dropped.
+   * load. After a refusal the rest of the second is dropped and the
+   * sequence resumes at the first number refused. A pool refusing by bytes
+   * may still have taken a smaller reading after it; its number is then
+   * refused as a duplicate when reused, which counts as taken, so the
+   * sequence fills the gap and goes on.
    */
   async burst(second: number = this.now() - (this.now() % 1_000)): Promise<void> {
     const chainHash = this.node.ledger.state.chain.hash;
@@ -158,7 +160,7 @@ export class SyntheticLoad {
         submitted.push(this.node.submit(tx.bytes));
       }
       const outcomes = await Promise.all(submitted);
-      const firstRefused = outcomes.findIndex((o) => !o.ok);
+      const firstRefused = outcomes.findIndex((o) => !o.ok && o.code !== MempoolRefusal.duplicate);
       this.seq = seq0 + (firstRefused < 0 ? outcomes.length : firstRefused); // refused numbers are free again
       for (const out of outcomes) {
         if (out.ok) {
@@ -170,7 +172,7 @@ export class SyntheticLoad {
       }
       const refused = outcomes[firstRefused];
       if (refused !== undefined && !refused.ok) {
-        if (refused.code === "PG_ERR_MEMPOOL_STALE_SEQUENCE") this.resync();
+        if (refused.code === MempoolRefusal.stale) this.resync();
         return;
       }
     }

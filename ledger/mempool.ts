@@ -53,7 +53,8 @@ interface Pooled {
   readonly tx: SignedTx;
   readonly key: string; // hex id
   readonly addedMs: number;
-  resends: number; // times dueForResend() returned it
+  resends: number; // times dueForResend() returned it since resendFromMs
+  resendFromMs: number; // when it was added, or last sent to a new leader
 }
 
 export class Mempool {
@@ -93,7 +94,7 @@ export class Mempool {
     if (this.byId.size >= this.limits.txsMax || this.bytesValue + tx.bytes.length > this.limits.bytesMax) {
       return refuse(MempoolRefusal.full, `the pool is full (${this.byId.size} transactions, ${this.bytesValue} bytes); retry after the next block`);
     }
-    const pooled: Pooled = { tx, key, addedMs: nowMs, resends: 0 };
+    const pooled: Pooled = { tx, key, addedMs: nowMs, resends: 0, resendFromMs: nowMs };
     let at = list.length;
     while (at > 0 && (list[at - 1] as Pooled).tx.tx.seq > tx.tx.seq) at--;
     list.splice(at, 0, pooled);
@@ -179,17 +180,27 @@ export class Mempool {
     return dropped;
   }
 
-  /** Pooled transactions added at or before `cutoffMs`, each author's in sequence order (for re-forwarding). */
-  addedBefore(cutoffMs: number): SignedTx[] {
+  /**
+   * Every pooled transaction, each author's in sequence order, to be sent to
+   * a new leader now; their resend schedules start again from `nowMs`.
+   */
+  allForNewLeader(nowMs: number): SignedTx[] {
     const out: SignedTx[] = [];
-    for (const list of this.byAuthor.values()) for (const p of list) if (p.addedMs <= cutoffMs) out.push(p.tx);
+    for (const list of this.byAuthor.values()) {
+      for (const p of list) {
+        p.resends = 0;
+        p.resendFromMs = nowMs;
+        out.push(p.tx);
+      }
+    }
     return out;
   }
 
   /**
    * Pooled transactions due to be forwarded to the leader again, each
    * author's in sequence order: first when `firstMs` old, then each time
-   * after twice as long as the time before (at firstMs, 3 x, 7 x, 15 x ...).
+   * after twice as long as the time before (at firstMs, 3 x, 7 x, 15 x ...
+   * after it was added, or after allForNewLeader sent it).
    * A leader that lost them (a restart, a full pool) gets them again; one
    * that is only slow is not sent the same transactions every turn.
    */
@@ -198,7 +209,7 @@ export class Mempool {
     const out: SignedTx[] = [];
     for (const list of this.byAuthor.values()) {
       for (const p of list) {
-        if (nowMs - p.addedMs < firstMs * (2 ** (p.resends + 1) - 1)) continue;
+        if (nowMs - p.resendFromMs < firstMs * (2 ** (p.resends + 1) - 1)) continue;
         p.resends++;
         out.push(p.tx);
       }

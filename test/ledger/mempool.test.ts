@@ -42,6 +42,10 @@ describe("mempool", () => {
     assert.deepEqual(due(7_500), ["1:1"]);
     assert.deepEqual(due(14_999), []);
     assert.deepEqual(due(15_000), ["0:2"]);
+    // A new leader gets everything at once, and the schedules start again from then.
+    assert.deepEqual(seqs(pool.allForNewLeader(20_000)), ["0:2", "1:1"]);
+    assert.deepEqual(due(20_999), []);
+    assert.deepEqual(due(21_000), ["0:2", "1:1"]);
   });
 
   test("admits, counts bytes, refuses duplicates by id and by (author, seq), and stale sequences", () => {
