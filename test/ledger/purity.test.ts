@@ -7,7 +7,7 @@ import { builtinModules } from "node:module";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-/** Every pure core, relative to the repository root. Add market/*.ts cores here as they are written. */
+/** Every pure core, relative to the repository root. Add market/*.ts and device/*.ts cores here as they are written. */
 const PURE_CORES = [
   "ledger/codec.ts",
   "ledger/errors.ts",
@@ -26,6 +26,7 @@ const PURE_CORES = [
   "ledger/raft/wire.ts",
   "ledger/raft/conf-change.ts",
   "ledger/replicated.ts",
+  "device/register-map.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
