@@ -27,6 +27,7 @@ const PURE_CORES = [
   "ledger/raft/conf-change.ts",
   "ledger/replicated.ts",
   "device/register-map.ts",
+  "device/modbus-frame.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
