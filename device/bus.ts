@@ -15,7 +15,7 @@
 //     connection) before anything else is sent, then retries up to
 //     retriesMax times. An exception reply is an answer, not retried.
 import { PeergridError } from "../ledger/errors.js";
-import type { Reply, Request } from "./modbus-frame.js";
+import { type Reply, type Request, encodePdu } from "./modbus-frame.js";
 
 export class ModbusError extends PeergridError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -98,6 +98,11 @@ export class Bus {
   /** Queue a request; resolves with its reply (an exception reply included), rejects with a ModbusError. */
   request(req: Request, timeoutMs = this.options.timeoutMs): Promise<Reply> {
     if (this.closed) return Promise.reject(new ModbusError(ModbusErrorCode.closed, `the bus ${this.link.label} is closed`));
+    try {
+      encodePdu(req); // a request Modbus does not allow is the caller's mistake: refused now, never sent or retried
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.queue.length >= this.options.queueMax) {
       this.stats.refusedQueueFull++;
       return Promise.reject(new ModbusError(ModbusErrorCode.queueFull, `the bus ${this.link.label} has ${this.queue.length} requests waiting (queueMax ${this.options.queueMax}): poll less often or split the bus`));

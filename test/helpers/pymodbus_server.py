@@ -1,14 +1,18 @@
-# A Modbus TCP server from Debian's python3-pymodbus (an independent
+# A Modbus server from Debian's python3-pymodbus (an independent
 # implementation, not ours), for tests: serves the register images given as
 # JSON on standard input, then prints "ready <port>" and runs until killed.
 #   { "port": 0 or N, "units": { "1": { "input": [[start, [w, ...]], ...], "holding": [...] } } }
+# With "serial": { "path": "/dev/pts/N", "baud": 9600 } it is an RTU server
+# on that serial line instead (a pseudo-terminal made with socat), and
+# prints "ready 0".
 # Registers not given read as 0 up to the highest one given; beyond it the
 # server answers exception 2 (illegal data address). A unit not listed gets
 # no answer at all (a meter that is not there).
 import asyncio, json, socket, sys
 
 from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext, ModbusSlaveContext
-from pymodbus.server import StartAsyncTcpServer
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
+from pymodbus.transaction import ModbusRtuFramer
 
 
 def block(ranges):
@@ -21,19 +25,27 @@ def block(ranges):
 
 async def main():
     spec = json.load(sys.stdin)
+    slaves = {
+        int(unit): ModbusSlaveContext(ir=block(u.get("input", [])), hr=block(u.get("holding", [])), co=ModbusSequentialDataBlock(0, [False] * 64), di=ModbusSequentialDataBlock(0, [False] * 64), zero_mode=True)
+        for unit, u in spec["units"].items()
+    }
+    context = ModbusServerContext(slaves=slaves, single=False)
+    if "serial" in spec:
+        serial = spec["serial"]
+        server = await StartAsyncSerialServer(context=context, framer=ModbusRtuFramer, port=serial["path"], baudrate=serial.get("baud", 9600), defer_start=True)
+        await server.start()
+        print("ready 0", flush=True)
+        await server.serve_forever()
+        return
     port = spec.get("port", 0)
     if port == 0:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-    slaves = {
-        int(unit): ModbusSlaveContext(ir=block(u.get("input", [])), hr=block(u.get("holding", [])), co=ModbusSequentialDataBlock(0, [False] * 64), di=ModbusSequentialDataBlock(0, [False] * 64), zero_mode=True)
-        for unit, u in spec["units"].items()
-    }
     # allow_reuse_address: a test that stops a server and starts another on its port (a meter
     # that comes back) must not wait for the old connections' TIME_WAIT.
-    server = await StartAsyncTcpServer(context=ModbusServerContext(slaves=slaves, single=False), address=("127.0.0.1", port), defer_start=True, allow_reuse_address=True)
+    server = await StartAsyncTcpServer(context=context, address=("127.0.0.1", port), defer_start=True, allow_reuse_address=True)
     serving = asyncio.ensure_future(server.serve_forever())
     await asyncio.wait([server.serving, serving], return_when=asyncio.FIRST_COMPLETED)  # listening, or failed to
     if serving.done():
