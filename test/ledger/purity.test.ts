@@ -28,6 +28,7 @@ const PURE_CORES = [
   "ledger/replicated.ts",
   "device/register-map.ts",
   "device/modbus-frame.ts",
+  "device/reading-check.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
