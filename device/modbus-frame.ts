@@ -287,3 +287,70 @@ function bytes(...b: number[]): Uint8Array {
 function checkInt(v: number, min: number, max: number, what: string): void {
   if (!Number.isInteger(v) || v < min || v > max) throw new ModbusRequestError(`${what} ${v} outside ${min}..${max}`);
 }
+
+// ---------------------------------------------------------------- the device side (simulated meters)
+
+/**
+ * A request PDU as a device receives it: the request, or the exception code
+ * to answer with (1: a function this device does not serve, 3: a count or
+ * value Modbus does not allow).
+ */
+export function parseRequestPdu(unit: number, pdu: Uint8Array): { readonly request: Request } | { readonly fn: number; readonly exception: number } {
+  const fn = pdu[0] ?? 0;
+  const u16 = (i: number) => (((pdu[i] as number) << 8) | (pdu[i + 1] as number)) >>> 0;
+  switch (fn) {
+    case 1:
+    case 3:
+    case 4: {
+      if (pdu.length !== 5) return { fn, exception: 3 };
+      const count = u16(3);
+      const max = fn === 1 ? READ_COILS_MAX : READ_REGISTERS_MAX;
+      if (count < 1 || count > max || u16(1) + count > 0x10000) return { fn, exception: 3 };
+      return { request: { fn, unit, address: u16(1), count } };
+    }
+    case 5: {
+      if (pdu.length !== 5 || (u16(3) !== 0xff00 && u16(3) !== 0)) return { fn, exception: 3 };
+      return { request: { fn, unit, address: u16(1), on: u16(3) === 0xff00 } };
+    }
+    case 6:
+      if (pdu.length !== 5) return { fn, exception: 3 };
+      return { request: { fn, unit, address: u16(1), value: u16(3) } };
+    case 16: {
+      const count = u16(3);
+      if (pdu.length < 6 || count < 1 || count > WRITE_REGISTERS_MAX || pdu[5] !== 2 * count || pdu.length !== 6 + 2 * count) return { fn, exception: 3 };
+      return { request: { fn, unit, address: u16(1), values: Array.from({ length: count }, (_, i) => u16(6 + 2 * i)) } };
+    }
+    default:
+      return { fn, exception: 1 };
+  }
+}
+
+/** The reply PDU a device sends for `r`: the registers or coils read, the echo of a write, or an exception. */
+export function encodeReplyPdu(r: Request, reply: Reply): Uint8Array {
+  switch (reply.kind) {
+    case "exception":
+      return bytes(r.fn | 0x80, reply.code);
+    case "registers": {
+      const out = new Uint8Array(2 + 2 * reply.values.length);
+      out[0] = r.fn;
+      out[1] = 2 * reply.values.length;
+      reply.values.forEach((v, i) => {
+        out[2 + 2 * i] = v >> 8;
+        out[3 + 2 * i] = v & 0xff;
+      });
+      return out;
+    }
+    case "coils": {
+      const n = Math.ceil(reply.values.length / 8);
+      const out = new Uint8Array(2 + n);
+      out[0] = r.fn;
+      out[1] = n;
+      reply.values.forEach((on, i) => {
+        if (on) out[2 + (i >> 3)] = (out[2 + (i >> 3)] as number) | (1 << (i & 7));
+      });
+      return out;
+    }
+    case "written":
+      return r.fn === 16 ? bytes(16, r.address >> 8, r.address & 0xff, r.values.length >> 8, r.values.length & 0xff) : encodePdu(r).subarray(0, 5);
+  }
+}

@@ -29,6 +29,7 @@ const PURE_CORES = [
   "device/register-map.ts",
   "device/modbus-frame.ts",
   "device/reading-check.ts",
+  "device/profiles.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
