@@ -15,7 +15,7 @@
 // flight with a link error; the next request reopens it, no sooner than the
 // backoff allows, and goes on once the adapter is back.
 import { SerialPort } from "serialport";
-import { type BusLink, ModbusError, ModbusErrorCode } from "./bus.js";
+import { StreamLink } from "./stream-link.js";
 import { RTU_FRAME_BYTES_MAX, type Reply, type Request, charsPerSecond, encodeRtu, interFrameMs, parseRtuReply, wireMs } from "./modbus-frame.js";
 import type { SerialSettings } from "./register-map.js";
 
@@ -36,21 +36,17 @@ export interface RtuLinkStats {
   strayAfterReply: number; // bytes that followed a complete reply
 }
 
-export class RtuLink implements BusLink {
+export class RtuLink extends StreamLink {
   readonly label: string;
   readonly options: RtuLinkOptions;
   readonly stats: RtuLinkStats = { opens: 0, openFailures: 0, discardedBytes: 0, strayAfterReply: 0 };
   private readonly charsPerS: number;
   private port: SerialPort | null = null;
-  private received: Buffer = Buffer.alloc(0);
-  private onData: (() => void) | null = null;
-  private onGone: ((err: Error) => void) | null = null;
-  private failures = 0;
-  private retryAtMs = 0;
 
   constructor(options: Pick<RtuLinkOptions, "path" | "baud"> & Partial<RtuLinkOptions>) {
-    this.options = { ...DEFAULT_RTU_LINK_OPTIONS, ...options };
-    const o = this.options;
+    const o = { ...DEFAULT_RTU_LINK_OPTIONS, ...options };
+    super({ minMs: o.reopenDelayMsMin, maxMs: o.reopenDelayMsMax });
+    this.options = o;
     this.charsPerS = charsPerSecond(o.baud, o.dataBits, o.parity, o.stopBits);
     this.label = `rtu ${o.path} ${o.baud} ${o.dataBits}${o.parity[0]?.toUpperCase() ?? "N"}${o.stopBits}`;
   }
@@ -66,40 +62,31 @@ export class RtuLink implements BusLink {
   }
 
   async exchange(req: Request, timeoutMs: number): Promise<Reply> {
-    const port = await this.opened();
+    const port = this.port !== null && this.port.isOpen ? this.port : await this.opening("open", () => this.open());
     const frame = encodeRtu(req); // throws for a request Modbus does not allow, before anything is sent
-    this.discard();
-    return new Promise<Reply>((resolve, reject) => {
-      const done = (err: Error | null, reply?: Reply) => {
-        clearTimeout(timer);
-        this.onData = null;
-        this.onGone = null;
-        if (err !== null) reject(err);
-        else resolve(reply as Reply);
-      };
-      const timer = setTimeout(() => done(new ModbusError(ModbusErrorCode.timeout, `${this.label}: no reply from unit ${req.unit} within ${timeoutMs} ms`)), timeoutMs + wireMs(frame.length, this.charsPerS));
-      this.onGone = (err) => done(new ModbusError(ModbusErrorCode.link, `${this.label}: the port went away (${err.message})`, { cause: err }));
-      this.onData = () => {
+    this.discarded(this.received.length); // nothing received before a request can answer it
+    this.received = Buffer.alloc(0);
+    return this.awaitReply(
+      req,
+      timeoutMs + wireMs(frame.length, this.charsPerS),
+      "the port went away",
+      () => {
         const v = parseRtuReply(req, this.received);
-        if (v.kind === "incomplete") {
-          if (this.received.length > RTU_FRAME_BYTES_MAX) done(new ModbusError(ModbusErrorCode.garbage, `${this.label}: ${this.received.length} bytes without a reply`));
-          return;
-        }
-        if (v.kind === "garbage") return done(new ModbusError(ModbusErrorCode.garbage, `${this.label}: ${v.reason}`));
+        if (v.kind === "incomplete") return this.received.length > RTU_FRAME_BYTES_MAX ? { garbage: `${this.received.length} bytes without a reply` } : null;
+        if (v.kind === "garbage") return { garbage: v.reason };
         this.stats.strayAfterReply += this.received.length - v.bytes;
         this.received = Buffer.alloc(0);
-        done(null, v.reply);
-      };
-      port.write(Buffer.from(frame), (err) => {
-        if (err !== null && err !== undefined) done(new ModbusError(ModbusErrorCode.link, `${this.label}: cannot write (${err.message})`, { cause: err }));
-      });
-    });
+        return { reply: v.reply };
+      },
+      (fail) => port.write(Buffer.from(frame), (err) => err && fail(err)),
+    );
   }
 
   /** Wait out whatever reply could still arrive, and throw it away. */
   async recover(): Promise<void> {
     await new Promise((r) => setTimeout(r, this.settleMs));
-    this.discard();
+    this.discarded(this.received.length);
+    this.received = Buffer.alloc(0);
     const port = this.port;
     if (port !== null && port.isOpen) await new Promise<void>((r) => port.flush(() => r()));
   }
@@ -110,27 +97,8 @@ export class RtuLink implements BusLink {
     if (port !== null && port.isOpen) await new Promise<void>((r) => port.close(() => r()));
   }
 
-  private discard(): void {
-    this.stats.discardedBytes += this.received.length;
-    this.received = Buffer.alloc(0);
-  }
-
-  private async opened(): Promise<SerialPort> {
-    if (this.port !== null && this.port.isOpen) return this.port;
-    const now = Date.now();
-    if (now < this.retryAtMs) throw new ModbusError(ModbusErrorCode.link, `${this.label}: the port is not available (${this.failures} failed opens; next try in ${this.retryAtMs - now} ms)`);
-    try {
-      const port = await this.open();
-      this.failures = 0;
-      this.retryAtMs = 0;
-      return port;
-    } catch (err) {
-      this.failures++;
-      this.stats.openFailures++;
-      const o = this.options;
-      this.retryAtMs = Date.now() + Math.min(o.reopenDelayMsMax, o.reopenDelayMsMin * 2 ** Math.min(this.failures - 1, 20));
-      throw new ModbusError(ModbusErrorCode.link, `${this.label}: cannot open (${err instanceof Error ? err.message : String(err)})`, { cause: err });
-    }
+  protected override discarded(bytes: number): void {
+    this.stats.discardedBytes += bytes;
   }
 
   private open(): Promise<SerialPort> {
@@ -138,21 +106,21 @@ export class RtuLink implements BusLink {
     return new Promise((resolve, reject) => {
       const port = new SerialPort({ path: o.path, baudRate: o.baud, parity: o.parity, dataBits: o.dataBits, stopBits: o.stopBits, autoOpen: false });
       port.open((err) => {
-        if (err !== null && err !== undefined) return reject(err);
+        if (err !== null && err !== undefined) {
+          this.stats.openFailures++;
+          return reject(err);
+        }
         this.stats.opens++;
         this.port = port;
         this.received = Buffer.alloc(0);
         port.on("data", (chunk: Buffer) => {
-          if (this.port !== port) return;
-          this.received = this.received.length === 0 ? chunk : Buffer.concat([this.received, chunk]);
-          if (this.onData !== null) this.onData();
-          else if (this.received.length > RTU_FRAME_BYTES_MAX) this.discard(); // between exchanges: noise, bounded
+          if (this.port === port) this.arrived(chunk, RTU_FRAME_BYTES_MAX); // between exchanges: noise, bounded
         });
         port.on("error", () => {}); // 'close' follows
         port.on("close", (e: Error | null) => {
           if (this.port !== port) return; // closed on purpose
           this.port = null;
-          this.onGone?.(e ?? new Error("closed"));
+          this.lost(e ?? new Error("closed"));
         });
         resolve(port);
       });

@@ -4,46 +4,23 @@
 // that a value can only ever come from the reply to its own request.
 // A pseudo-terminal has no wire time; the bus benchmark simulates it.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { SerialPort } from "serialport";
 import { Bus, ModbusError } from "../../device/bus.js";
 import { crc16, encodeRtu } from "../../device/modbus-frame.js";
 import { RtuLink } from "../../device/modbus-rtu.js";
-import { type Quantity, type RegisterMap, decodeQuantities, encodeValue, parseRegisterMap, planReads } from "../../device/register-map.js";
-import { type PymodbusServer, type SerialPair, type UnitImage, startPymodbus, startSocatPair } from "../helpers/pymodbus.js";
+import type { Quantity } from "../../device/register-map.js";
+import { SDM630_VALUES, imageOf, loadMap, readMeter } from "../helpers/meters.js";
+import { type PymodbusServer, type SerialPair, startPymodbus, startSocatPair } from "../helpers/pymodbus.js";
 
-const MAPS_DIR = fileURLToPath(new URL("../../../device/maps/", import.meta.url));
-const loadMap = (name: string) => parseRegisterMap(JSON.parse(readFileSync(`${MAPS_DIR}${name}.json`, "utf8")), `${name}.json`);
 const sdm630 = loadMap("eastron-sdm630");
 const sdm120 = loadMap("eastron-sdm120");
 
-function imageOf(m: RegisterMap, values: Partial<Record<Quantity, number>>): UnitImage {
-  const input: [number, number[]][] = [];
-  for (const [name, q] of m.quantities) {
-    const v = values[name];
-    if (v !== undefined) input.push([q.address, encodeValue(q, v)]);
-  }
-  return { input };
-}
 
-async function readMeter(bus: Bus, m: RegisterMap, unit: number): Promise<Partial<Record<Quantity, number>>> {
-  const read = [];
-  for (const block of planReads(m)) {
-    const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
-    assert.equal(reply.kind, "registers", JSON.stringify(reply));
-    read.push({ block, words: reply.kind === "registers" ? reply.values : [] });
-  }
-  return decodeQuantities(m, read);
-}
 
-const SDM630_VALUES: Partial<Record<Quantity, number>> = {
-  voltageL1: 229.5, voltageL2: 231.25, voltageL3: 233.75, currentL1: 1.5, currentL2: 2.25, currentL3: 3.125,
-  powerL1: 340.5, powerL2: -512.25, powerL3: 1024.75, powerTotal: 853, frequency: 49.96875, importEnergy: 12_345_500, exportEnergy: 6_789_250,
-};
 const SDM120_VALUES: Partial<Record<Quantity, number>> = { voltageL1: 241.5, currentL1: 7.75, powerL1: 1871.5, powerTotal: 1871.5, frequency: 50.03125, importEnergy: 3_210_250, exportEnergy: 125 };
 
 describe("Modbus RTU against pymodbus on a pseudo-terminal", () => {

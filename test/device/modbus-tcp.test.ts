@@ -6,44 +6,19 @@
 // back is read again without a restart. Waits are bounded; nothing asserts
 // speed.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { Bus, ModbusError } from "../../device/bus.js";
 import { TcpLink } from "../../device/modbus-tcp.js";
-import { type Quantity, type RegisterMap, decodeQuantities, encodeValue, parseRegisterMap, planReads } from "../../device/register-map.js";
-import { type PymodbusServer, type UnitImage, startPymodbus } from "../helpers/pymodbus.js";
+import type { Quantity } from "../../device/register-map.js";
+import { SDM630_VALUES, imageOf, loadMap, readMeter } from "../helpers/meters.js";
+import { type PymodbusServer, startPymodbus } from "../helpers/pymodbus.js";
 
-const MAPS_DIR = fileURLToPath(new URL("../../../device/maps/", import.meta.url));
-const loadMap = (name: string) => parseRegisterMap(JSON.parse(readFileSync(`${MAPS_DIR}${name}.json`, "utf8")), `${name}.json`);
 
-/** The meter's register image for `values`, as pymodbus input registers. */
-function imageOf(m: RegisterMap, values: Partial<Record<Quantity, number>>): UnitImage {
-  const input: [number, number[]][] = [];
-  for (const [name, q] of m.quantities) {
-    const v = values[name];
-    if (v !== undefined) input.push([q.address, encodeValue(q, v)]);
-  }
-  return { input };
-}
 
-async function readMeter(bus: Bus, m: RegisterMap, unit: number): Promise<Partial<Record<Quantity, number>>> {
-  const read = [];
-  for (const block of planReads(m)) {
-    const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
-    assert.equal(reply.kind, "registers", JSON.stringify(reply));
-    read.push({ block, words: reply.kind === "registers" ? reply.values : [] });
-  }
-  return decodeQuantities(m, read);
-}
 
 const sdm630 = loadMap("eastron-sdm630");
 const em340 = loadMap("carlo-gavazzi-em340");
-const SDM_VALUES: Partial<Record<Quantity, number>> = {
-  voltageL1: 229.5, voltageL2: 231.25, voltageL3: 233.75, currentL1: 1.5, currentL2: 2.25, currentL3: 3.125,
-  powerL1: 340.5, powerL2: -512.25, powerL3: 1024.75, powerTotal: 853, frequency: 49.96875, importEnergy: 12_345_500, exportEnergy: 6_789_250,
-};
 const EM_VALUES: Partial<Record<Quantity, number>> = {
   voltageL1: 230.5, voltageL2: 229.9, voltageL3: 231.1, currentL1: 1.234, currentL2: -0.5, currentL3: 12.001,
   powerL1: 284.4, powerL2: -115.3, powerL3: 2773.2, powerTotal: 2942.3, frequency: 49.9, importEnergy: 123_456_700, exportEnergy: 9_876_500,
@@ -53,7 +28,7 @@ describe("Modbus TCP against pymodbus", () => {
   let server: PymodbusServer;
   let bus: Bus;
   before(async () => {
-    server = await startPymodbus({ 1: imageOf(sdm630, SDM_VALUES), 2: imageOf(em340, EM_VALUES) });
+    server = await startPymodbus({ 1: imageOf(sdm630, SDM630_VALUES), 2: imageOf(em340, EM_VALUES) });
     bus = new Bus(new TcpLink({ host: "127.0.0.1", port: server.port, reconnectDelayMsMin: 50, reconnectDelayMsMax: 200 }), { timeoutMs: 500, retriesMax: 1 });
   });
   after(async () => {
@@ -62,13 +37,13 @@ describe("Modbus TCP against pymodbus", () => {
   });
 
   it("decodes every quantity of an SDM630 (float32, high word first) and an EM340 (scaled int, low word first) exactly", async () => {
-    assert.deepEqual(await readMeter(bus, sdm630, 1), SDM_VALUES);
+    assert.deepEqual(await readMeter(bus, sdm630, 1), SDM630_VALUES);
     assert.deepEqual(await readMeter(bus, em340, 2), EM_VALUES);
   });
 
   it("two meters on one bus, asked all at once, never mix their values", async () => {
     const rounds = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? readMeter(bus, sdm630, 1) : readMeter(bus, em340, 2))));
-    rounds.forEach((r, i) => assert.deepEqual(r, i % 2 === 0 ? SDM_VALUES : EM_VALUES, `round ${i}`));
+    rounds.forEach((r, i) => assert.deepEqual(r, i % 2 === 0 ? SDM630_VALUES : EM_VALUES, `round ${i}`));
   });
 
   it("an exception reply is an answer (not retried), and the bus goes on", async () => {
@@ -76,7 +51,7 @@ describe("Modbus TCP against pymodbus", () => {
     const reply = await bus.request({ fn: 4, unit: 1, address: 1_000, count: 2 });
     assert.deepEqual(reply, { kind: "exception", code: 2, message: "illegal data address" });
     assert.equal(bus.stats.retries, before.retries);
-    assert.deepEqual(await readMeter(bus, sdm630, 1), SDM_VALUES);
+    assert.deepEqual(await readMeter(bus, sdm630, 1), SDM630_VALUES);
   });
 
   it("a unit that is not there fails (retried once), and the next request gets its own answer", async () => {
@@ -92,11 +67,11 @@ describe("Modbus TCP against pymodbus", () => {
     const port = server.port;
     await server.stop();
     await assert.rejects(readMeter(bus, sdm630, 1), (err: unknown) => err instanceof ModbusError && err.code === "PG_ERR_MODBUS_LINK");
-    server = await startPymodbus({ 1: imageOf(sdm630, SDM_VALUES), 2: imageOf(em340, EM_VALUES) }, port);
+    server = await startPymodbus({ 1: imageOf(sdm630, SDM630_VALUES), 2: imageOf(em340, EM_VALUES) }, port);
     const deadline = Date.now() + 5_000;
     for (;;) {
       try {
-        assert.deepEqual(await readMeter(bus, sdm630, 1), SDM_VALUES);
+        assert.deepEqual(await readMeter(bus, sdm630, 1), SDM630_VALUES);
         break;
       } catch (err) {
         if (!(err instanceof ModbusError) || Date.now() > deadline) throw err;

@@ -4,30 +4,17 @@
 // answers like a meter (exception 2 outside its blocks, silence for
 // another unit). Also the device side of the frame codec it uses.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { Bus, ModbusError } from "../../device/bus.js";
 import { type Request, encodeReplyPdu, encodePdu, parseRequestPdu } from "../../device/modbus-frame.js";
 import { TcpLink } from "../../device/modbus-tcp.js";
 import { householdLoadW, solarPowerW } from "../../device/profiles.js";
-import { type Quantity, type RegisterMap, decodeQuantities, parseRegisterMap, planReads } from "../../device/register-map.js";
+import { loadMap, readMeter } from "../helpers/meters.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 
-const MAPS_DIR = fileURLToPath(new URL("../../../device/maps/", import.meta.url));
-const loadMap = (name: string) => parseRegisterMap(JSON.parse(readFileSync(`${MAPS_DIR}${name}.json`, "utf8")), `${name}.json`);
 const HOUR = 3_600_000;
 const MIDNIGHT = Date.UTC(2026, 5, 21); // a June day, UTC
 
-async function readMeter(bus: Bus, m: RegisterMap, unit = 1): Promise<Partial<Record<Quantity, number>>> {
-  const read = [];
-  for (const block of planReads(m)) {
-    const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
-    assert.equal(reply.kind, "registers", JSON.stringify(reply));
-    read.push({ block, words: reply.kind === "registers" ? reply.values : [] });
-  }
-  return decodeQuantities(m, read);
-}
 
 function close(actual: number | undefined, expected: number, what: string): void {
   assert.ok(actual !== undefined && Math.abs(actual - expected) <= 1e-6 * Math.max(1, Math.abs(expected)), `${what}: ${actual} vs ${expected}`);
