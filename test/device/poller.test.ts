@@ -1,0 +1,85 @@
+// The one-second reading loop (device/poller.ts) through the real driver
+// path: a simulated meter on its own timer, and pymodbus with two meters on
+// one bus plus one that is not there. Waits are bounded; nothing asserts
+// speed (the bus benchmark measures jitter).
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Bus } from "../../device/bus.js";
+import { TcpLink } from "../../device/modbus-tcp.js";
+import { MeterPoller } from "../../device/poller.js";
+import type { CheckedReading } from "../../device/reading-check.js";
+import { SimulatedMeter } from "../../device/sim-meter.js";
+import { Quality } from "../../ledger/tx.js";
+import { SDM630_VALUES, imageOf, loadMap } from "../helpers/meters.js";
+import { startPymodbus } from "../helpers/pymodbus.js";
+
+const sdm630 = loadMap("eastron-sdm630");
+const em340 = loadMap("carlo-gavazzi-em340");
+
+describe("MeterPoller", () => {
+  it("reads a simulated meter every second, aligned to the second, into good readings", async () => {
+    const meter = await SimulatedMeter.start({ map: sdm630 });
+    const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: meter.port }), { timeoutMs: 500 });
+    const readings: CheckedReading[] = [];
+    const poller = new MeterPoller(bus, [{ meterId: 4, map: sdm630, unit: 1 }], (id, r) => {
+      assert.equal(id, 4);
+      readings.push(r);
+    });
+    try {
+      poller.start();
+      const deadline = Date.now() + 6_000;
+      while (readings.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(readings.length >= 3, `${readings.length} readings`);
+      for (const r of readings) assert.equal(r.quality, Quality.good, r.problems.join("; "));
+      for (let i = 1; i < readings.length; i++) {
+        assert.ok((readings[i] as CheckedReading).timeMs > (readings[i - 1] as CheckedReading).timeMs, "strictly later");
+        assert.ok((readings[i] as CheckedReading).importWh >= (readings[i - 1] as CheckedReading).importWh);
+      }
+      assert.equal(poller.stats.offsetsMs.length, poller.stats.seconds - poller.stats.skipped);
+      assert.equal(poller.stats.meters.get(4)?.good, readings.length);
+    } finally {
+      poller.stop();
+      await bus.close();
+      await meter.close();
+    }
+  });
+
+  it("two meters on one bus keep their own values; a meter that is not there gives comms-error readings", async () => {
+    const EM_VALUES = { voltageL1: 230.5, voltageL2: 229.9, voltageL3: 231.1, currentL1: 1.234, currentL2: 0.5, currentL3: 12.001, powerL1: 284.4, powerL2: -115.3, powerL3: 2773.2, powerTotal: 2942.3, frequency: 49.9, importEnergy: 123_456_700, exportEnergy: 9_876_500 };
+    const server = await startPymodbus({ 1: imageOf(sdm630, SDM630_VALUES), 2: imageOf(em340, EM_VALUES) });
+    const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: server.port }), { timeoutMs: 200, retriesMax: 0 });
+    const got = new Map<number, CheckedReading[]>();
+    const poller = new MeterPoller(
+      bus,
+      [
+        { meterId: 0, map: sdm630, unit: 1 },
+        { meterId: 1, map: em340, unit: 2, energyEveryS: 3 },
+        { meterId: 2, map: sdm630, unit: 9 },
+      ],
+      (id, r) => got.set(id, [...(got.get(id) ?? []), r]),
+    );
+    try {
+      for (let second = 0; second < 4; second++) await poller.pollAll(second);
+      const sdm = got.get(0) as CheckedReading[];
+      const em = got.get(1) as CheckedReading[];
+      const absent = got.get(2) as CheckedReading[];
+      assert.equal(sdm.length, 4);
+      for (const r of sdm) {
+        assert.equal(r.quality, Quality.good, r.problems.join("; "));
+        assert.equal(r.powerW, 853);
+        assert.deepEqual(r.voltagesDeciV, [2295, 2313, 2338]);
+        assert.equal(r.importWh, 12_345_500);
+      }
+      for (const r of em) {
+        assert.equal(r.quality, Quality.good, r.problems.join("; "));
+        assert.equal(r.powerW, 2942);
+        assert.equal(r.exportWh, 9_876_500, "kept counters between energy seconds");
+      }
+      assert.ok(absent.length === 4 && absent.every((r) => r.quality === Quality.commsError));
+      assert.equal(poller.stats.meters.get(2)?.failed, 4);
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  });
+});
