@@ -30,6 +30,7 @@ const PURE_CORES = [
   "device/modbus-frame.ts",
   "device/reading-check.ts",
   "device/profiles.ts",
+  "device/sunspec.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
