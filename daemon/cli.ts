@@ -12,6 +12,7 @@ import { Ledger, ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
 import { Role, type RoleName } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
+import { type MeterAddress, loadRegisterMap, meterRead } from "../device/commission.js";
 import { runDemo } from "./demo.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
@@ -193,6 +194,35 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
         log,
       );
       setExit(code);
+    });
+
+  const meter = program.command("meter").description("commissioning: talk to one meter over Modbus");
+  meter
+    .command("read")
+    .description("read every quantity of one meter, by its register map, and print them as JSON; or say what is wrong")
+    .requiredOption("--map <name|file>", "a shipped map (eastron-sdm630, eastron-sdm72, eastron-sdm72-v1, eastron-sdm120, carlo-gavazzi-em24, carlo-gavazzi-em340) or a map file")
+    .option("--tcp <host:port>", "a Modbus TCP meter or gateway")
+    .option("--serial <device>", "a serial port, e.g. /dev/ttyUSB0 (Modbus RTU)")
+    .addOption(new Option("--baud <n>", "serial baud rate (default: the map's factory setting)").argParser(parseIntOption("baud")))
+    .addOption(new Option("--parity <p>", "serial parity (default: the map's)").choices(["none", "even", "odd"]))
+    .addOption(new Option("--stop-bits <n>", "serial stop bits (default: the map's)").choices(["1", "2"]))
+    .addOption(new Option("--unit <id>", "Modbus unit id (default: the map's factory id)").argParser(parseIntOption("unit")))
+    .addOption(new Option("--timeout-ms <ms>", "per request").default(500).argParser(parseIntOption("timeout-ms")))
+    .action(async (o: { map: string; tcp?: string; serial?: string; baud?: number; parity?: "none" | "even" | "odd"; stopBits?: "1" | "2"; unit?: number; timeoutMs: number }) => {
+      if ((o.tcp === undefined) === (o.serial === undefined)) throw new UsageError("give exactly one of --tcp host:port or --serial device");
+      if (o.timeoutMs < 10 || o.timeoutMs > 60_000) throw new UsageError("--timeout-ms must be 10..60000");
+      const map = loadRegisterMap(o.map);
+      const unit = o.unit ?? map.unitIdDefault;
+      if (unit < 1 || unit > 247) throw new UsageError("--unit must be 1..247");
+      const d = map.serialDefault;
+      const tcp = o.tcp === undefined ? null : parseAddress(o.tcp, "--tcp");
+      const address: MeterAddress =
+        tcp !== null
+          ? { kind: "tcp", host: tcp.host, port: tcp.port }
+          : { kind: "rtu", path: o.serial as string, baud: o.baud ?? d.baud, parity: o.parity ?? d.parity, dataBits: d.dataBits, stopBits: o.stopBits === undefined ? d.stopBits : (Number(o.stopBits) as 1 | 2) };
+      const result = await meterRead({ map, address, unit, timeoutMs: o.timeoutMs });
+      log(JSON.stringify(result, null, 2));
+      setExit(result.ok ? Exit.ok : Exit.fault);
     });
 
   program

@@ -27,7 +27,8 @@ export class ModbusError extends PeergridError {
 export const ModbusErrorCode = {
   timeout: "PG_ERR_MODBUS_TIMEOUT",
   garbage: "PG_ERR_MODBUS_GARBAGE",
-  link: "PG_ERR_MODBUS_LINK",
+  link: "PG_ERR_MODBUS_LINK", // cannot connect or open, or cannot write
+  dropped: "PG_ERR_MODBUS_DROPPED", // the stream went away while a reply was awaited
   queueFull: "PG_ERR_BUS_QUEUE_FULL",
   closed: "PG_ERR_BUS_CLOSED",
 } as const;

@@ -43,7 +43,7 @@ export abstract class StreamLink implements BusLink {
         else resolve(reply as Reply);
       };
       const timer = setTimeout(() => done(new ModbusError(ModbusErrorCode.timeout, `${this.label}: no reply from unit ${req.unit} within ${timeoutMs} ms`)), timeoutMs);
-      this.onGone = (err) => done(new ModbusError(ModbusErrorCode.link, `${this.label}: ${gone} (${err.message})`, { cause: err }));
+      this.onGone = (err) => done(new ModbusError(ModbusErrorCode.dropped, `${this.label}: ${gone} (${err.message})`, { cause: err }));
       this.onData = () => {
         const j = judge();
         if (j === null) return;

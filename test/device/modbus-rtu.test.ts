@@ -142,7 +142,7 @@ describe("Modbus RTU with a device that misbehaves", () => {
       assert.deepEqual(await bus.request({ fn: 4, unit: 1, address: 0, count: 1 }), { kind: "registers", values: [7] });
       await new Promise<void>((r) => device.close(() => r()));
       await line.stop(); // the pseudo-terminals vanish, as an unplugged USB adapter's device node does
-      await assert.rejects(bus.request({ fn: 4, unit: 1, address: 0, count: 1 }), (err: unknown) => err instanceof ModbusError && ["PG_ERR_MODBUS_LINK", "PG_ERR_MODBUS_TIMEOUT"].includes(err.code));
+      await assert.rejects(bus.request({ fn: 4, unit: 1, address: 0, count: 1 }), (err: unknown) => err instanceof ModbusError && ["PG_ERR_MODBUS_LINK", "PG_ERR_MODBUS_DROPPED", "PG_ERR_MODBUS_TIMEOUT"].includes(err.code));
       line = await startSocatPair(dir); // plugged back: the same path
       device = await handRolledDevice(line.b, answer);
       const deadline = Date.now() + 5_000;
