@@ -12,7 +12,7 @@ import { Ledger, ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
 import { Role, type RoleName } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
-import { type MeterAddress, loadRegisterMap, meterRead } from "../device/commission.js";
+import { type MeterAddress, builtInMaps, loadRegisterMap, meterRead, meterScan } from "../device/commission.js";
 import { runDemo } from "./demo.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
@@ -223,6 +223,31 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       const result = await meterRead({ map, address, unit, timeoutMs: o.timeoutMs });
       log(JSON.stringify(result, null, 2));
       setExit(result.ok ? Exit.ok : Exit.fault);
+    });
+
+  meter
+    .command("scan")
+    .description("find which unit ids answer on a bus, and which shipped maps fit them; prints JSON")
+    .option("--tcp <host:port>", "a Modbus TCP gateway")
+    .option("--serial <device>", "a serial port, e.g. /dev/ttyUSB0 (Modbus RTU)")
+    .addOption(new Option("--baud <n>", "serial baud rate").default(9600).argParser(parseIntOption("baud")))
+    .addOption(new Option("--parity <p>", "serial parity").choices(["none", "even", "odd"]).default("none"))
+    .addOption(new Option("--stop-bits <n>", "serial stop bits").choices(["1", "2"]).default("1"))
+    .option("--units <from-to>", "unit ids to try", "1-247")
+    .addOption(new Option("--timeout-ms <ms>", "per request").default(150).argParser(parseIntOption("timeout-ms")))
+    .action(async (o: { tcp?: string; serial?: string; baud: number; parity: "none" | "even" | "odd"; stopBits: "1" | "2"; units: string; timeoutMs: number }) => {
+      if ((o.tcp === undefined) === (o.serial === undefined)) throw new UsageError("give exactly one of --tcp host:port or --serial device");
+      const m = /^(\d{1,3})(?:-(\d{1,3}))?$/.exec(o.units);
+      const from = Number(m?.[1]);
+      const to = Number(m?.[2] ?? m?.[1]);
+      if (m === null || from < 1 || to > 247 || from > to) throw new UsageError(`--units "${o.units}" must be N or FROM-TO within 1-247`);
+      if (o.timeoutMs < 10 || o.timeoutMs > 60_000) throw new UsageError("--timeout-ms must be 10..60000");
+      const tcp = o.tcp === undefined ? null : parseAddress(o.tcp, "--tcp");
+      const address: MeterAddress = tcp !== null ? { kind: "tcp", host: tcp.host, port: tcp.port } : { kind: "rtu", path: o.serial as string, baud: o.baud, parity: o.parity, dataBits: 8, stopBits: Number(o.stopBits) as 1 | 2 };
+      const units = Array.from({ length: to - from + 1 }, (_, i) => from + i);
+      const result = await meterScan({ address, units, timeoutMs: o.timeoutMs, maps: builtInMaps() });
+      log(JSON.stringify(result, null, 2));
+      setExit(Exit.ok);
     });
 
   program

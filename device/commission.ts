@@ -2,7 +2,7 @@
 // One meter, by map, over TCP or a serial line: every quantity as JSON, or,
 // when it does not work, a diagnosis in the installer's terms (wrong unit
 // id, wrong baud or parity, wiring, wrong map, word order suspected).
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Bus, type BusLink, ModbusError, ModbusErrorCode } from "./bus.js";
 import { TcpLink } from "./modbus-tcp.js";
@@ -117,4 +117,71 @@ function diagnose(err: ModbusError, o: MeterReadOptions, factoryText: string): s
 function swapWordOrder(m: RegisterMap): RegisterMap | null {
   const quantities = new Map([...m.quantities].map(([k, q]) => [k, q.words > 1 ? { ...q, wordOrder: q.wordOrder === "high-first" ? ("low-first" as const) : ("high-first" as const) } : q]));
   return [...m.quantities.values()].some((q) => q.words > 1) ? { ...m, quantities } : null;
+}
+
+export interface MeterScanOptions {
+  readonly address: MeterAddress;
+  readonly units: readonly number[];
+  readonly timeoutMs: number;
+  readonly maps: readonly RegisterMap[];
+  readonly limits?: MeterLimits;
+}
+
+export interface MeterScanResult {
+  readonly link: string;
+  /** Units that answered (a reply or an exception), each with the maps whose reads all succeed and decode to plausible values. */
+  readonly answering: readonly { readonly unit: number; readonly fits: readonly string[] }[];
+}
+
+/**
+ * `peergrid meter scan`: which unit ids answer on a bus, and which shipped
+ * maps fit them. A unit answers if it replies to a read of two registers at
+ * 0 at all (an exception counts: something is there); a map fits if every
+ * block it reads comes back and the values pass the reading checks.
+ */
+export async function meterScan(o: MeterScanOptions): Promise<MeterScanResult> {
+  const link = linkFor(o.address);
+  const bus = new Bus(link, { timeoutMs: o.timeoutMs, retriesMax: 0, gapMs: 20 });
+  const answering: { unit: number; fits: string[] }[] = [];
+  try {
+    for (const unit of o.units) {
+      const present = await bus.request({ fn: 4, unit, address: 0, count: 2 }).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof ModbusError) return false;
+          throw err;
+        },
+      );
+      if (!present) continue;
+      const fits: string[] = [];
+      for (const map of o.maps) if (await fitsMap(bus, map, unit, o.limits ?? DEFAULT_METER_LIMITS)) fits.push(map.name);
+      answering.push({ unit, fits });
+    }
+    return { link: link.label, answering };
+  } finally {
+    await bus.close();
+  }
+}
+
+async function fitsMap(bus: Bus, map: RegisterMap, unit: number, limits: MeterLimits): Promise<boolean> {
+  const read: BlockWords[] = [];
+  try {
+    for (const block of planReads(map)) {
+      const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
+      if (reply.kind !== "registers") return false;
+      read.push({ block, words: reply.values });
+    }
+  } catch (err) {
+    if (err instanceof ModbusError) return false;
+    throw err;
+  }
+  return checkReading({ timeMs: 0, values: decodeQuantities(map, read), countersTimeMs: 0 }, null, limits).reading.quality === 0;
+}
+
+/** Every map shipped in device/maps/ (SunSpec aside: it is found by discovery, not by fit). */
+export function builtInMaps(): RegisterMap[] {
+  return readdirSync(BUILT_IN_MAPS_DIR)
+    .filter((f) => f.endsWith(".json") && !f.startsWith("sunspec"))
+    .sort()
+    .map((f) => loadRegisterMap(`${BUILT_IN_MAPS_DIR}${f}`));
 }

@@ -12,7 +12,7 @@ import { SimulatedMeter } from "../../device/sim-meter.js";
 import { SDM630_VALUES, imageOf, loadMap } from "../helpers/meters.js";
 import { startPymodbus, startSocatPair } from "../helpers/pymodbus.js";
 
-async function run(...args: string[]): Promise<{ code: number; out: string; json: { ok: boolean; diagnosis: string | null; values: Record<string, number> | null } | null }> {
+async function run(...args: string[]): Promise<{ code: number; out: string; json: { ok: boolean; diagnosis: string | null; values: Record<string, number> | null; answering?: { unit: number; fits: string[] }[] } | null }> {
   const lines: string[] = [];
   const code = await main(["node", "peergrid", ...args], (s) => lines.push(s));
   const out = lines.join("\n");
@@ -91,5 +91,28 @@ describe("peergrid meter read", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("peergrid meter scan", () => {
+  it("finds the units that answer on a bus and the maps that fit each", async () => {
+    const em340 = loadMap("carlo-gavazzi-em340");
+    const EM = { voltageL1: 230.5, voltageL2: 229.9, voltageL3: 231.1, currentL1: 1.234, currentL2: 0.5, currentL3: 12.001, powerL1: 284.4, powerL2: -115.3, powerL3: 2773.2, powerTotal: 2942.3, frequency: 49.9, importEnergy: 123_456_700, exportEnergy: 9_876_500 };
+    const server = await startPymodbus({ 1: imageOf(loadMap("eastron-sdm630"), SDM630_VALUES), 3: imageOf(em340, EM) });
+    try {
+      const r = await run("meter", "scan", "--tcp", `127.0.0.1:${server.port}`, "--units", "1-4", "--timeout-ms", "150");
+      assert.equal(r.code, 0, r.out);
+      const answering = r.json?.answering ?? [];
+      assert.deepEqual(answering.map((a) => a.unit), [1, 3]);
+      const fits = new Map(answering.map((a) => [a.unit, a.fits]));
+      assert.ok(fits.get(1)?.includes("eastron-sdm630") && !fits.get(1)?.includes("carlo-gavazzi-em340"), JSON.stringify(fits.get(1)));
+      assert.ok(fits.get(3)?.includes("carlo-gavazzi-em340") && !fits.get(3)?.includes("eastron-sdm630"), JSON.stringify(fits.get(3)));
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("refuses a unit range outside 1-247", async () => {
+    assert.equal((await run("meter", "scan", "--tcp", "127.0.0.1:502", "--units", "0-300")).code, 2);
   });
 });
