@@ -14,12 +14,13 @@
 // bus queue stays short and readings stay on their seconds.
 import type { Bus } from "./bus.js";
 import { type CheckedReading, DEFAULT_METER_LIMITS, type MeterLimits, type MeterMemory, checkReading } from "./reading-check.js";
-import { type BlockWords, type Quantity, type ReadBlock, type RegisterMap, decodeQuantities, planReads } from "./register-map.js";
+import { type BlockWords, type MeterLayout, QUANTITIES, type Quantity, type ReadBlock } from "./register-map.js";
 
 export interface PolledMeter {
   /** The box's meter channel (0..255), as in the ledger's readings. */
   readonly meterId: number;
-  readonly map: RegisterMap;
+  /** Where its quantities are: fixedLayout(map), or sunspecLayout(...) after discovery. */
+  readonly layout: MeterLayout;
   readonly unit: number;
   readonly limits?: MeterLimits;
   /** Read blocks that hold only energy counters every this many seconds (1: every second). */
@@ -49,6 +50,7 @@ export interface PollerStats {
 }
 
 const ENERGY: readonly Quantity[] = ["importEnergy", "exportEnergy"];
+const ALL_QUANTITIES: readonly Quantity[] = QUANTITIES;
 const OFFSETS_KEPT = 3_600;
 
 interface MeterState {
@@ -78,8 +80,8 @@ export class MeterPoller {
     const ids = new Set(meters.map((m) => m.meterId));
     if (ids.size !== meters.length) throw new RangeError("two meters with one meterId on a bus");
     this.states = meters.map((meter) => {
-      const every = planReads(meter.map, [...meter.map.quantities.keys()].filter((q) => !ENERGY.includes(q)));
-      const all = planReads(meter.map);
+      const every = meter.layout.planReads(ALL_QUANTITIES.filter((q) => !ENERGY.includes(q) && meter.layout.has(q)));
+      const all = meter.layout.planReads();
       this.stats.meters.set(meter.meterId, { polls: 0, good: 0, failed: 0, flagged: 0, lastProblem: null, lastLatencyMs: null });
       return { meter, everyBlock: every, energyOnly: all.filter((b) => !every.includes(b)), memory: null, counters: null };
     });
@@ -143,7 +145,7 @@ export class MeterPoller {
         if (reply.kind !== "registers") throw new Error(`unit ${s.meter.unit} answered ${reply.kind === "exception" ? `exception ${reply.code} (${reply.message})` : reply.kind} to a read of ${block.count} registers at ${block.start}`);
         read.push({ block, words: reply.values });
       }
-      values = decodeQuantities(s.meter.map, read);
+      values = s.meter.layout.decode(read);
       stats.lastLatencyMs = this.options.now() - timeMs;
     } catch (err) {
       values = null;
@@ -151,7 +153,7 @@ export class MeterPoller {
     }
     // Counters read now (an energy second, or a block that holds them with power) replace the kept ones.
     // Otherwise the kept counters stand, all of them, with the time they were read (never a mix of two reads).
-    const fresh = values !== null && ENERGY.every((q) => values?.[q] !== undefined || !s.meter.map.quantities.has(q));
+    const fresh = values !== null && ENERGY.every((q) => values?.[q] !== undefined || !s.meter.layout.has(q));
     if (fresh) s.counters = { values: pick(values as Partial<Record<Quantity, number>>, ENERGY), timeMs };
     const merged = values === null ? null : { ...values, ...s.counters?.values };
     const { reading, memory } = checkReading({ timeMs, values: merged, countersTimeMs: s.counters?.timeMs ?? timeMs }, s.memory, s.meter.limits ?? DEFAULT_METER_LIMITS);

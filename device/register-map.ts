@@ -263,6 +263,28 @@ function describe(v: unknown): string {
 
 // ---------------------------------------------------------------- reading
 
+/**
+ * What a poller needs of a meter's registers, whatever describes them: a
+ * fixed map (fixedLayout below) or a SunSpec model found on the device
+ * (sunspec.ts sunspecLayout).
+ */
+export interface MeterLayout {
+  readonly name: string;
+  has(q: Quantity): boolean;
+  /** The reads that fetch `wanted` (all by default). */
+  planReads(wanted?: readonly Quantity[]): ReadBlock[];
+  decode(read: readonly BlockWords[]): Partial<Record<Quantity, number>>;
+}
+
+export function fixedLayout(map: RegisterMap): MeterLayout {
+  return {
+    name: map.name,
+    has: (q) => map.quantities.has(q),
+    planReads: (wanted) => planReads(map, wanted),
+    decode: (read) => decodeQuantities(map, read),
+  };
+}
+
 /** The reads that fetch `wanted` (all the map's quantities by default): the blocks that hold them, in order. */
 export function planReads(map: RegisterMap, wanted: readonly Quantity[] = [...map.quantities.keys()]): ReadBlock[] {
   const needed = new Set<ReadBlock>();

@@ -13,7 +13,7 @@
 // factor may change between polls). "Not implemented" values (int16
 // 0x8000, sunssf 0x8000) give no value; so does a point whose scale factor
 // is not implemented.
-import { RegisterMapError, type Quantity } from "./register-map.js";
+import { type BlockWords, type MeterLayout, type Quantity, type ReadBlock, RegisterMapError } from "./register-map.js";
 
 export const SUNSPEC_MAP_FORMAT = "peergrid-sunspec-map/1";
 export const SUNS_MARKER = [0x5375, 0x6e53] as const;
@@ -110,6 +110,20 @@ export function meterModelOf(map: SunspecMap, found: readonly FoundModel[]): { f
     if (model !== undefined && f.length >= model.length) return { found: f, model };
   }
   return null;
+}
+
+/** A SunSpec meter model found on a device, as a layout for the poller: one read of the model's data registers. */
+export function sunspecLayout(model: SunspecModel, found: FoundModel): MeterLayout {
+  const block: ReadBlock = { table: "holding", start: found.address + 2, count: model.length };
+  return {
+    name: `sunspec-${model.id}`,
+    has: (q) => model.points.has(q),
+    planReads: (wanted) => (wanted === undefined || wanted.some((q) => model.points.has(q)) ? [block] : []),
+    decode: (read: readonly BlockWords[]) => {
+      const r = read.find((x) => x.block.start === block.start && x.block.table === block.table);
+      return r === undefined ? {} : decodeSunspec(model, Array.from(r.words));
+    },
+  };
 }
 
 /** Decode a meter model's data registers (the `model.length` registers after its ID and L), in canonical units. */

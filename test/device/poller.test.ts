@@ -3,6 +3,7 @@
 // one bus plus one that is not there. Waits are bounded; nothing asserts
 // speed (the bus benchmark measures jitter).
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Bus } from "../../device/bus.js";
 import { TcpLink } from "../../device/modbus-tcp.js";
@@ -10,7 +11,9 @@ import { MeterPoller } from "../../device/poller.js";
 import type { CheckedReading } from "../../device/reading-check.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 import { Quality } from "../../ledger/tx.js";
-import { SDM630_VALUES, imageOf, loadMap } from "../helpers/meters.js";
+import { fixedLayout } from "../../device/register-map.js";
+import { discoverSunspec, meterModelOf, parseSunspecMap, sunspecLayout } from "../../device/sunspec.js";
+import { MAPS_DIR, SDM630_VALUES, SUNSPEC_203_VALUES, imageOf, loadMap, sunspecChain } from "../helpers/meters.js";
 import { startPymodbus } from "../helpers/pymodbus.js";
 
 const sdm630 = loadMap("eastron-sdm630");
@@ -21,7 +24,7 @@ describe("MeterPoller", () => {
     const meter = await SimulatedMeter.start({ map: sdm630 });
     const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: meter.port }), { timeoutMs: 500 });
     const readings: CheckedReading[] = [];
-    const poller = new MeterPoller(bus, [{ meterId: 4, map: sdm630, unit: 1 }], (id, r) => {
+    const poller = new MeterPoller(bus, [{ meterId: 4, layout: fixedLayout(sdm630), unit: 1 }], (id, r) => {
       assert.equal(id, 4);
       readings.push(r);
     });
@@ -52,9 +55,9 @@ describe("MeterPoller", () => {
     const poller = new MeterPoller(
       bus,
       [
-        { meterId: 0, map: sdm630, unit: 1 },
-        { meterId: 1, map: em340, unit: 2, energyEveryS: 3 },
-        { meterId: 2, map: sdm630, unit: 9 },
+        { meterId: 0, layout: fixedLayout(sdm630), unit: 1 },
+        { meterId: 1, layout: fixedLayout(em340), unit: 2, energyEveryS: 3 },
+        { meterId: 2, layout: fixedLayout(sdm630), unit: 9 },
       ],
       (id, r) => got.set(id, [...(got.get(id) ?? []), r]),
     );
@@ -77,6 +80,33 @@ describe("MeterPoller", () => {
       }
       assert.ok(absent.length === 4 && absent.every((r) => r.quality === Quality.commsError));
       assert.equal(poller.stats.meters.get(2)?.failed, 4);
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  });
+
+  it("polls a SunSpec meter found by discovery, with its scale factors", async () => {
+    const server = await startPymodbus({ 1: { holding: [[40_000, sunspecChain()]] } });
+    const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: server.port }), { timeoutMs: 500, retriesMax: 0 });
+    try {
+      const map = parseSunspecMap(JSON.parse(readFileSync(`${MAPS_DIR}sunspec-meter.json`, "utf8")), "sunspec-meter.json");
+      const found = await discoverSunspec(async (address, count) => {
+        const r = await bus.request({ fn: 3, unit: 1, address, count });
+        return r.kind === "registers" ? r.values : null;
+      });
+      const meter = meterModelOf(map, found?.models ?? []);
+      assert.ok(meter !== null);
+      const readings: CheckedReading[] = [];
+      const poller = new MeterPoller(bus, [{ meterId: 7, layout: sunspecLayout(meter.model, meter.found), unit: 1 }], (_id, r) => readings.push(r));
+      await poller.pollAll(0);
+      const [r] = readings;
+      assert.ok(r !== undefined);
+      assert.equal(r.quality, Quality.good, r.problems.join("; "));
+      assert.equal(r.powerW, SUNSPEC_203_VALUES.powerTotal);
+      assert.deepEqual(r.voltagesDeciV, [2295, 2313, 2338]);
+      assert.equal(r.importWh, SUNSPEC_203_VALUES.importEnergy);
+      assert.equal(r.frequencyMilliHz, 49_970);
     } finally {
       await bus.close();
       await server.stop();
