@@ -46,6 +46,8 @@ export interface PollerStats {
   skipped: number; // seconds whose poll would have overlapped the last
   /** Start of each poll against its second, ms (the newest 3,600). */
   readonly offsetsMs: number[];
+  /** How long each round of all meters took, ms (the newest 3,600). */
+  readonly roundsMs: number[];
   readonly meters: Map<number, MeterPollStats>;
 }
 
@@ -62,7 +64,7 @@ interface MeterState {
 }
 
 export class MeterPoller {
-  readonly stats: PollerStats = { seconds: 0, skipped: 0, offsetsMs: [], meters: new Map() };
+  readonly stats: PollerStats = { seconds: 0, skipped: 0, offsetsMs: [], roundsMs: [], meters: new Map() };
   private readonly states: MeterState[];
   private readonly options: PollerOptions;
   private timer: NodeJS.Timeout | null = null;
@@ -123,6 +125,8 @@ export class MeterPoller {
     const second = this.second++;
     void this.pollAll(second).finally(() => {
       this.polling = false;
+      this.stats.roundsMs.push(this.options.now() - startMs);
+      if (this.stats.roundsMs.length > OFFSETS_KEPT) this.stats.roundsMs.shift();
     });
   }
 
