@@ -14,6 +14,7 @@ import { Role, type RoleName } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
 import { type MeterAddress, builtInMaps, loadRegisterMap, meterRead, meterScan } from "../device/commission.js";
 import { runDemo } from "./demo.js";
+import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
 /** Exit codes: 0 ok, 1 a check found a fault, 2 bad usage or input. */
@@ -171,16 +172,19 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .option("--raft-listen <host:port>", "where other boxes reach this one", "0.0.0.0:7400")
     .option("--peer <index=host:port>", "another box: its member index and Raft address; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--http-listen <host:port>", "the HTTP API (\"off\" for none)", "127.0.0.1:8400")
+    .option("--meter <spec>", "a meter of this box: ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT]; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option("--synthetic-readings <n>", "sign n synthetic meter readings a second (benchmarks and tests, until real meters are configured)").default(0).argParser(parseIntOption("synthetic-readings")))
     .addOption(new Option("--tick-ms <ms>", "Raft tick").default(100).argParser(parseIntOption("tick-ms")))
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
     .addOption(new Option("--heartbeat-ticks <n>", "ticks between a leader's heartbeats").default(1).argParser(parseIntOption("heartbeat-ticks")))
     .addOption(new Option("--block-interval-ms <ms>", "one block per interval").default(1000).argParser(parseIntOption("block-interval-ms")))
-    .action(async (o: { dataDir: string; key: string; raftListen: string; peer: string[]; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }) => {
+    .action(async (o: { dataDir: string; key: string; raftListen: string; peer: string[]; meter: string[]; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }) => {
       if (o.tickMs < 10 || o.tickMs > 10_000) throw new UsageError("--tick-ms must be 10..10000");
       if (o.heartbeatTicks < 1 || o.electionTicks <= o.heartbeatTicks) throw new UsageError("--election-ticks must be more than --heartbeat-ticks, which must be at least 1");
       if (o.blockIntervalMs < 100 || o.blockIntervalMs > 3_600_000) throw new UsageError("--block-interval-ms must be 100..3600000");
       if (o.syntheticReadings > 100_000) throw new UsageError("--synthetic-readings must be at most 100000");
+      if (o.syntheticReadings > 0 && o.meter.length > 0) throw new UsageError("--synthetic-readings and --meter both sign this box's readings: use one");
+      const meters = o.meter.map((m) => parseMeterSpec(m, loadRegisterMap));
       const code = await runBox(
         {
           dataDir: o.dataDir,
@@ -189,6 +193,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
           httpListen: o.httpListen === "off" ? null : parseAddress(o.httpListen, "--http-listen"),
           peers: new Map(o.peer.map(parsePeer)),
           syntheticReadingsPerS: o.syntheticReadings,
+          meters,
           timing: { tickMs: o.tickMs, electionTicks: o.electionTicks, heartbeatTicks: o.heartbeatTicks, blockIntervalMs: o.blockIntervalMs },
         },
         log,

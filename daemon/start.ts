@@ -9,6 +9,7 @@ import type { NodeId } from "../ledger/raft/raft.js";
 import { PeergridError } from "../ledger/errors.js";
 import { buildHttp } from "./http.js";
 import { BoxNode, type NodeLog, type NodeTiming } from "./node.js";
+import { BoxMeters, type MeterSpec } from "./meters.js";
 import { SyntheticLoad } from "./synthetic-load.js";
 import type { PeerAddress } from "./transport.js";
 
@@ -19,6 +20,8 @@ export interface StartOptions {
   readonly httpListen: PeerAddress | null;
   readonly peers: ReadonlyMap<NodeId, PeerAddress>;
   readonly syntheticReadingsPerS: number;
+  /** This box's meters (daemon/meters.ts); readings are signed and submitted every second. */
+  readonly meters?: readonly MeterSpec[];
   readonly timing: Partial<NodeTiming>;
 }
 
@@ -63,6 +66,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   });
   const http = o.httpListen === null ? null : buildHttp(node);
   let load: SyntheticLoad | null = null;
+  let meters: BoxMeters | null = null;
   try {
     if (http !== null && o.httpListen !== null) {
       await http.listen({ host: o.httpListen.host, port: o.httpListen.port });
@@ -74,6 +78,11 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       load.start();
       log("info", "synthetic meter load", { readingsPerS: o.syntheticReadingsPerS });
     }
+    if (o.meters !== undefined && o.meters.length > 0) {
+      meters = new BoxMeters(node, readKeyFile(o.keyFile), o.meters);
+      meters.start();
+      log("info", "polling meters", { meters: o.meters.map((m) => ({ meterId: m.meterId, layout: m.meter.layout.name, unit: m.meter.unit, at: m.address.kind === "tcp" ? `${m.address.host}:${m.address.port}` : m.address.path })) });
+    }
     log("info", "ready", { box: node.id, raftPort: node.raftPort });
     const onSignal = (signal: string) => {
       log("info", "shutting down", { signal });
@@ -84,6 +93,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
     await stopped;
   } finally {
     load?.stop();
+    await meters?.stop();
     await http?.close();
     await node.stop();
   }

@@ -1,0 +1,135 @@
+// A box's meters: one Bus and one MeterPoller per physical bus (meters on
+// the same serial port or the same TCP gateway share them), and every
+// checked reading signed with the box's key into a `reading` transaction
+// and submitted through node.submit, the path every transaction takes.
+//
+// Sequence numbers: the box signs its readings with consecutive numbers,
+// one submission at a time (in order), taking a number only when the node
+// accepts the reading; after a refusal for a stale number it resumes from
+// the ledger's. Readings refused otherwise (a full pool) are counted and
+// dropped: the next second brings the next one.
+import type { NodeSigner } from "../ledger/keys.js";
+import { MempoolRefusal } from "../ledger/mempool.js";
+import { memberKey } from "../ledger/records.js";
+import { METER_ID_MAX, signTx } from "../ledger/tx.js";
+import { Bus } from "../device/bus.js";
+import { type MeterAddress, linkFor } from "../device/commission.js";
+import { type RegisterMap, fixedLayout } from "../device/register-map.js";
+import { PeergridError } from "../ledger/errors.js";
+import { MeterPoller, type PolledMeter } from "../device/poller.js";
+import type { CheckedReading } from "../device/reading-check.js";
+import type { BoxNode } from "./node.js";
+
+/**
+ * --meter ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT]:
+ * meter channel ID (0..255) of this box, a register map (shipped name or
+ * file), where it is, and its unit id (default: the map's factory id).
+ */
+export function parseMeterSpec(text: string, loadMap: (nameOrPath: string) => RegisterMap): MeterSpec {
+  const usage = `--meter "${text}" is not ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT] (e.g. 0=eastron-sdm630@serial:/dev/ttyUSB0:9600/1)`;
+  const m = /^(\d{1,3})=([^@]+)@(tcp|serial):(.+?)(?:\/(\d{1,3}))?$/.exec(text);
+  if (m === null) throw new PeergridError("PG_ERR_USAGE", usage);
+  const [, id, mapName, kind, where, unitText] = m as unknown as [string, string, string, string, string, string | undefined];
+  const map = loadMap(mapName);
+  const unit = unitText === undefined ? map.unitIdDefault : Number(unitText);
+  if (unit < 1 || unit > 247) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": unit ${unit} outside 1..247`);
+  let address: MeterAddress;
+  if (kind === "tcp") {
+    const hp = /^(.+):(\d{1,5})$/.exec(where);
+    if (hp === null || Number(hp[2]) < 1 || Number(hp[2]) > 65_535) throw new PeergridError("PG_ERR_USAGE", usage);
+    address = { kind: "tcp", host: hp[1] as string, port: Number(hp[2]) };
+  } else {
+    const [path, baudText, parityText] = where.split(":") as [string, string | undefined, string | undefined];
+    const baud = baudText === undefined ? map.serialDefault.baud : Number(baudText);
+    if (!Number.isInteger(baud) || baud < 300 || baud > 115_200) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": baud ${baudText} outside 300..115200`);
+    const parity = parityText ?? map.serialDefault.parity;
+    if (parity !== "none" && parity !== "even" && parity !== "odd") throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": parity is none, even or odd`);
+    address = { kind: "rtu", path, baud, parity, dataBits: map.serialDefault.dataBits, stopBits: map.serialDefault.stopBits };
+  }
+  return { meterId: Number(id), meter: { layout: fixedLayout(map), unit }, address };
+}
+
+export interface MeterSpec {
+  readonly meterId: number;
+  readonly meter: Omit<PolledMeter, "meterId">;
+  readonly address: MeterAddress;
+}
+
+export interface MeterStats {
+  readings: number;
+  accepted: number;
+  refused: number;
+  lastRefusal: string | null;
+}
+
+export class BoxMeters {
+  readonly stats: MeterStats = { readings: 0, accepted: 0, refused: 0, lastRefusal: null };
+  readonly pollers: MeterPoller[] = [];
+  private readonly buses: Bus[] = [];
+  private seq: number;
+  private submitting: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly node: BoxNode,
+    private readonly signer: NodeSigner,
+    specs: readonly MeterSpec[],
+  ) {
+    const ids = new Set(specs.map((s) => s.meterId));
+    if (ids.size !== specs.length) throw new RangeError("two meters with one meter id");
+    for (const s of specs) if (!Number.isInteger(s.meterId) || s.meterId < 0 || s.meterId > METER_ID_MAX) throw new RangeError(`meter id ${s.meterId} outside 0..${METER_ID_MAX}`);
+    this.seq = this.ledgerSeq();
+    const byBus = new Map<string, MeterSpec[]>();
+    for (const s of specs) {
+      const key = s.address.kind === "tcp" ? `tcp ${s.address.host}:${s.address.port}` : `rtu ${s.address.path}`;
+      byBus.set(key, [...(byBus.get(key) ?? []), s]);
+    }
+    for (const group of byBus.values()) {
+      const bus = new Bus(linkFor((group[0] as MeterSpec).address));
+      this.buses.push(bus);
+      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId })), (meterId, r) => this.submit(meterId, r)));
+    }
+  }
+
+  start(): void {
+    for (const p of this.pollers) p.start();
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.pollers) p.stop();
+    await this.submitting;
+    await Promise.all(this.buses.map((b) => b.close()));
+  }
+
+  private ledgerSeq(): number {
+    const me = this.node.ledger.state.tree.get(memberKey(this.node.id));
+    return me !== undefined && me.kind === "member" ? me.lastSeq : 0;
+  }
+
+  private submit(meterId: number, r: CheckedReading): void {
+    this.stats.readings++;
+    this.submitting = this.submitting.then(async () => {
+      const tx = signTx(
+        {
+          author: this.node.id,
+          seq: this.seq + 1,
+          body: { type: "reading", meterId, timeMs: r.timeMs, importWh: r.importWh, exportWh: r.exportWh, powerW: r.powerW, voltagesDeciV: r.voltagesDeciV, frequencyMilliHz: r.frequencyMilliHz, quality: r.quality },
+        },
+        this.signer,
+        this.node.ledger.state.chain.hash,
+      );
+      const out = await this.node.submit(tx.bytes);
+      if (out.ok) {
+        this.seq++;
+        this.stats.accepted++;
+        return;
+      }
+      this.stats.refused++;
+      this.stats.lastRefusal = `${out.code}: ${out.message}`;
+      if (out.code === MempoolRefusal.stale) this.seq = Math.max(this.seq, this.ledgerSeq());
+    }).catch((err: unknown) => {
+      // Never break the chain of submissions: the next reading must still go.
+      this.stats.refused++;
+      this.stats.lastRefusal = `submit failed: ${err instanceof Error ? err.message : String(err)}`;
+    });
+  }
+}
