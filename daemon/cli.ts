@@ -13,6 +13,7 @@ import { LedgerStore } from "../ledger/store.js";
 import { Role, type RoleName } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
 import { type MeterAddress, builtInMaps, loadRegisterMap, meterRead, meterScan } from "../device/commission.js";
+import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
 import { runDemo } from "./demo.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
@@ -218,7 +219,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (o.timeoutMs < 10 || o.timeoutMs > 60_000) throw new UsageError("--timeout-ms must be 10..60000");
       const map = loadRegisterMap(o.map);
       const unit = o.unit ?? map.unitIdDefault;
-      if (unit < 1 || unit > 247) throw new UsageError("--unit must be 1..247");
+      if (unit < UNIT_ID_MIN || unit > UNIT_ID_MAX) throw new UsageError(`--unit must be ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
       const d = map.serialDefault;
       const tcp = o.tcp === undefined ? null : parseAddress(o.tcp, "--tcp");
       const address: MeterAddress =
@@ -238,14 +239,14 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .addOption(new Option("--baud <n>", "serial baud rate").default(9600).argParser(parseIntOption("baud")))
     .addOption(new Option("--parity <p>", "serial parity").choices(["none", "even", "odd"]).default("none"))
     .addOption(new Option("--stop-bits <n>", "serial stop bits").choices(["1", "2"]).default("1"))
-    .option("--units <from-to>", "unit ids to try", "1-247")
+    .option("--units <from-to>", "unit ids to try", `${UNIT_ID_MIN}-${UNIT_ID_MAX}`)
     .addOption(new Option("--timeout-ms <ms>", "per request").default(150).argParser(parseIntOption("timeout-ms")))
     .action(async (o: { tcp?: string; serial?: string; baud: number; parity: "none" | "even" | "odd"; stopBits: "1" | "2"; units: string; timeoutMs: number }) => {
       if ((o.tcp === undefined) === (o.serial === undefined)) throw new UsageError("give exactly one of --tcp host:port or --serial device");
       const m = /^(\d{1,3})(?:-(\d{1,3}))?$/.exec(o.units);
       const from = Number(m?.[1]);
       const to = Number(m?.[2] ?? m?.[1]);
-      if (m === null || from < 1 || to > 247 || from > to) throw new UsageError(`--units "${o.units}" must be N or FROM-TO within 1-247`);
+      if (m === null || from < UNIT_ID_MIN || to > UNIT_ID_MAX || from > to) throw new UsageError(`--units "${o.units}" must be N or FROM-TO within ${UNIT_ID_MIN}-${UNIT_ID_MAX}`);
       if (o.timeoutMs < 10 || o.timeoutMs > 60_000) throw new UsageError("--timeout-ms must be 10..60000");
       const tcp = o.tcp === undefined ? null : parseAddress(o.tcp, "--tcp");
       const address: MeterAddress = tcp !== null ? { kind: "tcp", host: tcp.host, port: tcp.port } : { kind: "rtu", path: o.serial as string, baud: o.baud, parity: o.parity, dataBits: 8, stopBits: Number(o.stopBits) as 1 | 2 };

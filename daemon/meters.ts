@@ -14,6 +14,7 @@ import { memberKey } from "../ledger/records.js";
 import { METER_ID_MAX, signTx } from "../ledger/tx.js";
 import { Bus } from "../device/bus.js";
 import { type MeterAddress, linkFor } from "../device/commission.js";
+import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
 import { type RegisterMap, fixedLayout } from "../device/register-map.js";
 import { PeergridError } from "../ledger/errors.js";
 import { MeterPoller, type PolledMeter } from "../device/poller.js";
@@ -32,7 +33,7 @@ export function parseMeterSpec(text: string, loadMap: (nameOrPath: string) => Re
   const [, id, mapName, kind, where, unitText] = m as unknown as [string, string, string, string, string, string | undefined];
   const map = loadMap(mapName);
   const unit = unitText === undefined ? map.unitIdDefault : Number(unitText);
-  if (unit < 1 || unit > 247) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": unit ${unit} outside 1..247`);
+  if (unit < UNIT_ID_MIN || unit > UNIT_ID_MAX) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": unit ${unit} outside ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
   let address: MeterAddress;
   if (kind === "tcp") {
     const hp = /^(.+):(\d{1,5})$/.exec(where);

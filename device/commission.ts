@@ -4,11 +4,12 @@
 // id, wrong baud or parity, wiring, wrong map, word order suspected).
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Bus, type BusLink, ModbusError, ModbusErrorCode } from "./bus.js";
+import { Bus, type BusLink, ModbusError, ModbusErrorCode, readBlocks } from "./bus.js";
 import { TcpLink } from "./modbus-tcp.js";
 import { RtuLink } from "./modbus-rtu.js";
+import { type SunspecMap, parseSunspecMap } from "./sunspec.js";
 import { DEFAULT_METER_LIMITS, type MeterLimits, checkReading } from "./reading-check.js";
-import { type BlockWords, type Quantity, type RegisterMap, RegisterMapError, type SerialSettings, decodeQuantities, parseRegisterMap, planReads } from "./register-map.js";
+import { type Quantity, type RegisterMap, RegisterMapError, type SerialSettings, decodeQuantities, parseRegisterMap, planReads } from "./register-map.js";
 
 /** The maps shipped with peergrid (device/maps/). */
 export const BUILT_IN_MAPS_DIR = fileURLToPath(new URL("../../device/maps/", import.meta.url));
@@ -16,19 +17,27 @@ export const BUILT_IN_MAPS_DIR = fileURLToPath(new URL("../../device/maps/", imp
 /** A map by name (one shipped with peergrid) or by path to a JSON file. */
 export function loadRegisterMap(nameOrPath: string): RegisterMap {
   const path = /[/\\]|\.json$/.test(nameOrPath) ? nameOrPath : `${BUILT_IN_MAPS_DIR}${nameOrPath}.json`;
+  return parseRegisterMap(readMapJson(path), path);
+}
+
+/** The SunSpec meter models shipped with peergrid (maps/sunspec-meter.json). */
+export function builtInSunspecMap(): SunspecMap {
+  const path = `${BUILT_IN_MAPS_DIR}sunspec-meter.json`;
+  return parseSunspecMap(readMapJson(path), path);
+}
+
+function readMapJson(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
     throw new RegisterMapError(path, "", `cannot read the map (${(err as NodeJS.ErrnoException).code ?? String(err)}); shipped maps: eastron-sdm630, eastron-sdm72, eastron-sdm72-v1, eastron-sdm120, carlo-gavazzi-em24, carlo-gavazzi-em340`);
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new RegisterMapError(path, "", `not valid JSON: ${(err as Error).message}`);
   }
-  return parseRegisterMap(json, path);
 }
 
 export type MeterAddress = { readonly kind: "tcp"; readonly host: string; readonly port: number } | ({ readonly kind: "rtu"; readonly path: string } & SerialSettings);
@@ -63,15 +72,12 @@ export async function meterRead(o: MeterReadOptions): Promise<MeterReadResult> {
   const factory = o.map.serialDefault;
   const factoryText = `${factory.baud} ${factory.dataBits}${factory.parity[0]?.toUpperCase()}${factory.stopBits}, unit ${o.map.unitIdDefault}`;
   try {
-    const read: BlockWords[] = [];
-    for (const block of planReads(o.map)) {
-      const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit: o.unit, address: block.start, count: block.count });
-      if (reply.kind === "exception") {
-        return { ...base, ok: false, values: null, problems: [reply.message], diagnosis: `unit ${o.unit} answered, but refused ${block.count} ${block.table} registers at ${block.start} (${reply.message}): this meter is probably not a ${o.map.manufacturer} ${o.map.model}; try another --map` };
-      }
-      if (reply.kind !== "registers") throw new Error(`unexpected ${reply.kind} reply`);
-      read.push({ block, words: reply.values });
+    const r = await readBlocks(bus, o.unit, planReads(o.map));
+    if ("refused" in r) {
+      const { refused: block, exception } = r;
+      return { ...base, ok: false, values: null, problems: [exception.message], diagnosis: `unit ${o.unit} answered, but refused ${block.count} ${block.table} registers at ${block.start} (${exception.message}): this meter is probably not a ${o.map.manufacturer} ${o.map.model}; try another --map` };
     }
+    const read = r.read;
     const values = decodeQuantities(o.map, read);
     const limits = o.limits ?? DEFAULT_METER_LIMITS;
     const checked = checkReading({ timeMs: 0, values, countersTimeMs: 0 }, null, limits).reading;
@@ -164,18 +170,14 @@ export async function meterScan(o: MeterScanOptions): Promise<MeterScanResult> {
 }
 
 async function fitsMap(bus: Bus, map: RegisterMap, unit: number, limits: MeterLimits): Promise<boolean> {
-  const read: BlockWords[] = [];
+  let r: Awaited<ReturnType<typeof readBlocks>>;
   try {
-    for (const block of planReads(map)) {
-      const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
-      if (reply.kind !== "registers") return false;
-      read.push({ block, words: reply.values });
-    }
+    r = await readBlocks(bus, unit, planReads(map));
   } catch (err) {
     if (err instanceof ModbusError) return false;
     throw err;
   }
-  return checkReading({ timeMs: 0, values: decodeQuantities(map, read), countersTimeMs: 0 }, null, limits).reading.quality === 0;
+  return !("refused" in r) && checkReading({ timeMs: 0, values: decodeQuantities(map, r.read), countersTimeMs: 0 }, null, limits).reading.quality === 0;
 }
 
 /** Every map shipped in device/maps/ (SunSpec aside: it is found by discovery, not by fit). */

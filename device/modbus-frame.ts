@@ -16,16 +16,6 @@
 // multiple registers. Limits are Modbus's: 125 registers or 2000 coils per
 // read, 123 registers per write.
 
-export const ModbusFunction = {
-  readCoils: 1,
-  readHoldingRegisters: 3,
-  readInputRegisters: 4,
-  writeSingleCoil: 5,
-  writeSingleRegister: 6,
-  writeMultipleRegisters: 16,
-} as const;
-export type ModbusFunction = (typeof ModbusFunction)[keyof typeof ModbusFunction];
-
 /** Exception codes a device may answer with (Modbus Application Protocol 1.1b3, 7). */
 export const ModbusException: Record<number, string> = {
   1: "illegal function",

@@ -12,9 +12,9 @@
 // A second whose poll would start while the last one is still running (a
 // bus too slow for its meters) is skipped and counted, never queued: the
 // bus queue stays short and readings stay on their seconds.
-import type { Bus } from "./bus.js";
+import { type Bus, readBlocks } from "./bus.js";
 import { type CheckedReading, DEFAULT_METER_LIMITS, type MeterLimits, type MeterMemory, checkReading } from "./reading-check.js";
-import { type BlockWords, type MeterLayout, QUANTITIES, type Quantity, type ReadBlock } from "./register-map.js";
+import { type MeterLayout, QUANTITIES, type Quantity, type ReadBlock } from "./register-map.js";
 
 export interface PolledMeter {
   /** The box's meter channel (0..255), as in the ledger's readings. */
@@ -143,13 +143,9 @@ export class MeterPoller {
     stats.polls++;
     let values: Partial<Record<Quantity, number>> | null;
     try {
-      const read: BlockWords[] = [];
-      for (const block of blocks) {
-        const reply = await this.bus.request({ fn: block.table === "input" ? 4 : 3, unit: s.meter.unit, address: block.start, count: block.count });
-        if (reply.kind !== "registers") throw new Error(`unit ${s.meter.unit} answered ${reply.kind === "exception" ? `exception ${reply.code} (${reply.message})` : reply.kind} to a read of ${block.count} registers at ${block.start}`);
-        read.push({ block, words: reply.values });
-      }
-      values = s.meter.layout.decode(read);
+      const r = await readBlocks(this.bus, s.meter.unit, blocks);
+      if ("refused" in r) throw new Error(`unit ${s.meter.unit} answered exception ${r.exception.code} (${r.exception.message}) to a read of ${r.refused.count} registers at ${r.refused.start}`);
+      values = s.meter.layout.decode(r.read);
       stats.lastLatencyMs = this.options.now() - timeMs;
     } catch (err) {
       values = null;

@@ -13,6 +13,7 @@
 // read blocks, of the same register table; every block holds at most
 // maxRegistersPerRequest registers; no two blocks of one table overlap.
 import { PeergridError } from "../ledger/errors.js";
+import { UNIT_ID_MAX, UNIT_ID_MIN } from "./modbus-frame.js";
 
 export const REGISTER_MAP_FORMAT = "peergrid-register-map/1";
 
@@ -173,7 +174,7 @@ export function parseRegisterMap(json: unknown, source: string): RegisterMap {
     model: c.string(o, "model", ""),
     description: c.string(o, "description", "", name),
     maxRegistersPerRequest,
-    unitIdDefault: c.int(o, "unitIdDefault", "", 1, 247, 1),
+    unitIdDefault: c.int(o, "unitIdDefault", "", UNIT_ID_MIN, UNIT_ID_MAX, 1),
     serialDefault: parseSerial(c, o.serialDefault ?? { baud: 9600 }),
     quantities,
     blocks,

@@ -3,7 +3,6 @@
 // one bus plus one that is not there. Waits are bounded; nothing asserts
 // speed (the bus benchmark measures jitter).
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Bus } from "../../device/bus.js";
 import { TcpLink } from "../../device/modbus-tcp.js";
@@ -12,8 +11,9 @@ import type { CheckedReading } from "../../device/reading-check.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 import { Quality } from "../../ledger/tx.js";
 import { fixedLayout } from "../../device/register-map.js";
-import { discoverSunspec, meterModelOf, parseSunspecMap, sunspecLayout } from "../../device/sunspec.js";
-import { MAPS_DIR, SDM630_VALUES, SUNSPEC_203_VALUES, imageOf, loadMap, sunspecChain } from "../helpers/meters.js";
+import { builtInSunspecMap } from "../../device/commission.js";
+import { discoverSunspec, meterModelOf, sunspecLayout } from "../../device/sunspec.js";
+import { SDM630_VALUES, SUNSPEC_203_VALUES, imageOf, loadMap, sunspecChain } from "../helpers/meters.js";
 import { startPymodbus } from "../helpers/pymodbus.js";
 
 const sdm630 = loadMap("eastron-sdm630");
@@ -90,7 +90,7 @@ describe("MeterPoller", () => {
     const server = await startPymodbus({ 1: { holding: [[40_000, sunspecChain()]] } });
     const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: server.port }), { timeoutMs: 500, retriesMax: 0 });
     try {
-      const map = parseSunspecMap(JSON.parse(readFileSync(`${MAPS_DIR}sunspec-meter.json`, "utf8")), "sunspec-meter.json");
+      const map = builtInSunspecMap();
       const found = await discoverSunspec(async (address, count) => {
         const r = await bus.request({ fn: 3, unit: 1, address, count });
         return r.kind === "registers" ? r.values : null;

@@ -3,10 +3,10 @@
 // that a word-order, offset or scale mistake shows decode exactly; and a
 // broken map is refused naming the key and what to write instead.
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import fc from "fast-check";
+import { BUILT_IN_MAPS_DIR as MAPS_DIR, builtInMaps } from "../../device/commission.js";
 import {
   type BlockWords,
   type Quantity,
@@ -21,10 +21,7 @@ import {
   planReads,
 } from "../../device/register-map.js";
 
-const MAPS_DIR = fileURLToPath(new URL("../../../device/maps/", import.meta.url));
-const shipped = readdirSync(MAPS_DIR)
-  .filter((f) => f.endsWith(".json") && !f.startsWith("sunspec"))
-  .map((f) => parseRegisterMap(JSON.parse(readFileSync(MAPS_DIR + f, "utf8")), f));
+const shipped = builtInMaps();
 
 function map(name: string): RegisterMap {
   const m = shipped.find((x) => x.name === name);

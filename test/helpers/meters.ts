@@ -1,18 +1,16 @@
 // Shared by the device tests: the shipped maps, a meter's register image for
 // chosen values, and one whole read of a meter through a Bus.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import type { Bus } from "../../device/bus.js";
-import { type BlockWords, type Quantity, type RegisterMap, decodeQuantities, encodeValue, parseRegisterMap, planReads } from "../../device/register-map.js";
+import { type Bus, readBlocks } from "../../device/bus.js";
+import { BUILT_IN_MAPS_DIR, loadRegisterMap } from "../../device/commission.js";
+import { type Quantity, type RegisterMap, decodeQuantities, encodeValue, planReads } from "../../device/register-map.js";
 import { SUNS_MARKER } from "../../device/sunspec.js";
 import type { UnitImage } from "./pymodbus.js";
 
-export const MAPS_DIR = fileURLToPath(new URL("../../../device/maps/", import.meta.url));
+export const MAPS_DIR = BUILT_IN_MAPS_DIR;
 
-export function loadMap(name: string): RegisterMap {
-  return parseRegisterMap(JSON.parse(readFileSync(`${MAPS_DIR}${name}.json`, "utf8")), `${name}.json`);
-}
+/** A shipped map by name. */
+export const loadMap = (name: string): RegisterMap => loadRegisterMap(name);
 
 /** The meter's register image for `values`, as pymodbus input registers. */
 export function imageOf(m: RegisterMap, values: Partial<Record<Quantity, number>>): UnitImage {
@@ -26,13 +24,9 @@ export function imageOf(m: RegisterMap, values: Partial<Record<Quantity, number>
 
 /** Every block of the map, read through `bus` from `unit`, decoded. */
 export async function readMeter(bus: Bus, m: RegisterMap, unit = 1): Promise<Partial<Record<Quantity, number>>> {
-  const read: BlockWords[] = [];
-  for (const block of planReads(m)) {
-    const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
-    assert.equal(reply.kind, "registers", JSON.stringify(reply));
-    read.push({ block, words: reply.kind === "registers" ? reply.values : [] });
-  }
-  return decodeQuantities(m, read);
+  const r = await readBlocks(bus, unit, planReads(m));
+  assert.ok(!("refused" in r), JSON.stringify(r));
+  return decodeQuantities(m, r.read);
 }
 
 /** Values with a different bit pattern in every register: a shifted offset or swapped words shows. */
