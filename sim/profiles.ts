@@ -1,6 +1,7 @@
 // Simple deterministic generators for the demonstration chain and the
 // benchmarks. The realistic solar and household profiles of the simulator
 // milestone will replace solarW.
+import { localHour, solarPowerW } from "../device/profiles.js";
 import { NodeSigner } from "../ledger/keys.js";
 import type { Rng } from "./rng.js";
 
@@ -11,10 +12,9 @@ export function seededSigner(rng: Rng): NodeSigner {
   return new NodeSigner(seed);
 }
 
-/** Solar output for the hour of day: a half sine from 06:00 to 20:00 UTC with some cloud. */
+/** Solar output: device/profiles.ts's half sine from 06:00 to 20:00 UTC, with some cloud. */
 export function solarW(peakW: number, timeMs: number, rng: Rng): number {
-  const hour = (timeMs % 86_400_000) / 3_600_000;
-  if (hour < 6 || hour > 20) return 0;
-  const clearSky = Math.sin((Math.PI * (hour - 6)) / 14);
-  return Math.round(peakW * clearSky * (0.85 + 0.15 * rng.next()));
+  const hour = localHour(timeMs, 0);
+  if (hour < 6 || hour > 20) return 0; // no cloud is drawn at night: the same seed, the same chain
+  return Math.round(solarPowerW(timeMs, { peakW, sunriseHour: 6, sunsetHour: 20, utcOffsetHours: 0 }) * (0.85 + 0.15 * rng.next()));
 }
