@@ -30,6 +30,7 @@ import { MeterPoller } from "../device/poller.js";
 import { type RegisterMap, encodeValue, fixedLayout, planReads } from "../device/register-map.js";
 import { loadRegisterMap } from "../device/commission.js";
 import { percentile } from "../daemon/latency.js";
+import { hostInfo, measuredCommit } from "./bench-common.js";
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
@@ -175,7 +176,8 @@ async function runBench(): Promise<void> {
   const bauds = (values.bauds ?? "9600,19200").split(",").map(Number);
   const map = loadRegisterMap("eastron-sdm630");
   console.log(`peergrid bus benchmark: SDM630 meters (${planReads(map).length} requests a poll) on one RTU line, reply delay ${replyDelayMs} ms, ${windowS} s windows`);
-  console.log(`machine: ${os.cpus()[0]?.model ?? "?"}, ${os.cpus().length} cores, node ${process.version}`);
+  const m = hostInfo();
+  console.log(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, node ${m.node}, ${m.platform}; commit ${measuredCommit(["device"], "(device/ changed since)")}; load average ${m.loadAvgStart.join(" ")}`);
   const results = [];
   for (const baud of bauds) {
     const perMeterMs = pollMsPerMeter(map, baud, replyDelayMs);

@@ -53,10 +53,10 @@ import { Worker, isMainThread, parentPort, workerData } from "node:worker_thread
 import { percentile } from "../daemon/latency.js";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
-import { decodeHeader } from "../ledger/block.js";
 import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
 import { ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
+import { type Row, fmtInt, hostInfo, measuredCommit, positiveInt, printTable, readOptions } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -88,13 +88,6 @@ const USAGE = `usage: node dist/scripts/bench-cluster.js [options]
   --idle-s N         idle CPU/RSS window (default 30; quick 10)
   --dir PATH         parent of the temporary data directories (default the OS temp dir)
   --keep             keep the data directories`;
-
-function positiveInt(text: string | undefined, fallback: number, name: string): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} wants a positive integer, got ${text}`);
-  return n;
-}
 
 function intList(text: string | undefined, fallback: readonly number[], name: string): number[] {
   return text === undefined ? [...fallback] : text.split(",").map((t) => positiveInt(t.trim(), 0, name));
@@ -586,37 +579,10 @@ async function idle(o: Options, ports: Ports, log: (s: string) => void): Promise
 // ---------------------------------------------------------------- report
 
 function machine() {
-  const cpus = os.cpus();
-  let commit = "unknown";
-  try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "daemon", "ledger"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    if (dirty !== "") commit += " (daemon/ or ledger/ changed since)";
-  } catch {
-    // not a git checkout
-  }
-  return {
-    cpu: cpus[0]?.model ?? "unknown",
-    cores: cpus.length,
-    memoryGB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    openssl: process.versions.openssl,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    commit,
-    loadAvgStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
-  };
-}
-
-type Row = [name: string, value: string, target: string, verdict: string];
-
-function printTable(title: string, rows: readonly Row[]): void {
-  const widths = [0, 1, 2].map((c) => Math.max(0, ...rows.map((r) => r[c]!.length)));
-  console.log(`\n${title}`);
-  for (const r of rows) console.log(`  ${r[0].padEnd(widths[0]!)}  ${r[1].padStart(widths[1]!)}  ${r[2].padEnd(widths[2]!)}  ${r[3]}`.trimEnd());
+  return { ...hostInfo(), commit: measuredCommit(["daemon", "ledger"], "(daemon/ or ledger/ changed since)") };
 }
 
 const verdict = (ok: boolean) => (ok ? "met" : "MISSED");
-const fmtInt = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number | null) => (n === null || !Number.isFinite(n) ? "-" : `${fmtInt(n)} ms`);
 
 interface SizeResult {
@@ -693,18 +659,8 @@ function report(ceiling: { oneThread: number; allThreads: number; threads: numbe
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  let o: Options | null;
-  try {
-    o = parseOptions(process.argv.slice(2));
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  if (o === null) {
-    console.log(USAGE);
-    return;
-  }
+  const o = readOptions(parseOptions, USAGE);
+  if (o === null) return;
   const log = (s: string) => console.error(s);
   const started = performance.now();
   const m = machine();

@@ -29,7 +29,6 @@
 // Timing: process.hrtime.bigint; warm-up passes first; the median of several
 // repetitions is reported. On a loaded machine the numbers are lower bounds
 // (the load average is printed before and after).
-import { execFileSync } from "node:child_process";
 import * as nodeCrypto from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, statfsSync } from "node:fs";
 import os from "node:os";
@@ -48,6 +47,7 @@ import { type ApplyResult, type Chain, type LedgerState, ResultCode, applyBlock,
 import { LedgerStore } from "../ledger/store.js";
 import { Quality, type SignatureVerifier, type SignedTx, decodeTx, encodeUnsignedTx, signTx, signatureOf, txId, txSigningMessage } from "../ledger/tx.js";
 import { seededSigner, solarW } from "../sim/profiles.js";
+import { type Row, fmtInt, hostInfo, measuredCommit, positiveInt, printTable, readOptions } from "./bench-common.js";
 import { Rng } from "../sim/rng.js";
 
 // ---------------------------------------------------------------- options
@@ -74,13 +74,6 @@ const USAGE = `usage: node dist/scripts/bench-ledger.js [options]
   --dir PATH              parent directory of the temporary store (default the OS temp dir)
   --keep                  keep the temporary store
   --seed N                seed of keys and readings (default 1)`;
-
-function positiveInt(text: string | undefined, fallback: number, name: string): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} wants a positive integer, got ${text}`);
-  return n;
-}
 
 function parseOptions(argv: string[]): Options | null {
   const { values } = parseArgs({
@@ -634,7 +627,6 @@ function benchOpen(dir: string, path: string, dbBytes: number, opts: Options) {
 const FS_TYPES: Record<number, string> = { 0xef53: "ext4", 0x01021994: "tmpfs", 0x794c7630: "overlayfs", 0x58465342: "xfs", 0x9123683e: "btrfs", 0x4d44: "vfat", 0x6969: "nfs" };
 
 function machine(opts: Options) {
-  const cpus = os.cpus();
   let fsType = "unknown";
   try {
     const t = statfsSync(opts.dir).type;
@@ -642,60 +634,27 @@ function machine(opts: Options) {
   } catch {
     // informative only
   }
-  let commit = "unknown";
-  try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "ledger"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    if (dirty !== "") commit += " (ledger/ has uncommitted changes)";
-  } catch {
-    // not a git checkout
-  }
   const db = new Database(":memory:");
   const sqlite = (db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v;
   db.close();
   return {
-    cpu: cpus[0]?.model ?? "unknown",
-    cores: cpus.length,
-    memoryGB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    openssl: process.versions.openssl,
+    ...hostInfo(),
     sqlite,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     benchDir: opts.dir,
     benchDirFs: fsType,
-    commit,
-    loadAvgStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    commit: measuredCommit(["ledger"], "(ledger/ has uncommitted changes)"),
   };
 }
 
-const fmtInt = (n: number) => Math.round(n).toLocaleString("en-US");
 const fmt = (n: number, digits: number) => n.toFixed(digits);
-
-type Row = [name: string, value: string, target: string, verdict: string];
-
-function printTable(title: string, rows: readonly Row[]): void {
-  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ["", "", "", ""][c]!.length));
-  console.log(`\n${title}`);
-  for (const r of rows) console.log(`  ${r[0].padEnd(widths[0]!)}  ${r[1].padStart(widths[1]!)}  ${r[2].padEnd(widths[2]!)}  ${r[3]}`.trimEnd());
-}
 
 const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
 
 // ---------------------------------------------------------------- main
 
 function main(): void {
-  let opts: Options | null;
-  try {
-    opts = parseOptions(process.argv.slice(2));
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  if (opts === null) {
-    console.log(USAGE);
-    return;
-  }
+  const opts = readOptions(parseOptions, USAGE);
+  if (opts === null) return;
   const log = (s: string) => console.error(s);
   const startedNs = nowNs();
   const m = machine(opts);
