@@ -10,7 +10,7 @@
 // dropped: the next second brings the next one.
 import type { NodeSigner } from "../ledger/keys.js";
 import { MempoolRefusal } from "../ledger/mempool.js";
-import { memberKey } from "../ledger/records.js";
+import { lastSeqOf } from "../ledger/state.js";
 import { METER_ID_MAX, signTx } from "../ledger/tx.js";
 import { Bus } from "../device/bus.js";
 import { type MeterAddress, linkFor } from "../device/commission.js";
@@ -78,7 +78,7 @@ export class BoxMeters {
     const ids = new Set(specs.map((s) => s.meterId));
     if (ids.size !== specs.length) throw new RangeError("two meters with one meter id");
     for (const s of specs) if (!Number.isInteger(s.meterId) || s.meterId < 0 || s.meterId > METER_ID_MAX) throw new RangeError(`meter id ${s.meterId} outside 0..${METER_ID_MAX}`);
-    this.seq = this.ledgerSeq();
+    this.seq = lastSeqOf(this.node.ledger.state, this.node.id);
     const byBus = new Map<string, MeterSpec[]>();
     for (const s of specs) {
       const key = s.address.kind === "tcp" ? `tcp ${s.address.host}:${s.address.port}` : `rtu ${s.address.path}`;
@@ -101,11 +101,6 @@ export class BoxMeters {
     await Promise.all(this.buses.map((b) => b.close()));
   }
 
-  private ledgerSeq(): number {
-    const me = this.node.ledger.state.tree.get(memberKey(this.node.id));
-    return me !== undefined && me.kind === "member" ? me.lastSeq : 0;
-  }
-
   private submit(meterId: number, r: CheckedReading): void {
     this.stats.readings++;
     this.submitting = this.submitting.then(async () => {
@@ -126,7 +121,7 @@ export class BoxMeters {
       }
       this.stats.refused++;
       this.stats.lastRefusal = `${out.code}: ${out.message}`;
-      if (out.code === MempoolRefusal.stale) this.seq = Math.max(this.seq, this.ledgerSeq());
+      if (out.code === MempoolRefusal.stale) this.seq = Math.max(this.seq, lastSeqOf(this.node.ledger.state, this.node.id));
     }).catch((err: unknown) => {
       // Never break the chain of submissions: the next reading must still go.
       this.stats.refused++;

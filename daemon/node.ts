@@ -48,7 +48,7 @@ import type { ConfChange } from "../ledger/raft/conf-change.js";
 import { type Entry, type Message, type NodeId, RaftNode, type Ready, Role } from "../ledger/raft/raft.js";
 import { GLOBAL_KEY, type KeyRecord, type MemberRecord, memberKey, publicKeyKey } from "../ledger/records.js";
 import { type ChainPoint, applyEntry, decodeChainPoint, encodeChainPoint, nextBlockTimeMs } from "../ledger/replicated.js";
-import { type ApplyResult, ResultCode, genesisState, resultName } from "../ledger/state.js";
+import { type ApplyResult, ResultCode, genesisState, lastSeqOf, resultName } from "../ledger/state.js";
 import { Role as MemberRole, type SignedTx, TX_BYTES_MAX_ANY, decodeTx, signatureOf, writeTxSigningMessage } from "../ledger/tx.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { LedgerCheckpointer } from "./ledger-checkpointer.js";
@@ -889,11 +889,6 @@ export class BoxNode {
     await this.checks.close();
     this.log("info", "box stopped", { box: this.id });
   }
-}
-
-function lastSeqOf(state: Ledger["state"], author: number): number {
-  const r = state.tree.get(memberKey(author));
-  return r !== undefined && r.kind === "member" ? r.lastSeq : 0;
 }
 
 /** The member index of the box holding `publicKey`, which must be an active member of this chain. */

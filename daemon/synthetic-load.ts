@@ -9,7 +9,8 @@
 // readings to be strictly later); counters advance by the energy of the
 // power drawn since the meter's previous reading, so every reading is valid.
 import type { NodeSigner } from "../ledger/keys.js";
-import { memberKey, meterKey } from "../ledger/records.js";
+import { meterKey } from "../ledger/records.js";
+import { lastSeqOf } from "../ledger/state.js";
 import { METER_ID_MAX, Quality, signTx } from "../ledger/tx.js";
 import { MempoolRefusal } from "../ledger/mempool.js";
 import type { BoxNode, SubmitOutcome } from "./node.js";
@@ -48,8 +49,7 @@ export class SyntheticLoad {
     readonly readingsPerS: number,
     private readonly now: () => number = Date.now,
   ) {
-    const me = node.ledger.state.tree.get(memberKey(node.id));
-    this.seq = me !== undefined && me.kind === "member" ? me.lastSeq : 0;
+    this.seq = lastSeqOf(node.ledger.state, node.id);
     this.resumeMeters();
   }
 
@@ -180,8 +180,7 @@ export class SyntheticLoad {
 
   /** Take up the ledger's sequence again (after this box's pending readings were lost). */
   private resync(): void {
-    const me = this.node.ledger.state.tree.get(memberKey(this.node.id));
-    if (me !== undefined && me.kind === "member") this.seq = Math.max(this.seq, me.lastSeq);
+    this.seq = Math.max(this.seq, lastSeqOf(this.node.ledger.state, this.node.id));
   }
 
   stop(): void {

@@ -257,6 +257,12 @@ export function applyTx(ctx: TxContext, t: SignedTx): ResultCode {
   return code;
 }
 
+/** The last sequence number the ledger took from `author` (0 before its first transaction, or for no such member). */
+export function lastSeqOf(state: LedgerState, author: number): number {
+  const r = state.tree.get(memberKey(author));
+  return r !== undefined && r.kind === "member" ? r.lastSeq : 0;
+}
+
 /** The most energy a counter can plausibly advance in dtMs at powerMaxW, rounded up. Integer-safe. */
 export function energyBoundWh(dtMs: number, powerMaxW: number): number {
   const MS_PER_HOUR = 3_600_000;
