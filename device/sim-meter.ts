@@ -11,8 +11,8 @@
 // map's read blocks, as on the real meter; anything else is answered with
 // exception 2 (illegal data address). Requests for another unit id get no
 // answer, as on a shared bus.
-import net from "node:net";
-import { type Reply, type Request, encodeReplyPdu, parseRequestPdu } from "./modbus-frame.js";
+import type { Reply, Request } from "./modbus-frame.js";
+import { type ModbusTcpServer, startModbusTcpServer } from "./modbus-tcp-server.js";
 import { type LoadProfile, type SolarProfile, householdLoadW, solarPowerW } from "./profiles.js";
 import { type Quantity, type RegisterMap, encodeValue } from "./register-map.js";
 
@@ -31,21 +31,15 @@ export interface SimulatedMeterOptions {
 }
 
 const MS_PER_HOUR = 3_600_000;
-const MBAP_BYTES = 7;
-const REQUEST_BUFFER_BYTES_MAX = 1_024;
 
 export class SimulatedMeter {
   private importWh: number;
   private exportWh: number;
   private lastMs: number;
   private lastPowerW: number;
-  private readonly sockets = new Set<net.Socket>();
-  requestsServed = 0;
+  private server!: ModbusTcpServer;
 
-  private constructor(
-    readonly options: SimulatedMeterOptions,
-    private readonly server: net.Server,
-  ) {
+  private constructor(readonly options: SimulatedMeterOptions) {
     this.importWh = options.importWh;
     this.exportWh = options.exportWh;
     this.lastMs = options.now();
@@ -66,18 +60,13 @@ export class SimulatedMeter {
       port: 0,
       ...options,
     };
-    const server = net.createServer();
-    const meter = new SimulatedMeter(o, server);
-    server.on("connection", (s) => meter.serve(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.port, o.host, () => resolve());
-    });
+    const meter = new SimulatedMeter(o);
+    meter.server = await startModbusTcpServer({ serves: (unit) => unit === o.unit, answer: (r) => meter.answer(r) }, o.host, o.port);
     return meter;
   }
 
   get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
+    return this.server.port;
   }
 
   /** + importing from the grid, - exporting. */
@@ -139,37 +128,7 @@ export class SimulatedMeter {
     return words === null ? { kind: "exception", code: 2, message: "illegal data address" } : { kind: "registers", values: words };
   }
 
-  private serve(socket: net.Socket): void {
-    this.sockets.add(socket);
-    socket.once("close", () => this.sockets.delete(socket));
-    socket.on("error", () => {});
-    let buf = Buffer.alloc(0);
-    socket.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= MBAP_BYTES) {
-        const length = buf.readUInt16BE(4);
-        if (buf.readUInt16BE(2) !== 0 || length < 2 || length > 254) return void socket.destroy(); // not Modbus TCP
-        if (buf.length < 6 + length) break;
-        const adu = buf.subarray(0, 6 + length);
-        buf = buf.subarray(6 + length);
-        const unit = adu[6] as number;
-        if (unit !== this.options.unit) continue; // another device's request
-        const parsed = parseRequestPdu(unit, adu.subarray(MBAP_BYTES));
-        const pdu = "request" in parsed ? encodeReplyPdu(parsed.request, this.answer(parsed.request)) : Uint8Array.from([parsed.fn | 0x80, parsed.exception]);
-        const out = Buffer.alloc(MBAP_BYTES + pdu.length);
-        adu.copy(out, 0, 0, 4); // transaction id, protocol
-        out.writeUInt16BE(pdu.length + 1, 4);
-        out[6] = unit;
-        out.set(pdu, MBAP_BYTES);
-        socket.write(out);
-        this.requestsServed++;
-      }
-      if (buf.length > REQUEST_BUFFER_BYTES_MAX) socket.destroy();
-    });
-  }
-
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => this.server.close(() => r()));
+    await this.server.close();
   }
 }

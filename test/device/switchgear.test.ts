@@ -3,35 +3,14 @@
 // hand-rolled device that acknowledges a command but does not move, one
 // that refuses, and one whose register reads neither closed nor open.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { describe, it } from "node:test";
 import { Bus } from "../../device/bus.js";
-import { type Reply, encodeReplyPdu, parseRequestPdu } from "../../device/modbus-frame.js";
+import { startModbusTcpServer } from "../../device/modbus-tcp-server.js";
 import { TcpLink } from "../../device/modbus-tcp.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 import { Switch, SwitchError } from "../../device/switchgear.js";
 import { loadMap } from "../helpers/meters.js";
 import { startPymodbus } from "../helpers/pymodbus.js";
-
-/** A Modbus TCP device whose answers a function decides (acks without acting, odd values...). */
-async function scriptedDevice(answer: (fn: number, address: number) => Reply): Promise<{ port: number; close(): Promise<void> }> {
-  const server = net.createServer((s) => {
-    s.on("data", (adu: Buffer) => {
-      const parsed = parseRequestPdu(adu[6] as number, adu.subarray(7));
-      if (!("request" in parsed)) return;
-      const pdu = encodeReplyPdu(parsed.request, answer(parsed.request.fn, parsed.request.address));
-      const out = Buffer.alloc(7 + pdu.length);
-      adu.copy(out, 0, 0, 4);
-      out.writeUInt16BE(pdu.length + 1, 4);
-      out[6] = adu[6] as number;
-      out.set(pdu, 7);
-      s.write(out);
-    });
-    s.on("error", () => {});
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
 
 describe("switchgear", () => {
   it("a coil and a holding register that obey: commanded, read back, agreed", async () => {
@@ -55,7 +34,7 @@ describe("switchgear", () => {
   });
 
   it("a device that acknowledges but does not move: a mismatch naming what was asked and what it reports", async () => {
-    const device = await scriptedDevice((fn) => (fn === 5 ? { kind: "written" } : { kind: "coils", values: [false] }));
+    const device = await startModbusTcpServer({ serves: () => true, answer: (r) => (r.fn === 5 ? { kind: "written" } : { kind: "coils", values: [false] }) }); // acknowledges, does not move
     const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: device.port }), { timeoutMs: 500 });
     try {
       await assert.rejects(new Switch(bus, { kind: "coil", unit: 1, address: 0 }, "relay K1").set(true), (e: unknown) => e instanceof SwitchError && e.code === "PG_ERR_SWITCH_MISMATCH" && e.asked === true && e.reported === false && /relay K1: asked to close, but unit 1 reports it open after the command/.test(e.message));
@@ -66,7 +45,7 @@ describe("switchgear", () => {
   });
 
   it("a register that reads neither closed nor open, and a device that refuses the command", async () => {
-    const device = await scriptedDevice((fn) => (fn === 6 ? { kind: "written" } : { kind: "registers", values: [7] }));
+    const device = await startModbusTcpServer({ serves: () => true, answer: (r) => (r.fn === 6 ? { kind: "written" } : { kind: "registers", values: [7] }) });
     const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: device.port }), { timeoutMs: 500 });
     const meter = await SimulatedMeter.start({ map: loadMap("eastron-sdm630") }); // serves reads only
     const meterBus = new Bus(new TcpLink({ host: "127.0.0.1", port: meter.port }), { timeoutMs: 500 });
