@@ -121,11 +121,15 @@ export function encodePdu(r: Request): Uint8Array {
   }
 }
 
-/** unit | PDU | CRC (low byte first). */
+/** A request as an RTU frame. */
 export function encodeRtu(r: Request): Uint8Array {
-  const pdu = encodePdu(r);
+  return rtuFrame(r.unit, encodePdu(r));
+}
+
+/** unit | PDU | CRC (low byte first): a request's frame, or a device's reply. */
+export function rtuFrame(unit: number, pdu: Uint8Array): Uint8Array {
   const out = new Uint8Array(pdu.length + 3);
-  out[0] = r.unit;
+  out[0] = unit;
   out.set(pdu, 1);
   const crc = crc16(out, pdu.length + 1);
   out[pdu.length + 1] = crc & 0xff;

@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
 import { Bus } from "../device/bus.js";
-import { charsPerSecond, crc16, encodeReplyPdu, interFrameMs, parseRequestPdu, rtuReplyBytes, wireMs } from "../device/modbus-frame.js";
+import { charsPerSecond, crc16, encodeReplyPdu, interFrameMs, parseRequestPdu, rtuFrame, rtuReplyBytes, wireMs } from "../device/modbus-frame.js";
 import { RtuLink } from "../device/modbus-rtu.js";
 import { MeterPoller } from "../device/poller.js";
 import { type RegisterMap, encodeValue, fixedLayout, planReads } from "../device/register-map.js";
@@ -71,13 +71,7 @@ function runPeer(a: PeerArgs): void {
       if (!("request" in parsed)) continue;
       const r = parsed.request;
       const words = r.fn === 4 ? Array.from({ length: r.count }, (_, i) => image.get(r.address + i) ?? 0) : [];
-      const pdu = encodeReplyPdu(r, r.fn === 4 ? { kind: "registers", values: words } : { kind: "exception", code: 1, message: "" });
-      const reply = Buffer.alloc(pdu.length + 3);
-      reply[0] = unit;
-      reply.set(pdu, 1);
-      const c = crc16(reply, pdu.length + 1);
-      reply[pdu.length + 1] = c & 0xff;
-      reply[pdu.length + 2] = c >> 8;
+      const reply = rtuFrame(unit, encodeReplyPdu(r, r.fn === 4 ? { kind: "registers", values: words } : { kind: "exception", code: 1, message: "" }));
       // The request was on the wire for 8 characters; then the meter thinks; then its reply takes its own wire time.
       const now = performance.now();
       const at = Math.max(now, busyUntil) + wireMs(8, cps) + a.replyDelayMs + wireMs(reply.length, cps);
