@@ -12,7 +12,9 @@ import { Ledger, ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
 import { Role, type RoleName } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
-import { type MeterAddress, builtInMaps, loadRegisterMap, meterRead, meterScan } from "../device/commission.js";
+import { type MeterAddress, meterRead, meterScan } from "../device/commission.js";
+import { SHIPPED_METERS, SUNSPEC, builtInKinds, factoryDefaults, loadMeterKind, loadRegisterMap } from "../device/meter-kind.js";
+import { runSimulatedMeters } from "./simulate-meters.js";
 import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
 import { runDemo } from "./demo.js";
 import { parseMeterSpec } from "./meters.js";
@@ -173,7 +175,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .option("--raft-listen <host:port>", "where other boxes reach this one", "0.0.0.0:7400")
     .option("--peer <index=host:port>", "another box: its member index and Raft address; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--http-listen <host:port>", "the HTTP API (\"off\" for none)", "127.0.0.1:8400")
-    .option("--meter <spec>", "a meter of this box: ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT]; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--meter <spec>", "a meter of this box: ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT], MAP a shipped map, a map file, or sunspec; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option("--synthetic-readings <n>", "sign n synthetic meter readings a second (benchmarks and tests, until real meters are configured)").default(0).argParser(parseIntOption("synthetic-readings")))
     .addOption(new Option("--tick-ms <ms>", "Raft tick").default(100).argParser(parseIntOption("tick-ms")))
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
@@ -185,7 +187,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (o.blockIntervalMs < 100 || o.blockIntervalMs > 3_600_000) throw new UsageError("--block-interval-ms must be 100..3600000");
       if (o.syntheticReadings > 100_000) throw new UsageError("--synthetic-readings must be at most 100000");
       if (o.syntheticReadings > 0 && o.meter.length > 0) throw new UsageError("--synthetic-readings and --meter both sign this box's readings: use one");
-      const meters = o.meter.map((m) => parseMeterSpec(m, loadRegisterMap));
+      const meters = o.meter.map((m) => parseMeterSpec(m));
       const code = await runBox(
         {
           dataDir: o.dataDir,
@@ -206,7 +208,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
   meter
     .command("read")
     .description("read every quantity of one meter, by its register map, and print them as JSON; or say what is wrong")
-    .requiredOption("--map <name|file>", "a shipped map (eastron-sdm630, eastron-sdm72, eastron-sdm72-v1, eastron-sdm120, carlo-gavazzi-em24, carlo-gavazzi-em340) or a map file")
+    .requiredOption("--map <name|file>", `a shipped map (${SHIPPED_METERS}) or a map file`)
     .option("--tcp <host:port>", "a Modbus TCP meter or gateway")
     .option("--serial <device>", "a serial port, e.g. /dev/ttyUSB0 (Modbus RTU)")
     .addOption(new Option("--baud <n>", "serial baud rate (default: the map's factory setting)").argParser(parseIntOption("baud")))
@@ -217,16 +219,17 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .action(async (o: { map: string; tcp?: string; serial?: string; baud?: number; parity?: "none" | "even" | "odd"; stopBits?: "1" | "2"; unit?: number; timeoutMs: number }) => {
       if ((o.tcp === undefined) === (o.serial === undefined)) throw new UsageError("give exactly one of --tcp host:port or --serial device");
       if (o.timeoutMs < 10 || o.timeoutMs > 60_000) throw new UsageError("--timeout-ms must be 10..60000");
-      const map = loadRegisterMap(o.map);
-      const unit = o.unit ?? map.unitIdDefault;
+      const kind = loadMeterKind(o.map);
+      const factory = factoryDefaults(kind);
+      const unit = o.unit ?? factory.unit;
       if (unit < UNIT_ID_MIN || unit > UNIT_ID_MAX) throw new UsageError(`--unit must be ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
-      const d = map.serialDefault;
+      const d = factory.serial;
       const tcp = o.tcp === undefined ? null : parseAddress(o.tcp, "--tcp");
       const address: MeterAddress =
         tcp !== null
           ? { kind: "tcp", host: tcp.host, port: tcp.port }
           : { kind: "rtu", path: o.serial as string, baud: o.baud ?? d.baud, parity: o.parity ?? d.parity, dataBits: d.dataBits, stopBits: o.stopBits === undefined ? d.stopBits : (Number(o.stopBits) as 1 | 2) };
-      const result = await meterRead({ map, address, unit, timeoutMs: o.timeoutMs });
+      const result = await meterRead({ kind, address, unit, timeoutMs: o.timeoutMs });
       log(JSON.stringify(result, null, 2));
       setExit(result.ok ? Exit.ok : Exit.fault);
     });
@@ -251,9 +254,31 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       const tcp = o.tcp === undefined ? null : parseAddress(o.tcp, "--tcp");
       const address: MeterAddress = tcp !== null ? { kind: "tcp", host: tcp.host, port: tcp.port } : { kind: "rtu", path: o.serial as string, baud: o.baud, parity: o.parity, dataBits: 8, stopBits: Number(o.stopBits) as 1 | 2 };
       const units = Array.from({ length: to - from + 1 }, (_, i) => from + i);
-      const result = await meterScan({ address, units, timeoutMs: o.timeoutMs, maps: builtInMaps() });
+      const result = await meterScan({ address, units, timeoutMs: o.timeoutMs, kinds: builtInKinds() });
       log(JSON.stringify(result, null, 2));
       setExit(Exit.ok);
+    });
+
+  meter
+    .command("simulate")
+    .description("run simulated meters (Modbus TCP servers showing a map's registers for a household with solar) until SIGTERM or Ctrl-C; a box reads them with --meter ID=MAP@tcp:HOST:PORT")
+    .option("--map <name|file>", "the register map the meters show (a fixed map; not sunspec)", "eastron-sdm630")
+    .option("--listen <host:port>", "the first meter's address; the next ones take the following ports (port 0: any free port each)", "127.0.0.1:1502")
+    .addOption(new Option("--count <n>", "how many meters").default(1).argParser(parseIntOption("count")))
+    .addOption(new Option("--unit <id>", "the unit id they answer to").default(1).argParser(parseIntOption("unit")))
+    .addOption(new Option("--solar-peak-w <w>", "the first household's solar array at noon (each next one 10 % more)").default(4_000).argParser(parseIntOption("solar-peak-w")))
+    .addOption(new Option("--load-base-w <w>", "the first household's base load (each next one 10 % more)").default(300).argParser(parseIntOption("load-base-w")))
+    .option("--utc-offset-hours <h>", "local time = UTC + this, for the sun and the load peaks", "0")
+    .action(async (o: { map: string; listen: string; count: number; unit: number; solarPeakW: number; loadBaseW: number; utcOffsetHours: string }) => {
+      if (o.map === SUNSPEC) throw new UsageError("--map sunspec: the simulated meter shows fixed maps only (e.g. eastron-sdm630)");
+      if (o.count < 1 || o.count > 1_000) throw new UsageError("--count must be 1..1000");
+      if (o.unit < UNIT_ID_MIN || o.unit > UNIT_ID_MAX) throw new UsageError(`--unit must be ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
+      const offset = Number(o.utcOffsetHours);
+      if (!/^[+-]?\d+(\.\d+)?$/.test(o.utcOffsetHours) || offset < -12 || offset > 14) throw new UsageError(`--utc-offset-hours must be a number from -12 to 14, got "${o.utcOffsetHours}"`);
+      const listen = parseAddress(o.listen, "--listen");
+      if (listen.port !== 0 && listen.port + o.count - 1 > 65_535) throw new UsageError(`--listen port ${listen.port} + --count ${o.count} passes 65535`);
+      const map = loadRegisterMap(o.map);
+      setExit(await runSimulatedMeters({ map, listen, count: o.count, unit: o.unit, solarPeakW: o.solarPeakW, loadBaseW: o.loadBaseW, utcOffsetHours: offset }, log));
     });
 
   program

@@ -10,12 +10,16 @@
 //   POST /api/v1/tx              a signed transaction: raw bytes
 //                                (application/octet-stream) or {"tx": "<hex>"}
 //   GET  /api/v1/tx/:id          its fate: pending, committed (height, result), rejected
-import { type Static, Type } from "@sinclair/typebox";
+//   GET  /api/v1/meters          this box's meters: per bus the poll's jitter, round
+//                                time and request counts; per meter its map, poll
+//                                counts, last problem and last checked reading
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import { PeergridError } from "../ledger/errors.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { resultName } from "../ledger/state.js";
 import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
+import type { MetersStatus } from "./meters.js";
 import type { BoxNode, TxFate } from "./node.js";
 
 const ErrorSchema = Type.Object({ statusCode: Type.Integer(), code: Type.String(), message: Type.String() }, { additionalProperties: false });
@@ -64,6 +68,44 @@ const BlockSchema = Type.Object({
   ),
 });
 
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Count = Type.Integer({ minimum: 0 });
+
+const MetersSchema = Type.Object({
+  submitted: Type.Object({ readings: Count, accepted: Count, refused: Count, lastRefusal: Nullable(Type.String()) }),
+  buses: Type.Array(
+    Type.Object({
+      link: Type.String(),
+      seconds: Count,
+      skipped: Count,
+      pollStartMs: LatencySchema,
+      roundMs: LatencySchema,
+      requests: Type.Object({ requests: Count, replies: Count, exceptions: Count, timeouts: Count, garbage: Count, linkErrors: Count, retries: Count, failed: Count, refusedQueueFull: Count }),
+      meters: Type.Array(
+        Type.Object({
+          meterId: Count,
+          map: Type.String(),
+          layout: Nullable(Type.String()),
+          unit: Count,
+          stats: Type.Object({ polls: Count, good: Count, failed: Count, flagged: Count, lastProblem: Nullable(Type.String()), lastLatencyMs: Nullable(Type.Number()), layout: Nullable(Type.String()) }),
+          last: Nullable(
+            Type.Object({
+              timeMs: Type.Integer(),
+              importWh: Type.Integer(),
+              exportWh: Type.Integer(),
+              powerW: Type.Integer(),
+              voltagesDeciV: Type.Array(Type.Integer()),
+              frequencyMilliHz: Type.Integer(),
+              quality: Count,
+              problems: Type.Array(Type.String()),
+            }),
+          ),
+        }),
+      ),
+    }),
+  ),
+});
+
 const FateSchema = Type.Object({
   status: Type.Union([Type.Literal("pending"), Type.Literal("committed"), Type.Literal("rejected"), Type.Literal("unknown")]),
   id: Hex(32),
@@ -100,6 +142,8 @@ function statusForRefusal(code: string): number {
 
 export interface HttpOptions {
   readonly logger?: boolean;
+  /** The box's meters, if it polls any (daemon/meters.ts). */
+  readonly meters?: () => MetersStatus | null;
 }
 
 export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInstance {
@@ -173,8 +217,12 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
     },
   );
 
+  app.get("/api/v1/meters", { schema: { response: { 200: MetersSchema } } }, async () => options.meters?.() ?? NO_METERS);
+
   return app;
 }
+
+const NO_METERS: MetersStatus = { submitted: { readings: 0, accepted: 0, refused: 0, lastRefusal: null }, buses: [] };
 
 type TxJson = Static<typeof TxJsonSchema>;
 

@@ -82,3 +82,10 @@ export function nearestRank(n: number, q: number): number {
 export function percentile(sorted: ArrayLike<number>, q: number): number {
   return sorted[nearestRank(sorted.length, q) - 1] as number;
 }
+
+/** The summary of a plain list of samples (sorted here; for short lists such as a poller's last hour). */
+export function summarise(samples: readonly number[]): LatencySummary {
+  if (samples.length === 0) return { count: 0, window: 0, p50: null, p99: null, max: null };
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { count: sorted.length, window: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] as number };
+}

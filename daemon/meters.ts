@@ -12,42 +12,45 @@ import type { NodeSigner } from "../ledger/keys.js";
 import { MempoolRefusal } from "../ledger/mempool.js";
 import { lastSeqOf } from "../ledger/state.js";
 import { METER_ID_MAX, signTx } from "../ledger/tx.js";
-import { Bus } from "../device/bus.js";
+import { Bus, type BusStats } from "../device/bus.js";
 import { type MeterAddress, linkFor } from "../device/commission.js";
 import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
-import { type RegisterMap, fixedLayout } from "../device/register-map.js";
+import { type MeterKind, factoryDefaults, layoutSource, loadMeterKind } from "../device/meter-kind.js";
 import { PeergridError } from "../ledger/errors.js";
-import { MeterPoller, type PolledMeter } from "../device/poller.js";
+import { type MeterPollStats, MeterPoller, type PolledMeter } from "../device/poller.js";
+import { type LatencySummary, summarise } from "./latency.js";
 import type { CheckedReading } from "../device/reading-check.js";
 import type { BoxNode } from "./node.js";
 
 /**
  * --meter ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT]:
- * meter channel ID (0..255) of this box, a register map (shipped name or
- * file), where it is, and its unit id (default: the map's factory id).
+ * meter channel ID (0..255) of this box, a register map (a shipped name, a
+ * map file, or "sunspec": found on the device), where it is, and its unit id
+ * (default: the map's factory id).
  */
-export function parseMeterSpec(text: string, loadMap: (nameOrPath: string) => RegisterMap): MeterSpec {
+export function parseMeterSpec(text: string, loadKind: (nameOrPath: string) => MeterKind = loadMeterKind): MeterSpec {
   const usage = `--meter "${text}" is not ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT] (e.g. 0=eastron-sdm630@serial:/dev/ttyUSB0:9600/1)`;
   const m = /^(\d{1,3})=([^@]+)@(tcp|serial):(.+?)(?:\/(\d{1,3}))?$/.exec(text);
   if (m === null) throw new PeergridError("PG_ERR_USAGE", usage);
-  const [, id, mapName, kind, where, unitText] = m as unknown as [string, string, string, string, string, string | undefined];
-  const map = loadMap(mapName);
-  const unit = unitText === undefined ? map.unitIdDefault : Number(unitText);
+  const [, id, mapName, via, where, unitText] = m as unknown as [string, string, string, string, string, string | undefined];
+  const kind = loadKind(mapName);
+  const factory = factoryDefaults(kind);
+  const unit = unitText === undefined ? factory.unit : Number(unitText);
   if (unit < UNIT_ID_MIN || unit > UNIT_ID_MAX) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": unit ${unit} outside ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
   let address: MeterAddress;
-  if (kind === "tcp") {
+  if (via === "tcp") {
     const hp = /^(.+):(\d{1,5})$/.exec(where);
     if (hp === null || Number(hp[2]) < 1 || Number(hp[2]) > 65_535) throw new PeergridError("PG_ERR_USAGE", usage);
     address = { kind: "tcp", host: hp[1] as string, port: Number(hp[2]) };
   } else {
     const [path, baudText, parityText] = where.split(":") as [string, string | undefined, string | undefined];
-    const baud = baudText === undefined ? map.serialDefault.baud : Number(baudText);
+    const baud = baudText === undefined ? factory.serial.baud : Number(baudText);
     if (!Number.isInteger(baud) || baud < 300 || baud > 115_200) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": baud ${baudText} outside 300..115200`);
-    const parity = parityText ?? map.serialDefault.parity;
+    const parity = parityText ?? factory.serial.parity;
     if (parity !== "none" && parity !== "even" && parity !== "odd") throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": parity is none, even or odd`);
-    address = { kind: "rtu", path, baud, parity, dataBits: map.serialDefault.dataBits, stopBits: map.serialDefault.stopBits };
+    address = { kind: "rtu", path, baud, parity, dataBits: factory.serial.dataBits, stopBits: factory.serial.stopBits };
   }
-  return { meterId: Number(id), meter: { layout: fixedLayout(map), unit }, address };
+  return { meterId: Number(id), meter: { layout: layoutSource(kind), unit }, address };
 }
 
 export interface MeterSpec {
@@ -63,10 +66,35 @@ export interface MeterStats {
   lastRefusal: string | null;
 }
 
+/** What GET /api/v1/meters shows: for the installer and the engineer, how each bus and meter is doing. */
+export interface MetersStatus {
+  readonly submitted: MeterStats;
+  readonly buses: readonly {
+    readonly link: string;
+    readonly seconds: number;
+    readonly skipped: number;
+    /** When each round started after its second (the poll's jitter), over the last hour. */
+    readonly pollStartMs: LatencySummary;
+    /** How long a round of all the bus's meters took, over the last hour. */
+    readonly roundMs: LatencySummary;
+    readonly requests: BusStats;
+    readonly meters: readonly {
+      readonly meterId: number;
+      readonly map: string;
+      readonly layout: string | null;
+      readonly unit: number;
+      readonly stats: MeterPollStats;
+      readonly last: CheckedReading | null;
+    }[];
+  }[];
+}
+
 export class BoxMeters {
   readonly stats: MeterStats = { readings: 0, accepted: 0, refused: 0, lastRefusal: null };
   readonly pollers: MeterPoller[] = [];
   private readonly buses: Bus[] = [];
+  private readonly specs: readonly MeterSpec[];
+  private readonly last = new Map<number, CheckedReading>();
   private seq: number;
   private submitting: Promise<void> = Promise.resolve();
 
@@ -75,6 +103,7 @@ export class BoxMeters {
     private readonly signer: NodeSigner,
     specs: readonly MeterSpec[],
   ) {
+    this.specs = specs;
     const ids = new Set(specs.map((s) => s.meterId));
     if (ids.size !== specs.length) throw new RangeError("two meters with one meter id");
     for (const s of specs) if (!Number.isInteger(s.meterId) || s.meterId < 0 || s.meterId > METER_ID_MAX) throw new RangeError(`meter id ${s.meterId} outside 0..${METER_ID_MAX}`);
@@ -101,8 +130,30 @@ export class BoxMeters {
     await Promise.all(this.buses.map((b) => b.close()));
   }
 
+  status(): MetersStatus {
+    return {
+      submitted: { ...this.stats },
+      buses: this.pollers.map((p, i) => {
+        const bus = this.buses[i] as Bus;
+        return {
+          link: bus.link.label,
+          seconds: p.stats.seconds,
+          skipped: p.stats.skipped,
+          pollStartMs: summarise(p.stats.offsetsMs),
+          roundMs: summarise(p.stats.roundsMs),
+          requests: { ...bus.stats },
+          meters: [...p.stats.meters].map(([meterId, stats]) => {
+            const spec = this.specs.find((s) => s.meterId === meterId) as MeterSpec;
+            return { meterId, map: spec.meter.layout.name, layout: stats.layout, unit: spec.meter.unit, stats: { ...stats }, last: this.last.get(meterId) ?? null };
+          }),
+        };
+      }),
+    };
+  }
+
   private submit(meterId: number, r: CheckedReading): void {
     this.stats.readings++;
+    this.last.set(meterId, r);
     this.submitting = this.submitting.then(async () => {
       const tx = signTx(
         {

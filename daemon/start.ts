@@ -45,6 +45,16 @@ export function jsonLog(write: (line: string) => void): NodeLog {
   return (level, msg, fields) => write(JSON.stringify({ t: new Date().toISOString(), level, msg, ...fields }));
 }
 
+/** Call `stop` on the first SIGTERM or SIGINT (Ctrl-C), saying so in the log. */
+export function onStopSignal(log: NodeLog, stop: () => void): void {
+  const onSignal = (signal: string) => {
+    log("info", "shutting down", { signal });
+    stop();
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+}
+
 /** Run until a signal; resolves with the exit code. */
 export async function runBox(o: StartOptions, write: (line: string) => void): Promise<number> {
   const log = jsonLog(write);
@@ -64,9 +74,9 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       wake();
     },
   });
-  const http = o.httpListen === null ? null : buildHttp(node);
   let load: SyntheticLoad | null = null;
   let meters: BoxMeters | null = null;
+  const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters?.status() ?? null });
   try {
     if (http !== null && o.httpListen !== null) {
       await http.listen({ host: o.httpListen.host, port: o.httpListen.port });
@@ -84,12 +94,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       log("info", "polling meters", { meters: o.meters.map((m) => ({ meterId: m.meterId, layout: m.meter.layout.name, unit: m.meter.unit, at: m.address.kind === "tcp" ? `${m.address.host}:${m.address.port}` : m.address.path })) });
     }
     log("info", "ready", { box: node.id, raftPort: node.raftPort });
-    const onSignal = (signal: string) => {
-      log("info", "shutting down", { signal });
-      wake();
-    };
-    process.once("SIGTERM", () => onSignal("SIGTERM"));
-    process.once("SIGINT", () => onSignal("SIGINT"));
+    onStopSignal(log, wake);
     await stopped;
   } finally {
     load?.stop();

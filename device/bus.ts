@@ -16,7 +16,7 @@
 //     retriesMax times. An exception reply is an answer, not retried.
 import { PeergridError } from "../ledger/errors.js";
 import { type Reply, type Request, encodePdu } from "./modbus-frame.js";
-import type { BlockWords, ReadBlock } from "./register-map.js";
+import type { BlockWords, ReadBlock, RegisterTable } from "./register-map.js";
 
 export class ModbusError extends PeergridError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -165,18 +165,24 @@ export class Bus {
   }
 }
 
+/** Read `count` registers at `address` of `unit` (FC4 for input registers, FC3 for holding): the words, or the exception the device answered. */
+export async function readRegisters(bus: Bus, unit: number, table: RegisterTable, address: number, count: number): Promise<readonly number[] | Extract<Reply, { kind: "exception" }>> {
+  const reply = await bus.request({ fn: table === "input" ? 4 : 3, unit, address, count });
+  if (reply.kind === "exception") return reply;
+  if (reply.kind !== "registers") throw new ModbusError(ModbusErrorCode.garbage, `${bus.link.label}: a ${reply.kind} reply to a read of registers`);
+  return reply.values;
+}
+
 /**
- * Read each block from `unit`, in order (FC4 for input registers, FC3 for
- * holding): the words read, or the first block the device refused with an
- * exception (what follows it is not asked).
+ * Read each block from `unit`, in order: the words read, or the first block
+ * the device refused with an exception (what follows it is not asked).
  */
 export async function readBlocks(bus: Bus, unit: number, blocks: readonly ReadBlock[]): Promise<{ readonly read: BlockWords[] } | { readonly refused: ReadBlock; readonly exception: Extract<Reply, { kind: "exception" }> }> {
   const read: BlockWords[] = [];
   for (const block of blocks) {
-    const reply = await bus.request({ fn: block.table === "input" ? 4 : 3, unit, address: block.start, count: block.count });
-    if (reply.kind === "exception") return { refused: block, exception: reply };
-    if (reply.kind !== "registers") throw new ModbusError(ModbusErrorCode.garbage, `${bus.link.label}: a ${reply.kind} reply to a read of registers`);
-    read.push({ block, words: reply.values });
+    const words = await readRegisters(bus, unit, block.table, block.start, block.count);
+    if ("kind" in words) return { refused: block, exception: words };
+    read.push({ block, words });
   }
   return { read };
 }

@@ -2,48 +2,17 @@
 // One meter, by map, over TCP or a serial line: every quantity as JSON, or,
 // when it does not work, a diagnosis in the installer's terms (wrong unit
 // id, wrong baud or parity, wiring, wrong map, word order suspected).
-import { readFileSync, readdirSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { Bus, type BusLink, ModbusError, ModbusErrorCode, readBlocks } from "./bus.js";
 import { TcpLink } from "./modbus-tcp.js";
 import { RtuLink } from "./modbus-rtu.js";
-import { type SunspecMap, parseSunspecMap } from "./sunspec.js";
 import { DEFAULT_METER_LIMITS, type MeterLimits, checkReading } from "./reading-check.js";
-import { type Quantity, type RegisterMap, RegisterMapError, type SerialSettings, decodeQuantities, parseRegisterMap, planReads } from "./register-map.js";
-
-/** The maps shipped with peergrid (device/maps/). */
-export const BUILT_IN_MAPS_DIR = fileURLToPath(new URL("../../device/maps/", import.meta.url));
-
-/** A map by name (one shipped with peergrid) or by path to a JSON file. */
-export function loadRegisterMap(nameOrPath: string): RegisterMap {
-  const path = /[/\\]|\.json$/.test(nameOrPath) ? nameOrPath : `${BUILT_IN_MAPS_DIR}${nameOrPath}.json`;
-  return parseRegisterMap(readMapJson(path), path);
-}
-
-/** The SunSpec meter models shipped with peergrid (maps/sunspec-meter.json). */
-export function builtInSunspecMap(): SunspecMap {
-  const path = `${BUILT_IN_MAPS_DIR}sunspec-meter.json`;
-  return parseSunspecMap(readMapJson(path), path);
-}
-
-function readMapJson(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new RegisterMapError(path, "", `cannot read the map (${(err as NodeJS.ErrnoException).code ?? String(err)}); shipped maps: eastron-sdm630, eastron-sdm72, eastron-sdm72-v1, eastron-sdm120, carlo-gavazzi-em24, carlo-gavazzi-em340`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new RegisterMapError(path, "", `not valid JSON: ${(err as Error).message}`);
-  }
-}
+import { LayoutNotFound, type MeterKind, factoryDefaults, isFinder, kindName, layoutSource } from "./meter-kind.js";
+import { type MeterLayout, type Quantity, type RegisterMap, type SerialSettings, decodeQuantities } from "./register-map.js";
 
 export type MeterAddress = { readonly kind: "tcp"; readonly host: string; readonly port: number } | ({ readonly kind: "rtu"; readonly path: string } & SerialSettings);
 
 export interface MeterReadOptions {
-  readonly map: RegisterMap;
+  readonly kind: MeterKind;
   readonly address: MeterAddress;
   readonly unit: number;
   readonly timeoutMs: number;
@@ -52,6 +21,7 @@ export interface MeterReadOptions {
 
 export interface MeterReadResult {
   readonly ok: boolean;
+  /** The map read with (a SunSpec meter's model once found, e.g. sunspec-203). */
   readonly map: string;
   readonly link: string;
   readonly unit: number;
@@ -68,21 +38,29 @@ export function linkFor(a: MeterAddress): BusLink {
 export async function meterRead(o: MeterReadOptions): Promise<MeterReadResult> {
   const link = linkFor(o.address);
   const bus = new Bus(link, { timeoutMs: o.timeoutMs, retriesMax: 1 });
-  const base = { map: o.map.name, link: link.label, unit: o.unit };
-  const factory = o.map.serialDefault;
-  const factoryText = `${factory.baud} ${factory.dataBits}${factory.parity[0]?.toUpperCase()}${factory.stopBits}, unit ${o.map.unitIdDefault}`;
+  let base = { map: kindName(o.kind), link: link.label, unit: o.unit };
+  const what = o.kind.kind === "map" ? `a ${o.kind.map.manufacturer} ${o.kind.map.model}` : "a SunSpec meter";
   try {
-    const r = await readBlocks(bus, o.unit, planReads(o.map));
+    const source = layoutSource(o.kind);
+    let layout: MeterLayout;
+    try {
+      layout = isFinder(source) ? await source.find(bus, o.unit) : source;
+    } catch (err) {
+      if (!(err instanceof LayoutNotFound)) throw err;
+      return { ...base, ok: false, values: null, problems: [err.message], diagnosis: err.message };
+    }
+    base = { ...base, map: layout.name };
+    const r = await readBlocks(bus, o.unit, layout.planReads());
     if ("refused" in r) {
       const { refused: block, exception } = r;
-      return { ...base, ok: false, values: null, problems: [exception.message], diagnosis: `unit ${o.unit} answered, but refused ${block.count} ${block.table} registers at ${block.start} (${exception.message}): this meter is probably not a ${o.map.manufacturer} ${o.map.model}; try another --map` };
+      return { ...base, ok: false, values: null, problems: [exception.message], diagnosis: `unit ${o.unit} answered, but refused ${block.count} ${block.table} registers at ${block.start} (${exception.message}): this meter is probably not ${what}; try another --map` };
     }
     const read = r.read;
-    const values = decodeQuantities(o.map, read);
+    const values = layout.decode(read);
     const limits = o.limits ?? DEFAULT_METER_LIMITS;
     const checked = checkReading({ timeMs: 0, values, countersTimeMs: 0 }, null, limits).reading;
     if (checked.quality === 0) return { ...base, ok: true, values, problems: [], diagnosis: null };
-    const swapped = swapWordOrder(o.map);
+    const swapped = o.kind.kind === "map" ? swapWordOrder(o.kind.map) : null; // SunSpec fixes the word order
     const other = swapped === null ? null : decodeQuantities(swapped, read);
     const otherOk = other !== null && checkReading({ timeMs: 0, values: other, countersTimeMs: 0 }, null, limits).reading.quality === 0;
     const diagnosis = otherOk
@@ -91,26 +69,30 @@ export async function meterRead(o: MeterReadOptions): Promise<MeterReadResult> {
     return { ...base, ok: false, values, problems: checked.problems, diagnosis };
   } catch (err) {
     if (!(err instanceof ModbusError)) throw err;
-    return { ...base, ok: false, values: null, problems: [err.message], diagnosis: diagnose(err, o, factoryText) };
+    return { ...base, ok: false, values: null, problems: [err.message], diagnosis: diagnose(err, o) };
   } finally {
     await bus.close();
   }
 }
 
-function diagnose(err: ModbusError, o: MeterReadOptions, factoryText: string): string {
+function diagnose(err: ModbusError, o: MeterReadOptions): string {
   const a = o.address;
+  const factory = factoryDefaults(o.kind);
+  const s = factory.serial;
+  const settings = `${s.baud} ${s.dataBits}${s.parity[0]?.toUpperCase()}${s.stopBits}, unit ${factory.unit}`;
+  const factoryText = o.kind.kind === "map" ? `this meter leaves the factory at ${settings}` : `SunSpec meters often leave the factory at ${settings}; the meter's manual says`;
   switch (err.code) {
     case ModbusErrorCode.timeout:
       return a.kind === "tcp"
-        ? `connected to ${a.host}:${a.port}, but unit ${o.unit} did not answer: check the unit id (a gateway passes it to the serial bus; the meter's factory id is ${o.map.unitIdDefault})`
-        : `no answer from unit ${o.unit} on ${a.path}: check the unit id, the A and B wires (swap them if unsure), and the baud rate and parity (this meter leaves the factory at ${factoryText})`;
+        ? `connected to ${a.host}:${a.port}, but unit ${o.unit} did not answer: check the unit id (a gateway passes it to the serial bus; the meter's factory id is ${factory.unit})`
+        : `no answer from unit ${o.unit} on ${a.path}: check the unit id, the A and B wires (swap them if unsure), and the baud rate and parity (${factoryText})`;
     case ModbusErrorCode.garbage:
       return a.kind === "tcp"
         ? `${a.host}:${a.port} answered with something that is not a Modbus TCP reply: is it a Modbus TCP device (or a raw serial server that needs RTU framing)?`
-        : `bytes arrived on ${a.path}, but not a valid reply: a baud rate or parity mismatch is likely (this meter leaves the factory at ${factoryText}), or two devices share unit ${o.unit}`;
+        : `bytes arrived on ${a.path}, but not a valid reply: a baud rate or parity mismatch is likely (${factoryText}), or two devices share unit ${o.unit}`;
     case ModbusErrorCode.dropped:
       return a.kind === "tcp"
-        ? `connected to ${a.host}:${a.port}, but it closed the connection when unit ${o.unit} was asked: it may have no unit ${o.unit} (check the unit id; the meter's factory id is ${o.map.unitIdDefault})`
+        ? `connected to ${a.host}:${a.port}, but it closed the connection when unit ${o.unit} was asked: it may have no unit ${o.unit} (check the unit id; the meter's factory id is ${factory.unit})`
         : `${a.path} went away during the read: is the adapter seated?`;
     default:
       return a.kind === "tcp"
@@ -129,13 +111,13 @@ export interface MeterScanOptions {
   readonly address: MeterAddress;
   readonly units: readonly number[];
   readonly timeoutMs: number;
-  readonly maps: readonly RegisterMap[];
+  readonly kinds: readonly MeterKind[];
   readonly limits?: MeterLimits;
 }
 
 export interface MeterScanResult {
   readonly link: string;
-  /** Units that answered (a reply or an exception), each with the maps whose reads all succeed and decode to plausible values. */
+  /** Units that answered (a reply or an exception), each with the maps whose reads all succeed and decode to plausible values (a SunSpec meter's as sunspec-2xx). */
   readonly answering: readonly { readonly unit: number; readonly fits: readonly string[] }[];
 }
 
@@ -143,7 +125,8 @@ export interface MeterScanResult {
  * `peergrid meter scan`: which unit ids answer on a bus, and which shipped
  * maps fit them. A unit answers if it replies to a read of two registers at
  * 0 at all (an exception counts: something is there); a map fits if every
- * block it reads comes back and the values pass the reading checks.
+ * block it reads comes back and the values pass the reading checks; SunSpec
+ * fits if discovery finds a meter model that reads the same way.
  */
 export async function meterScan(o: MeterScanOptions): Promise<MeterScanResult> {
   const link = linkFor(o.address);
@@ -160,7 +143,10 @@ export async function meterScan(o: MeterScanOptions): Promise<MeterScanResult> {
       );
       if (!present) continue;
       const fits: string[] = [];
-      for (const map of o.maps) if (await fitsMap(bus, map, unit, o.limits ?? DEFAULT_METER_LIMITS)) fits.push(map.name);
+      for (const kind of o.kinds) {
+        const fit = await fitting(bus, kind, unit, o.limits ?? DEFAULT_METER_LIMITS);
+        if (fit !== null) fits.push(fit);
+      }
       answering.push({ unit, fits });
     }
     return { link: link.label, answering };
@@ -169,21 +155,15 @@ export async function meterScan(o: MeterScanOptions): Promise<MeterScanResult> {
   }
 }
 
-async function fitsMap(bus: Bus, map: RegisterMap, unit: number, limits: MeterLimits): Promise<boolean> {
-  let r: Awaited<ReturnType<typeof readBlocks>>;
+/** The name of the layout `kind` reads `unit` with, if every read succeeds and the values pass the checks; else null. */
+async function fitting(bus: Bus, kind: MeterKind, unit: number, limits: MeterLimits): Promise<string | null> {
   try {
-    r = await readBlocks(bus, unit, planReads(map));
+    const source = layoutSource(kind);
+    const layout = isFinder(source) ? await source.find(bus, unit) : source;
+    const r = await readBlocks(bus, unit, layout.planReads());
+    return !("refused" in r) && checkReading({ timeMs: 0, values: layout.decode(r.read), countersTimeMs: 0 }, null, limits).reading.quality === 0 ? layout.name : null;
   } catch (err) {
-    if (err instanceof ModbusError) return false;
+    if (err instanceof ModbusError || err instanceof LayoutNotFound) return null;
     throw err;
   }
-  return !("refused" in r) && checkReading({ timeMs: 0, values: decodeQuantities(map, r.read), countersTimeMs: 0 }, null, limits).reading.quality === 0;
-}
-
-/** Every map shipped in device/maps/ (SunSpec aside: it is found by discovery, not by fit). */
-export function builtInMaps(): RegisterMap[] {
-  return readdirSync(BUILT_IN_MAPS_DIR)
-    .filter((f) => f.endsWith(".json") && !f.startsWith("sunspec"))
-    .sort()
-    .map((f) => loadRegisterMap(`${BUILT_IN_MAPS_DIR}${f}`));
 }

@@ -9,18 +9,25 @@
 // with the time they were read (the stale check bounds how old). A block
 // that holds power and counters together is read every second anyway.
 //
+// A SunSpec meter's layout is found on the device (meter-kind.ts) at its
+// first poll, and found again after the device refuses a read (replaced, or
+// its firmware changed); until it is found its readings are comms errors,
+// and discovery is tried again no sooner than a doubling wait (10 s .. 5 min)
+// so a missing device does not take the bus's time every second.
+//
 // A second whose poll would start while the last one is still running (a
 // bus too slow for its meters) is skipped and counted, never queued: the
 // bus queue stays short and readings stay on their seconds.
 import { type Bus, readBlocks } from "./bus.js";
 import { type CheckedReading, DEFAULT_METER_LIMITS, type MeterLimits, type MeterMemory, checkReading } from "./reading-check.js";
+import { type LayoutSource, isFinder } from "./meter-kind.js";
 import { type MeterLayout, QUANTITIES, type Quantity, type ReadBlock } from "./register-map.js";
 
 export interface PolledMeter {
   /** The box's meter channel (0..255), as in the ledger's readings. */
   readonly meterId: number;
-  /** Where its quantities are: fixedLayout(map), or sunspecLayout(...) after discovery. */
-  readonly layout: MeterLayout;
+  /** Where its quantities are: fixedLayout(map), or a finder that discovers them on the device (SunSpec). */
+  readonly layout: LayoutSource;
   readonly unit: number;
   readonly limits?: MeterLimits;
   /** Read blocks that hold only energy counters every this many seconds (1: every second). */
@@ -39,6 +46,7 @@ export interface MeterPollStats {
   flagged: number; // answered, but a value did not pass its checks
   lastProblem: string | null;
   lastLatencyMs: number | null; // from the poll's start to its last reply
+  layout: string | null; // the layout in use (a SunSpec meter's once found)
 }
 
 export interface PollerStats {
@@ -55,10 +63,18 @@ const ENERGY: readonly Quantity[] = ["importEnergy", "exportEnergy"];
 const ALL_QUANTITIES: readonly Quantity[] = QUANTITIES;
 const OFFSETS_KEPT = 3_600;
 
+const FIND_RETRY_MS_MIN = 10_000;
+const FIND_RETRY_MS_MAX = 300_000;
+
 interface MeterState {
   readonly meter: PolledMeter;
-  readonly everyBlock: readonly ReadBlock[]; // read every second
-  readonly energyOnly: readonly ReadBlock[]; // read every energyEveryS seconds
+  layout: MeterLayout | null; // null: still to be found on the device
+  everyBlock: readonly ReadBlock[]; // read every second
+  energyOnly: readonly ReadBlock[]; // read every energyEveryS seconds
+  findFailures: number;
+  findAgainMs: number;
+  findProblem: string; // why the last try to find the layout failed
+  readsSinceFound: number; // good reads with the layout in use
   memory: MeterMemory | null;
   counters: { values: Partial<Record<Quantity, number>>; timeMs: number } | null;
 }
@@ -82,10 +98,10 @@ export class MeterPoller {
     const ids = new Set(meters.map((m) => m.meterId));
     if (ids.size !== meters.length) throw new RangeError("two meters with one meterId on a bus");
     this.states = meters.map((meter) => {
-      const every = meter.layout.planReads(ALL_QUANTITIES.filter((q) => !ENERGY.includes(q) && meter.layout.has(q)));
-      const all = meter.layout.planReads();
-      this.stats.meters.set(meter.meterId, { polls: 0, good: 0, failed: 0, flagged: 0, lastProblem: null, lastLatencyMs: null });
-      return { meter, everyBlock: every, energyOnly: all.filter((b) => !every.includes(b)), memory: null, counters: null };
+      this.stats.meters.set(meter.meterId, { polls: 0, good: 0, failed: 0, flagged: 0, lastProblem: null, lastLatencyMs: null, layout: null });
+      const s: MeterState = { meter, layout: null, everyBlock: [], energyOnly: [], findFailures: 0, findAgainMs: 0, findProblem: "", readsSinceFound: 0, memory: null, counters: null };
+      if (!isFinder(meter.layout)) this.use(s, meter.layout);
+      return s;
     });
   }
 
@@ -135,17 +151,60 @@ export class MeterPoller {
     for (const s of this.states) await this.pollOne(s, second);
   }
 
+  private use(s: MeterState, layout: MeterLayout): void {
+    s.layout = layout;
+    s.everyBlock = layout.planReads(ALL_QUANTITIES.filter((q) => !ENERGY.includes(q) && layout.has(q)));
+    s.energyOnly = layout.planReads().filter((b) => !s.everyBlock.includes(b));
+    (this.stats.meters.get(s.meter.meterId) as MeterPollStats).layout = layout.name;
+  }
+
+  /**
+   * A found layout the device refuses to read: it changed under it (replaced, new firmware). Find it again: at
+   * once if the layout had served reads, else (found, then refused straight away) after the doubling wait.
+   */
+  private lose(s: MeterState, timeMs: number): void {
+    s.layout = null;
+    if (s.readsSinceFound > 0) s.findAgainMs = 0;
+    else this.findFailed(s, timeMs, "the layout it found was refused at once");
+  }
+
+  private findFailed(s: MeterState, timeMs: number, problem: string): void {
+    s.findFailures++;
+    s.findAgainMs = timeMs + Math.min(FIND_RETRY_MS_MAX, FIND_RETRY_MS_MIN * 2 ** Math.min(s.findFailures - 1, 10));
+    s.findProblem = problem;
+  }
+
+  /** The meter's layout, found now if it is still to be found and its wait is over; null if not (yet) known. */
+  private async layoutOf(s: MeterState, timeMs: number): Promise<MeterLayout | null> {
+    const source = s.meter.layout;
+    if (s.layout !== null || !isFinder(source) || timeMs < s.findAgainMs) return s.layout;
+    try {
+      this.use(s, await source.find(this.bus, s.meter.unit));
+      s.readsSinceFound = 0;
+    } catch (err) {
+      this.findFailed(s, timeMs, err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+    return s.layout;
+  }
+
   private async pollOne(s: MeterState, second: number): Promise<void> {
     const stats = this.stats.meters.get(s.meter.meterId) as MeterPollStats;
     const timeMs = this.options.now();
-    const energyDue = s.counters === null || second % Math.max(1, s.meter.energyEveryS ?? 1) === 0;
-    const blocks = energyDue ? [...s.everyBlock, ...s.energyOnly] : s.everyBlock;
     stats.polls++;
     let values: Partial<Record<Quantity, number>> | null;
     try {
-      const r = await readBlocks(this.bus, s.meter.unit, blocks);
-      if ("refused" in r) throw new Error(`unit ${s.meter.unit} answered exception ${r.exception.code} (${r.exception.message}) to a read of ${r.refused.count} registers at ${r.refused.start}`);
-      values = s.meter.layout.decode(r.read);
+      const layout = await this.layoutOf(s, timeMs);
+      if (layout === null) throw new Error(`${s.meter.layout.name} layout of unit ${s.meter.unit} not found yet (${s.findProblem}); next try in ${Math.ceil((s.findAgainMs - timeMs) / 1_000)} s`);
+      const energyDue = s.counters === null || second % Math.max(1, s.meter.energyEveryS ?? 1) === 0;
+      const r = await readBlocks(this.bus, s.meter.unit, energyDue ? [...s.everyBlock, ...s.energyOnly] : s.everyBlock);
+      if ("refused" in r) {
+        if (isFinder(s.meter.layout)) this.lose(s, timeMs);
+        throw new Error(`unit ${s.meter.unit} answered exception ${r.exception.code} (${r.exception.message}) to a read of ${r.refused.count} registers at ${r.refused.start}`);
+      }
+      values = layout.decode(r.read);
+      s.readsSinceFound++;
+      s.findFailures = 0;
       stats.lastLatencyMs = this.options.now() - timeMs;
     } catch (err) {
       values = null;
@@ -153,7 +212,7 @@ export class MeterPoller {
     }
     // Counters read now (an energy second, or a block that holds them with power) replace the kept ones.
     // Otherwise the kept counters stand, all of them, with the time they were read (never a mix of two reads).
-    const fresh = values !== null && ENERGY.every((q) => values?.[q] !== undefined || !s.meter.layout.has(q));
+    const fresh = values !== null && ENERGY.every((q) => values?.[q] !== undefined || s.layout?.has(q) !== true);
     if (fresh) s.counters = { values: pick(values as Partial<Record<Quantity, number>>, ENERGY), timeMs };
     const merged = values === null ? null : { ...values, ...s.counters?.values };
     const { reading, memory } = checkReading({ timeMs, values: merged, countersTimeMs: s.counters?.timeMs ?? timeMs }, s.memory, s.meter.limits ?? DEFAULT_METER_LIMITS);

@@ -13,18 +13,17 @@ import { HASH_BYTES, type Hash, toHex } from "./hash.js";
 import {
   AUTHOR_MAX,
   ENERGY_WH_MAX,
-  FREQUENCY_MILLI_HZ_MAX,
   MEMBER_NAME_BYTES_MAX,
   ORDER_ENERGY_WH_MAX,
   OrderSide,
   type OrderSideName,
-  PHASES_MAX,
   POWER_W_ABS_MAX,
   PRICE_MICRO_PER_KWH_MAX,
   PUBLIC_KEY_BYTES,
   SEQ_MAX,
   TIME_MS_MAX,
-  VOLTAGE_DECI_V_MAX,
+  decodeMeasurement,
+  encodeMeasurement,
 } from "./tx.js";
 
 export interface GlobalRecord {
@@ -109,9 +108,7 @@ export function encodeRecord(rec: StateRecord): Uint8Array {
       break;
     case "meter":
       w.uvar(rec.author).uvar(rec.meterId).uvar(rec.readingCount).uvar(rec.timeMs);
-      w.uvar(rec.importWh).uvar(rec.exportWh).svar(rec.powerW).u8(rec.voltagesDeciV.length);
-      for (const v of rec.voltagesDeciV) w.uvar(v);
-      w.uvar(rec.frequencyMilliHz).u8(rec.quality);
+      encodeMeasurement(w, rec);
       w.svar(rec.goodTimeMs).uvar(rec.goodImportWh).uvar(rec.goodExportWh);
       break;
     case "order":
@@ -159,15 +156,7 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
       const meterId = r.uvar("meterId");
       const readingCount = r.uvar("readingCount");
       const timeMs = r.uvar("timeMs", TIME_MS_MAX);
-      const importWh = r.uvar("importWh", ENERGY_WH_MAX);
-      const exportWh = r.uvar("exportWh", ENERGY_WH_MAX);
-      const powerW = r.svar("powerW", POWER_W_ABS_MAX);
-      const phases = r.u8("phases");
-      if (phases < 1 || phases > PHASES_MAX) r.fail(DecodeReason.outOfRange, "phase count");
-      const voltagesDeciV: number[] = [];
-      for (let i = 0; i < phases; i++) voltagesDeciV.push(r.uvar("voltage", VOLTAGE_DECI_V_MAX));
-      const frequencyMilliHz = r.uvar("frequency", FREQUENCY_MILLI_HZ_MAX);
-      const quality = r.u8("quality");
+      const { importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality } = decodeMeasurement(r);
       const goodTimeMs = r.svar("goodTimeMs", TIME_MS_MAX);
       const goodImportWh = r.uvar("goodImportWh", ENERGY_WH_MAX);
       const goodExportWh = r.uvar("goodExportWh", ENERGY_WH_MAX);

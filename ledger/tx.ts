@@ -142,14 +142,10 @@ export interface SignedTx {
 
 function encodeBody(w: Writer, body: TxBody): void {
   switch (body.type) {
-    case "reading": {
-      assert(body.voltagesDeciV.length >= 1 && body.voltagesDeciV.length <= PHASES_MAX, "reading has 1..3 phases");
-      w.uvar(body.meterId).uvar(body.timeMs).uvar(body.importWh).uvar(body.exportWh).svar(body.powerW);
-      w.u8(body.voltagesDeciV.length);
-      for (const v of body.voltagesDeciV) w.uvar(v);
-      w.uvar(body.frequencyMilliHz).u8(body.quality);
+    case "reading":
+      w.uvar(body.meterId).uvar(body.timeMs);
+      encodeMeasurement(w, body);
       return;
-    }
     case "order":
       w.u8(OrderSide[body.side]).uvar(body.energyWh).uvar(body.priceMicroPerKWh);
       w.uvar(body.intervalStartMs).uvar(body.expiresAtMs).u8(body.flags);
@@ -189,17 +185,41 @@ export function encodeUnsignedTx(tx: Tx): Uint8Array {
 function decodeReading(r: Reader): ReadingBody {
   const meterId = r.uvar("meterId", METER_ID_MAX);
   const timeMs = r.uvar("timeMs", TIME_MS_MAX);
+  return { type: "reading", meterId, timeMs, ...decodeMeasurement(r) };
+}
+
+/** What a reading says about its meter; the ledger's meter record (records.ts) holds the last one in the same form. */
+export type Measurement = Pick<ReadingBody, "importWh" | "exportWh" | "powerW" | "voltagesDeciV" | "frequencyMilliHz" | "quality">;
+
+/**
+ * A reading has one voltage per phase of its meter (1..3), or none when the
+ * meter did not answer (quality commsError): a box records the outage
+ * without inventing voltages it never read.
+ */
+export function phasesAllowed(phases: number, quality: number): boolean {
+  return phases <= PHASES_MAX && (phases >= 1 || (quality & Quality.commsError) !== 0);
+}
+
+export function encodeMeasurement(w: Writer, m: Measurement): void {
+  assert(phasesAllowed(m.voltagesDeciV.length, m.quality), "a reading has 1..3 phases, or none with quality commsError");
+  w.uvar(m.importWh).uvar(m.exportWh).svar(m.powerW).u8(m.voltagesDeciV.length);
+  for (const v of m.voltagesDeciV) w.uvar(v);
+  w.uvar(m.frequencyMilliHz).u8(m.quality);
+}
+
+export function decodeMeasurement(r: Reader): Measurement {
   const importWh = r.uvar("importWh", ENERGY_WH_MAX);
   const exportWh = r.uvar("exportWh", ENERGY_WH_MAX);
   const powerW = r.svar("powerW", POWER_W_ABS_MAX);
   const phases = r.u8("phase count");
-  if (phases < 1 || phases > PHASES_MAX) r.fail(DecodeReason.outOfRange, `phase count ${phases} not in 1..${PHASES_MAX}`);
+  if (phases > PHASES_MAX) r.fail(DecodeReason.outOfRange, `phase count ${phases} not in 0..${PHASES_MAX}`);
   const voltagesDeciV: number[] = [];
   for (let i = 0; i < phases; i++) voltagesDeciV.push(r.uvar("voltage", VOLTAGE_DECI_V_MAX));
   const frequencyMilliHz = r.uvar("frequency", FREQUENCY_MILLI_HZ_MAX);
   const quality = r.u8("quality");
   if ((quality & ~QUALITY_MASK) !== 0) r.fail(DecodeReason.outOfRange, `unknown quality bits ${quality}`);
-  return { type: "reading", meterId, timeMs, importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality };
+  if (!phasesAllowed(phases, quality)) r.fail(DecodeReason.outOfRange, "no phases, and quality does not say commsError");
+  return { importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality };
 }
 
 function decodeOrder(r: Reader): OrderBody {

@@ -28,7 +28,7 @@ import { charsPerSecond, crc16, encodeReplyPdu, interFrameMs, parseRequestPdu, r
 import { RtuLink } from "../device/modbus-rtu.js";
 import { MeterPoller } from "../device/poller.js";
 import { type RegisterMap, encodeValue, fixedLayout, planReads } from "../device/register-map.js";
-import { loadRegisterMap } from "../device/commission.js";
+import { loadRegisterMap } from "../device/meter-kind.js";
 import { percentile } from "../daemon/latency.js";
 import { hostInfo, measuredCommit } from "./bench-common.js";
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { main } from "../../daemon/cli.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
-import { SDM630_VALUES, imageOf, loadMap } from "../helpers/meters.js";
+import { SDM630_VALUES, SUNSPEC_203_VALUES, imageOf, loadMap, sunspecChain } from "../helpers/meters.js";
 import { startPymodbus, startSocatPair } from "../helpers/pymodbus.js";
 
 async function run(...args: string[]): Promise<{ code: number; out: string; json: { ok: boolean; diagnosis: string | null; values: Record<string, number> | null; answering?: { unit: number; fits: string[] }[] } | null }> {
@@ -67,6 +67,21 @@ describe("peergrid meter read", () => {
     }
   });
 
+  it("--map sunspec: finds the meter model on the device and reads it; says so when a device is not SunSpec", async () => {
+    const server = await startPymodbus({ 1: { holding: [[40_000, sunspecChain()]] }, 2: imageOf(loadMap("eastron-sdm630"), SDM630_VALUES) });
+    try {
+      const ok = await run("meter", "read", "--map", "sunspec", "--tcp", `127.0.0.1:${server.port}`);
+      assert.equal(ok.code, 0, ok.out);
+      assert.equal((ok.json as { map?: string } | null)?.map, "sunspec-203");
+      assert.deepEqual(ok.json?.values, SUNSPEC_203_VALUES);
+      const not = await run("meter", "read", "--map", "sunspec", "--tcp", `127.0.0.1:${server.port}`, "--unit", "2");
+      assert.equal(not.code, 1, not.out);
+      assert.match(not.json?.diagnosis ?? "", /unit 2 answered, but has no SunSpec marker \("SunS"\) at 40000, 50000 or 0: not a SunSpec device; name its register map instead/);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("on a serial line with no meter: check the unit id, the A and B wires, and the factory baud and parity", async () => {
     const dir = mkdtempSync(join(tmpdir(), "peergrid-meter-read-"));
     const line = await startSocatPair(dir);
@@ -98,15 +113,17 @@ describe("peergrid meter scan", () => {
   it("finds the units that answer on a bus and the maps that fit each", async () => {
     const em340 = loadMap("carlo-gavazzi-em340");
     const EM = { voltageL1: 230.5, voltageL2: 229.9, voltageL3: 231.1, currentL1: 1.234, currentL2: 0.5, currentL3: 12.001, powerL1: 284.4, powerL2: -115.3, powerL3: 2773.2, powerTotal: 2942.3, frequency: 49.9, importEnergy: 123_456_700, exportEnergy: 9_876_500 };
-    const server = await startPymodbus({ 1: imageOf(loadMap("eastron-sdm630"), SDM630_VALUES), 3: imageOf(em340, EM) });
+    const server = await startPymodbus({ 1: imageOf(loadMap("eastron-sdm630"), SDM630_VALUES), 3: imageOf(em340, EM), 4: { holding: [[40_000, sunspecChain()]] } });
     try {
-      const r = await run("meter", "scan", "--tcp", `127.0.0.1:${server.port}`, "--units", "1-4", "--timeout-ms", "150");
+      const r = await run("meter", "scan", "--tcp", `127.0.0.1:${server.port}`, "--units", "1-5", "--timeout-ms", "150");
       assert.equal(r.code, 0, r.out);
       const answering = r.json?.answering ?? [];
-      assert.deepEqual(answering.map((a) => a.unit), [1, 3]);
+      assert.deepEqual(answering.map((a) => a.unit), [1, 3, 4]);
       const fits = new Map(answering.map((a) => [a.unit, a.fits]));
       assert.ok(fits.get(1)?.includes("eastron-sdm630") && !fits.get(1)?.includes("carlo-gavazzi-em340"), JSON.stringify(fits.get(1)));
       assert.ok(fits.get(3)?.includes("carlo-gavazzi-em340") && !fits.get(3)?.includes("eastron-sdm630"), JSON.stringify(fits.get(3)));
+      assert.deepEqual(fits.get(4), ["sunspec-203"], "a SunSpec meter is found by discovery");
+      assert.ok(!fits.get(1)?.some((f) => f.startsWith("sunspec")));
     } finally {
       await server.stop();
     }

@@ -11,8 +11,7 @@ import type { CheckedReading } from "../../device/reading-check.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 import { Quality } from "../../ledger/tx.js";
 import { fixedLayout } from "../../device/register-map.js";
-import { builtInSunspecMap } from "../../device/commission.js";
-import { discoverSunspec, meterModelOf, sunspecLayout } from "../../device/sunspec.js";
+import { layoutSource, loadMeterKind } from "../../device/meter-kind.js";
 import { SDM630_VALUES, SUNSPEC_203_VALUES, imageOf, loadMap, sunspecChain } from "../helpers/meters.js";
 import { startPymodbus } from "../helpers/pymodbus.js";
 
@@ -86,20 +85,14 @@ describe("MeterPoller", () => {
     }
   });
 
-  it("polls a SunSpec meter found by discovery, with its scale factors", async () => {
+  it("polls a SunSpec meter found by discovery at its first poll, with its scale factors", async () => {
     const server = await startPymodbus({ 1: { holding: [[40_000, sunspecChain()]] } });
     const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: server.port }), { timeoutMs: 500, retriesMax: 0 });
     try {
-      const map = builtInSunspecMap();
-      const found = await discoverSunspec(async (address, count) => {
-        const r = await bus.request({ fn: 3, unit: 1, address, count });
-        return r.kind === "registers" ? r.values : null;
-      });
-      const meter = meterModelOf(map, found?.models ?? []);
-      assert.ok(meter !== null);
       const readings: CheckedReading[] = [];
-      const poller = new MeterPoller(bus, [{ meterId: 7, layout: sunspecLayout(meter.model, meter.found), unit: 1 }], (_id, r) => readings.push(r));
+      const poller = new MeterPoller(bus, [{ meterId: 7, layout: layoutSource(loadMeterKind("sunspec")), unit: 1 }], (_id, r) => readings.push(r));
       await poller.pollAll(0);
+      assert.equal(poller.stats.meters.get(7)?.layout, "sunspec-203");
       const [r] = readings;
       assert.ok(r !== undefined);
       assert.equal(r.quality, Quality.good, r.problems.join("; "));
@@ -107,6 +100,32 @@ describe("MeterPoller", () => {
       assert.deepEqual(r.voltagesDeciV, [2295, 2313, 2338]);
       assert.equal(r.importWh, SUNSPEC_203_VALUES.importEnergy);
       assert.equal(r.frequencyMilliHz, 49_970);
+    } finally {
+      await bus.close();
+      await server.stop();
+    }
+  });
+
+  it("a device that is not SunSpec: comms-error readings that say so, and discovery tried again only after its wait", async () => {
+    const server = await startPymodbus({ 1: { holding: [[0, [1, 2, 3]]] } });
+    const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: server.port }), { timeoutMs: 500, retriesMax: 0 });
+    let now = 1_000_000;
+    try {
+      const readings: CheckedReading[] = [];
+      const poller = new MeterPoller(bus, [{ meterId: 3, layout: layoutSource(loadMeterKind("sunspec")), unit: 1 }], (_id, r) => readings.push(r), { now: () => now });
+      await poller.pollAll(0);
+      const asked = bus.stats.requests;
+      assert.ok(asked >= 3, "the marker was looked for at 40000, 50000 and 0");
+      assert.equal(readings[0]?.quality, Quality.commsError);
+      assert.match(poller.stats.meters.get(3)?.lastProblem ?? "", /no SunSpec marker \("SunS"\) at 40000, 50000 or 0/);
+      now += 5_000;
+      await poller.pollAll(1);
+      assert.equal(bus.stats.requests, asked, "within the wait, the bus is left alone");
+      assert.match(poller.stats.meters.get(3)?.lastProblem ?? "", /layout of unit 1 not found yet \(unit 1 answered, but has no SunSpec marker.*next try in 5 s/);
+      now += 5_000;
+      await poller.pollAll(2);
+      assert.ok(bus.stats.requests > asked, "after it, discovery again");
+      assert.deepEqual(readings.map((r) => r.quality), [Quality.commsError, Quality.commsError, Quality.commsError]);
     } finally {
       await bus.close();
       await server.stop();

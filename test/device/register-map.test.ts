@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { BUILT_IN_MAPS_DIR as MAPS_DIR, builtInMaps } from "../../device/commission.js";
+import { BUILT_IN_MAPS_DIR as MAPS_DIR, builtInMaps } from "../../device/meter-kind.js";
 import {
   type BlockWords,
   type Quantity,

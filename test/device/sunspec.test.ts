@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import { Bus } from "../../device/bus.js";
 import { TcpLink } from "../../device/modbus-tcp.js";
-import { builtInSunspecMap } from "../../device/commission.js";
+import { builtInSunspecMap } from "../../device/meter-kind.js";
 import { decodeSunspec, discoverSunspec, meterModelOf, parseSunspecMap } from "../../device/sunspec.js";
 import { MAPS_DIR, SUNSPEC_203_VALUES, model203, sunspecChain } from "../helpers/meters.js";
 import { type PymodbusServer, startPymodbus } from "../helpers/pymodbus.js";

@@ -2,7 +2,7 @@
 // chosen values, and one whole read of a meter through a Bus.
 import assert from "node:assert/strict";
 import { type Bus, readBlocks } from "../../device/bus.js";
-import { BUILT_IN_MAPS_DIR, loadRegisterMap } from "../../device/commission.js";
+import { BUILT_IN_MAPS_DIR, loadRegisterMap } from "../../device/meter-kind.js";
 import { type Quantity, type RegisterMap, decodeQuantities, encodeValue, planReads } from "../../device/register-map.js";
 import { SUNS_MARKER } from "../../device/sunspec.js";
 import type { UnitImage } from "./pymodbus.js";

@@ -37,6 +37,7 @@ const bob = keyFor("bob");
 const BODIES: Record<string, TxBody> = {
   "reading, 3 phases": reading(T0, 48_211_337, 1_290_455, { powerW: -3_250, meterId: 2 }),
   "reading, 1 phase": reading(T0 + 1_000, 1_000_000, 0, { voltagesDeciV: [2304], quality: Quality.estimated | Quality.stale }),
+  "reading, the meter did not answer": reading(T0 + 2_000, 1_000_000, 0, { voltagesDeciV: [], quality: Quality.commsError }),
   "order, buy, anyone": {
     type: "order",
     side: "buy",
@@ -232,9 +233,11 @@ describe("tx: decoding refuses", () => {
     }
   });
 
-  test("a reading with 0 or 4 phases (out_of_range); 1 and 3 are fine", () => {
+  test("a reading with 4 phases, or with none and a quality other than commsError (out_of_range); 1 and 3 are fine, and none with commsError", () => {
     refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 0 })), DecodeReason.outOfRange);
-    refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 4 })), DecodeReason.outOfRange);
+    refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 0, quality: Quality.stale })), DecodeReason.outOfRange);
+    refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 4, quality: Quality.commsError })), DecodeReason.outOfRange);
+    assert.deepEqual((decodeTx(envelope(TxType.reading, (w) => readingBody(w, { phases: 0, quality: Quality.commsError | Quality.stale }))).tx.body as ReadingBody).voltagesDeciV, []);
     assert.equal((decodeTx(envelope(TxType.reading, (w) => readingBody(w, { phases: 1 }))).tx.body as ReadingBody).voltagesDeciV.length, 1);
     assert.equal((decodeTx(envelope(TxType.reading, (w) => readingBody(w, { phases: 3 }))).tx.body as ReadingBody).voltagesDeciV.length, 3);
   });
