@@ -13,13 +13,14 @@
 //   GET  /api/v1/meters          this box's meters: per bus the poll's jitter, round
 //                                time and request counts; per meter its map, poll
 //                                counts, last problem and last checked reading
+//                                (?resetTimings=true: then forget jitter and round times)
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import { PeergridError } from "../ledger/errors.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { resultName } from "../ledger/state.js";
 import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
-import type { MetersStatus } from "./meters.js";
+import type { BoxMeters, MetersStatus } from "./meters.js";
 import type { BoxNode, TxFate } from "./node.js";
 
 const ErrorSchema = Type.Object({ statusCode: Type.Integer(), code: Type.String(), message: Type.String() }, { additionalProperties: false });
@@ -143,7 +144,7 @@ function statusForRefusal(code: string): number {
 export interface HttpOptions {
   readonly logger?: boolean;
   /** The box's meters, if it polls any (daemon/meters.ts). */
-  readonly meters?: () => MetersStatus | null;
+  readonly meters?: () => BoxMeters | null;
 }
 
 export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInstance {
@@ -217,7 +218,17 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
     },
   );
 
-  app.get("/api/v1/meters", { schema: { response: { 200: MetersSchema } } }, async () => options.meters?.() ?? NO_METERS);
+  // ?resetTimings=true: the status, then the poll jitter and round times start afresh (as resetLatency above).
+  app.get<{ Querystring: { resetTimings?: boolean } }>(
+    "/api/v1/meters",
+    { schema: { querystring: Type.Object({ resetTimings: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: MetersSchema } } },
+    async (req) => {
+      const meters = options.meters?.() ?? null;
+      const status = meters?.status() ?? NO_METERS;
+      if (req.query.resetTimings === true) meters?.resetTimings();
+      return status;
+    },
+  );
 
   return app;
 }

@@ -130,6 +130,11 @@ export class BoxMeters {
     await Promise.all(this.buses.map((b) => b.close()));
   }
 
+  /** Forget the pollers' jitter and round times so far (only statistics). */
+  resetTimings(): void {
+    for (const p of this.pollers) p.resetTimings();
+  }
+
   status(): MetersStatus {
     return {
       submitted: { ...this.stats },

@@ -76,7 +76,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   });
   let load: SyntheticLoad | null = null;
   let meters: BoxMeters | null = null;
-  const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters?.status() ?? null });
+  const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters });
   try {
     if (http !== null && o.httpListen !== null) {
       await http.listen({ host: o.httpListen.host, port: o.httpListen.port });

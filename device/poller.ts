@@ -87,6 +87,7 @@ export class MeterPoller {
   private polling = false;
   private stopped = true;
   private second = 0;
+  private lastDueMs = -Infinity;
 
   constructor(
     private readonly bus: Bus,
@@ -111,6 +112,12 @@ export class MeterPoller {
     this.schedule();
   }
 
+  /** Forget the poll start offsets and round times so far (a benchmark resets after its warm-up). */
+  resetTimings(): void {
+    this.stats.offsetsMs.length = 0;
+    this.stats.roundsMs.length = 0;
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
@@ -121,11 +128,15 @@ export class MeterPoller {
     if (this.stopped) return;
     const p = this.options.periodMs;
     const now = this.options.now();
+    // The next second boundary, and never one already served: a timer may fire a hair before its
+    // second by the wall clock (timers run on the monotonic clock), and must not serve that second twice.
+    const dueMs = Math.max(now - (now % p) + p, this.lastDueMs + p);
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.tick(now - (now % p) + p);
+      this.lastDueMs = dueMs;
+      this.tick(dueMs);
       this.schedule();
-    }, p - (now % p));
+    }, dueMs - now);
   }
 
   private tick(dueMs: number): void {

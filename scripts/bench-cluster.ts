@@ -54,9 +54,7 @@ import { percentile } from "../daemon/latency.js";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
 import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
-import { ledgerPath } from "../ledger/ledger.js";
-import { LedgerStore } from "../ledger/store.js";
-import { type Row, fmtInt, hostInfo, measuredCommit, positiveInt, printTable, readOptions } from "./bench-common.js";
+import { type ChainWindow, type Row, chainWindow, clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, positiveInt, printTable, range, readOptions, rssMB, sleep } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -132,8 +130,6 @@ function parseOptions(argv: string[]): Options | null {
 
 // ---------------------------------------------------------------- small tools
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 
 /** Nearest-rank percentile (q in (0, 1]) of numbers in any order. */
@@ -141,14 +137,6 @@ function pct(xs: readonly number[], q: number): number | null {
   return xs.length === 0 ? null : percentile([...xs].sort((a, b) => a - b), q);
 }
 
-async function getJson<T>(url: string, timeoutMs = 2_000): Promise<T | null> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    return r.ok ? ((await r.json()) as T) : null;
-  } catch {
-    return null;
-  }
-}
 
 /** Clusters get ports of their own (below the ephemeral range), so no step waits for the last one's sockets. */
 class Ports {
@@ -241,54 +229,6 @@ async function verifyRate(threads: number, durationMs: number): Promise<number> 
 
 // ---------------------------------------------------------------- a-c. throughput, latency, jitter
 
-interface ChainWindow {
-  readonly seconds: number; // whole seconds of load in the window
-  readonly signedInWindow: number; // readings signed in those seconds that are in the chain
-  readonly rejected: number; // ... of which with a verdict other than ok
-  readonly blocks: number; // blocks cut in the window
-  readonly offsetsMs: number[]; // each block's distance from the nearest whole second
-  readonly intervalsMs: number[];
-  readonly skips: number; // intervals over 1.5 s
-}
-
-/**
- * One box's ledger after a step: of the readings signed in the whole seconds
- * of [t0, t1) (the synthetic load signs each second's at that second), how
- * many are in the chain; and when the blocks cut in [t0, t1) were timed.
- */
-function chainWindow(dataDir: string, t0: number, t1: number): ChainWindow {
-  const store = LedgerStore.open(ledgerPath(dataDir), { readonly: true });
-  try {
-    const fromMs = Math.ceil(t0 / 1000) * 1000;
-    const toMs = Math.floor(t1 / 1000) * 1000;
-    const times: number[] = [];
-    let signedInWindow = 0;
-    let rejected = 0;
-    for (const { block, results } of store.blocksFrom(1)) {
-      const t = block.header.timeMs;
-      if (t >= t0 && t < t1) times.push(t);
-      block.txs.forEach((tx, i) => {
-        const body = tx.tx.body;
-        if (body.type !== "reading" || body.timeMs < fromMs || body.timeMs >= toMs) return;
-        signedInWindow++;
-        if (results[i] !== 0) rejected++;
-      });
-    }
-    const intervalsMs = times.slice(1).map((t, i) => t - (times[i] as number));
-    return {
-      seconds: (toMs - fromMs) / 1000,
-      signedInWindow,
-      rejected,
-      blocks: times.length,
-      offsetsMs: times.map((t) => Math.min(t % 1000, 1000 - (t % 1000))),
-      intervalsMs,
-      skips: intervalsMs.filter((d) => d > 1_500).length,
-    };
-  } finally {
-    store.close();
-  }
-}
-
 interface Step {
   readonly boxes: number;
   readonly perBox: number;
@@ -310,15 +250,6 @@ interface Step {
   readonly latencyOk: boolean; // ... and commit p99 <= 2 s on every box
 }
 
-function rssMB(pid: number | undefined, field = "VmRSS"): number {
-  if (pid === undefined) return 0;
-  try {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m === null ? 0 : Number(m[1]) / 1024;
-  } catch {
-    return 0;
-  }
-}
 
 /** CPU ticks of the whole machine (/proc/stat) and of our processes (the boxes and this script). */
 interface CpuSplit {
@@ -531,19 +462,7 @@ interface Idle {
   readonly hwmMB: number;
 }
 
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // after "pid (comm) "
-  return Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15 of the whole line
-}
 
-function clockTicksPerS(): number {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-}
 
 async function idle(o: Options, ports: Ports, log: (s: string) => void): Promise<IdleResult> {
   const boxes = 5;

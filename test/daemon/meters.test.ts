@@ -66,7 +66,7 @@ describe("a box's meters", () => {
       assert.deepEqual(good?.voltagesDeciV, [2300, 2300, 2300]);
       assert.equal(m.stats.refused, 0, m.stats.lastRefusal ?? "");
 
-      const app = buildHttp(node, { meters: () => m.status() });
+      const app = buildHttp(node, { meters: () => m });
       try {
         const r = await app.inject({ url: "/api/v1/meters" });
         assert.equal(r.statusCode, 200, r.body);
@@ -80,6 +80,9 @@ describe("a box's meters", () => {
         assert.equal(one?.last?.quality, Quality.good);
         assert.ok(typeof bus?.pollStartMs.p99 === "number" && (bus?.pollStartMs.window ?? 0) >= 2);
         assert.ok(body.submitted.accepted >= 2);
+        await app.inject({ url: "/api/v1/meters?resetTimings=true" });
+        const after = (await app.inject({ url: "/api/v1/meters" })).json() as MetersStatus;
+        assert.ok((after.buses[0]?.pollStartMs.window ?? 9) <= 1, "timings start afresh");
       } finally {
         await app.close();
       }
