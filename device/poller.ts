@@ -74,7 +74,7 @@ interface MeterState {
   findFailures: number;
   findAgainMs: number;
   findProblem: string; // why the last try to find the layout failed
-  readsSinceFound: number; // good reads with the layout in use
+  readsSinceFound: number; // reads the device answered with the layout in use
   memory: MeterMemory | null;
   counters: { values: Partial<Record<Quantity, number>>; timeMs: number } | null;
 }
