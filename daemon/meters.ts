@@ -19,7 +19,8 @@ import { type MeterKind, factoryDefaults, layoutSource, loadMeterKind } from "..
 import { PeergridError } from "../ledger/errors.js";
 import { type MeterPollStats, MeterPoller, type PolledMeter } from "../device/poller.js";
 import { type LatencySummary, summarise } from "./latency.js";
-import type { CheckedReading } from "../device/reading-check.js";
+import type { CheckedReading, MeterMemory } from "../device/reading-check.js";
+import { meterKey } from "../ledger/records.js";
 import type { BoxNode } from "./node.js";
 
 /**
@@ -116,8 +117,14 @@ export class BoxMeters {
     for (const group of byBus.values()) {
       const bus = new Bus(linkFor((group[0] as MeterSpec).address));
       this.buses.push(bus);
-      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId })), (meterId, r) => this.submit(meterId, r)));
+      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId, memory: this.lastGood(s.meterId) })), (meterId, r) => this.submit(meterId, r)));
     }
+  }
+
+  /** The meter's last good counters in the ledger (a restarted box goes on from them, never from zero). */
+  private lastGood(meterId: number): MeterMemory | null {
+    const r = this.node.ledger.state.tree.get(meterKey(this.node.id, meterId));
+    return r !== undefined && r.kind === "meter" && r.goodTimeMs >= 0 ? { goodTimeMs: r.goodTimeMs, goodImportWh: r.goodImportWh, goodExportWh: r.goodExportWh } : null;
   }
 
   start(): void {

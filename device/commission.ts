@@ -53,7 +53,14 @@ export async function meterRead(o: MeterReadOptions): Promise<MeterReadResult> {
     const r = await readBlocks(bus, o.unit, layout.planReads());
     if ("refused" in r) {
       const { refused: block, exception } = r;
-      return { ...base, ok: false, values: null, problems: [exception.message], diagnosis: `unit ${o.unit} answered, but refused ${block.count} ${block.table} registers at ${block.start} (${exception.message}): this meter is probably not ${what}; try another --map` };
+      const refusedText = `unit ${o.unit} answered, but refused ${block.count} ${block.table} registers at ${block.start} (${exception.message})`;
+      const why =
+        exception.code === 10 || exception.code === 11
+          ? `the gateway got no answer from unit ${o.unit} on its serial side: check that meter's unit id, wiring and power`
+          : o.kind.kind === "sunspec"
+            ? `the SunSpec model it announces (${layout.name}) cannot be read: its model chain may be wrong`
+            : `this meter is probably not ${what}; try another --map`;
+      return { ...base, ok: false, values: null, problems: [exception.message], diagnosis: `${refusedText}: ${why}` };
     }
     const read = r.read;
     const values = layout.decode(read);

@@ -75,6 +75,7 @@ export async function findSunspecLayout(map: SunspecMap, bus: Bus, unit: number)
     const ids = found.models.map((m) => m.id).join(", ") || "none";
     throw new LayoutNotFound(`unit ${unit} is a SunSpec device (base ${found.base}) with models ${ids}, but no meter model (201-204) that peergrid reads: is it an inverter rather than a meter?`);
   }
+  if (meter.found.address + 2 + meter.model.length > 0x10000) throw new LayoutNotFound(`unit ${unit} announces SunSpec model ${meter.model.id} at ${meter.found.address}, which would run past register 65535: a broken model chain`);
   return sunspecLayout(meter.model, meter.found);
 }
 

@@ -32,6 +32,8 @@ export interface PolledMeter {
   readonly limits?: MeterLimits;
   /** Read blocks that hold only energy counters every this many seconds (1: every second). */
   readonly energyEveryS?: number;
+  /** The last good counters known (the ledger's, after a restart): checks and failed polls start from them. */
+  readonly memory?: MeterMemory | null;
 }
 
 export interface PollerOptions {
@@ -100,7 +102,7 @@ export class MeterPoller {
     if (ids.size !== meters.length) throw new RangeError("two meters with one meterId on a bus");
     this.states = meters.map((meter) => {
       this.stats.meters.set(meter.meterId, { polls: 0, good: 0, failed: 0, flagged: 0, lastProblem: null, lastLatencyMs: null, layout: null });
-      const s: MeterState = { meter, layout: null, everyBlock: [], energyOnly: [], findFailures: 0, findAgainMs: 0, findProblem: "", readsSinceFound: 0, memory: null, counters: null };
+      const s: MeterState = { meter, layout: null, everyBlock: [], energyOnly: [], findFailures: 0, findAgainMs: 0, findProblem: "", readsSinceFound: 0, memory: meter.memory ?? null, counters: null };
       if (!isFinder(meter.layout)) this.use(s, meter.layout);
       return s;
     });
@@ -129,10 +131,16 @@ export class MeterPoller {
     const p = this.options.periodMs;
     const now = this.options.now();
     // The next second boundary, and never one already served: a timer may fire a hair before its
-    // second by the wall clock (timers run on the monotonic clock), and must not serve that second twice.
-    const dueMs = Math.max(now - (now % p) + p, this.lastDueMs + p);
+    // second by the wall clock (timers run on the monotonic clock), and must not serve that second
+    // twice. A wall clock stepped back by more than a period (NTP) starts afresh from its new time.
+    const next = now - (now % p) + p;
+    const dueMs = next <= this.lastDueMs && this.lastDueMs - now <= p ? this.lastDueMs + p : next;
     this.timer = setTimeout(() => {
       this.timer = null;
+      // Seconds passed over (an event loop stalled past a whole period, a clock stepped forward) had no poll: count them.
+      const passed = Number.isFinite(this.lastDueMs) && dueMs > this.lastDueMs + p ? Math.round((dueMs - this.lastDueMs) / p) - 1 : 0;
+      this.stats.seconds += passed;
+      this.stats.skipped += passed;
       this.lastDueMs = dueMs;
       this.tick(dueMs);
       this.schedule();
@@ -175,6 +183,7 @@ export class MeterPoller {
    */
   private lose(s: MeterState, timeMs: number): void {
     s.layout = null;
+    (this.stats.meters.get(s.meter.meterId) as MeterPollStats).layout = null;
     if (s.readsSinceFound > 0) s.findAgainMs = 0;
     else this.findFailed(s, timeMs, "the layout it found was refused at once");
   }
@@ -210,7 +219,9 @@ export class MeterPoller {
       const energyDue = s.counters === null || second % Math.max(1, s.meter.energyEveryS ?? 1) === 0;
       const r = await readBlocks(this.bus, s.meter.unit, energyDue ? [...s.everyBlock, ...s.energyOnly] : s.everyBlock);
       if ("refused" in r) {
-        if (isFinder(s.meter.layout)) this.lose(s, timeMs);
+        // Illegal function, address or value: the device no longer has this layout. Busy, or a gateway
+        // that got no answer (5, 6, 10, 11), says nothing about the layout: a failed poll, no more.
+        if (isFinder(s.meter.layout) && r.exception.code >= 1 && r.exception.code <= 3) this.lose(s, timeMs);
         throw new Error(`unit ${s.meter.unit} answered exception ${r.exception.code} (${r.exception.message}) to a read of ${r.refused.count} registers at ${r.refused.start}`);
       }
       values = layout.decode(r.read);

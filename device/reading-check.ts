@@ -9,7 +9,8 @@
 //   commsError        the poll failed: no values at all. The reading still
 //                     goes to the ledger (the outage is a fact worth
 //                     recording), with the last good counters.
-//   outOfRange        a value is missing, not finite, or outside what the
+//   outOfRange        a value is missing (a counter, or every phase
+//                     voltage), not finite, or outside what the
 //                     installation can physically show (limits below).
 //   counterBackwards  an energy counter below its last good value.
 //   counterJump       a counter advanced more than powerMaxW could deliver
@@ -118,6 +119,7 @@ export function checkReading(sample: Sample, memory: MeterMemory | null, limits:
     inRange(aName, -limits.currentMaxA, limits.currentMaxA, false);
     inRange(pName, -limits.powerMaxW, limits.powerMaxW, false);
   }
+  if (voltagesDeciV.length === 0) flag(Quality.outOfRange, "no phase voltage read"); // a meter always has one: the map or the device is wrong
   const total = inRange("powerTotal", -limits.powerMaxW, limits.powerMaxW, false);
   const phaseSum = PHASES.reduce((s, [, , p]) => s + (Number.isFinite(v[p]) ? (v[p] as number) : 0), 0);
   const powerW = Math.round(Math.min(limits.powerMaxW, Math.max(-limits.powerMaxW, total ?? phaseSum))); // flagged if out of range; bounded either way

@@ -435,7 +435,7 @@ export class LedgerStore {
       importWh: r.import_wh as number,
       exportWh: r.export_wh as number,
       powerW: r.power_w as number,
-      voltagesDeciV: (r.voltages_deci_v as string).split(",").map(Number),
+      voltagesDeciV: r.voltages_deci_v === "" ? [] : (r.voltages_deci_v as string).split(",").map(Number), // a reading without phases: []
       frequencyMilliHz: r.frequency_milli_hz as number,
       quality: r.quality as number,
     }));

@@ -192,16 +192,16 @@ function decodeReading(r: Reader): ReadingBody {
 export type Measurement = Pick<ReadingBody, "importWh" | "exportWh" | "powerW" | "voltagesDeciV" | "frequencyMilliHz" | "quality">;
 
 /**
- * A reading has one voltage per phase of its meter (1..3), or none when the
- * meter did not answer (quality commsError): a box records the outage
- * without inventing voltages it never read.
+ * A reading has one voltage per phase of its meter (1..3), or none when it
+ * is flagged (quality not good: the meter did not answer, or gave no
+ * voltage): a box records that without inventing voltages it never read.
  */
 export function phasesAllowed(phases: number, quality: number): boolean {
-  return phases <= PHASES_MAX && (phases >= 1 || (quality & Quality.commsError) !== 0);
+  return phases <= PHASES_MAX && (phases >= 1 || quality !== Quality.good);
 }
 
 export function encodeMeasurement(w: Writer, m: Measurement): void {
-  assert(phasesAllowed(m.voltagesDeciV.length, m.quality), "a reading has 1..3 phases, or none with quality commsError");
+  assert(phasesAllowed(m.voltagesDeciV.length, m.quality), "a reading has 1..3 phases, or none when its quality is not good");
   w.uvar(m.importWh).uvar(m.exportWh).svar(m.powerW).u8(m.voltagesDeciV.length);
   for (const v of m.voltagesDeciV) w.uvar(v);
   w.uvar(m.frequencyMilliHz).u8(m.quality);
@@ -218,7 +218,7 @@ export function decodeMeasurement(r: Reader): Measurement {
   const frequencyMilliHz = r.uvar("frequency", FREQUENCY_MILLI_HZ_MAX);
   const quality = r.u8("quality");
   if ((quality & ~QUALITY_MASK) !== 0) r.fail(DecodeReason.outOfRange, `unknown quality bits ${quality}`);
-  if (!phasesAllowed(phases, quality)) r.fail(DecodeReason.outOfRange, "no phases, and quality does not say commsError");
+  if (!phasesAllowed(phases, quality)) r.fail(DecodeReason.outOfRange, "a good reading without phases");
   return { importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality };
 }
 

@@ -9,6 +9,10 @@ import { BoxMeters, type MetersStatus, parseMeterSpec } from "../../daemon/meter
 import { fixedLayout } from "../../device/register-map.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 import { meterKey } from "../../ledger/records.js";
+import { NodeVerifier } from "../../ledger/keys.js";
+import { ledgerPath } from "../../ledger/ledger.js";
+import { LedgerStore } from "../../ledger/store.js";
+import { verifyChain } from "../../ledger/verify.js";
 import type { NodeSigner } from "../../ledger/keys.js";
 import { Quality } from "../../ledger/tx.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
@@ -61,6 +65,15 @@ describe("a box's meters", () => {
       const silent = await c.waitFor("a comms-error reading of meter 4 in the ledger", () => (record()?.quality === Quality.commsError ? record() : null));
       assert.deepEqual(silent?.voltagesDeciV, [], "no voltages invented");
       assert.equal(silent?.goodTimeMs, -1, "no good reading yet");
+      await c.waitFor("the silent reading on disk", () => node.ledger.store.latestReadings().some((r) => r.meterId === 4));
+      const audit = LedgerStore.open(ledgerPath(c.dir(0)), { readonly: true });
+      try {
+        assert.deepEqual(audit.latestReadings().find((r) => r.meterId === 4)?.voltagesDeciV, [], "stored without phases, read back without phases");
+        const report = verifyChain(audit, new NodeVerifier());
+        assert.ok(report.ok, JSON.stringify(report.fault));
+      } finally {
+        audit.close();
+      }
       meter = await SimulatedMeter.start({ map, port });
       const good = await c.waitFor("a good reading of meter 4", () => (record()?.quality === Quality.good ? record() : null), 40_000);
       assert.deepEqual(good?.voltagesDeciV, [2300, 2300, 2300]);

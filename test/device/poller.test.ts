@@ -65,6 +65,27 @@ describe("MeterPoller", () => {
     }
   });
 
+  it("goes on polling after the wall clock steps back (NTP), and counts seconds passed over when it steps forward", async () => {
+    let step = 0;
+    const bus = new Bus(new TcpLink({ host: "127.0.0.1", port: 1 }));
+    const poller = new MeterPoller(bus, [], () => {}, { periodMs: 50, now: () => Date.now() + step });
+    try {
+      poller.start();
+      await new Promise((r) => setTimeout(r, 200));
+      step = -10_000;
+      const before = poller.stats.seconds;
+      await new Promise((r) => setTimeout(r, 400));
+      assert.ok(poller.stats.seconds - before >= 5, `${poller.stats.seconds - before} ticks in 8 periods after a 10 s step back`);
+      const skippedBefore = poller.stats.skipped;
+      step = 0; // forward by 10 s: 200 periods with no poll
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(poller.stats.skipped - skippedBefore >= 190, `${poller.stats.skipped - skippedBefore} periods counted as passed over`);
+    } finally {
+      poller.stop();
+      await bus.close();
+    }
+  });
+
   it("two meters on one bus keep their own values; a meter that is not there gives comms-error readings", async () => {
     const EM_VALUES = { voltageL1: 230.5, voltageL2: 229.9, voltageL3: 231.1, currentL1: 1.234, currentL2: 0.5, currentL3: 12.001, powerL1: 284.4, powerL2: -115.3, powerL3: 2773.2, powerTotal: 2942.3, frequency: 49.9, importEnergy: 123_456_700, exportEnergy: 9_876_500 };
     const server = await startPymodbus({ 1: imageOf(sdm630, SDM630_VALUES), 2: imageOf(em340, EM_VALUES) });

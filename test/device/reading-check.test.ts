@@ -29,6 +29,7 @@ describe("checkReading", () => {
       [sample(1_000, { currentL1: Number.NaN }), Quality.outOfRange, /currentL1 NaN/],
       [sample(1_000, { powerTotal: 1e9 }), Quality.outOfRange, /powerTotal/],
       [{ ...sample(1_000), values: { voltageL1: 230 } }, Quality.outOfRange, /importEnergy missing/],
+      [{ ...sample(1_000), values: { powerTotal: 10, frequency: 50, importEnergy: 1_000_001, exportEnergy: 500_000 } }, Quality.outOfRange, /no phase voltage read/],
       [sample(1_000, { importEnergy: 999_000 }), Quality.counterBackwards, /counters went back: import 1000000 -> 999000/],
       [sample(1_000, { exportEnergy: 510_000 }), Quality.counterJump, /advanced more than/],
       [sample(120_000, {}, 90_000), Quality.stale, /counters read 90000 ms before/],

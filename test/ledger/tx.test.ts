@@ -233,9 +233,9 @@ describe("tx: decoding refuses", () => {
     }
   });
 
-  test("a reading with 4 phases, or with none and a quality other than commsError (out_of_range); 1 and 3 are fine, and none with commsError", () => {
+  test("a reading with 4 phases, or a good one with none (out_of_range); 1 and 3 are fine, and none on a flagged reading", () => {
     refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 0 })), DecodeReason.outOfRange);
-    refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 0, quality: Quality.stale })), DecodeReason.outOfRange);
+    assert.deepEqual((decodeTx(envelope(TxType.reading, (w) => readingBody(w, { phases: 0, quality: Quality.outOfRange }))).tx.body as ReadingBody).voltagesDeciV, []);
     refused(envelope(TxType.reading, (w) => readingBody(w, { phases: 4, quality: Quality.commsError })), DecodeReason.outOfRange);
     assert.deepEqual((decodeTx(envelope(TxType.reading, (w) => readingBody(w, { phases: 0, quality: Quality.commsError | Quality.stale }))).tx.body as ReadingBody).voltagesDeciV, []);
     assert.equal((decodeTx(envelope(TxType.reading, (w) => readingBody(w, { phases: 1 }))).tx.body as ReadingBody).voltagesDeciV.length, 1);
