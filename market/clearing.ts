@@ -132,6 +132,8 @@ export function suits(buy: ClearingOrder, sell: ClearingOrder, isLocalRenewable:
 
 /** floor(price x energy / 1000), exactly. */
 export function valueMicro(priceMicroPerKWh: number, energyWh: number): number {
+  const x = priceMicroPerKWh * energyWh;
+  if (x <= Number.MAX_SAFE_INTEGER) return (x - (x % 1_000)) / 1_000; // exact: every step is on integers below 2^53
   const v = (BigInt(priceMicroPerKWh) * BigInt(energyWh)) / 1000n;
   assert(v <= BigInt(Number.MAX_SAFE_INTEGER), "a trade's value fits a safe integer (the genesis bounds order size and price)");
   return Number(v);
@@ -147,25 +149,54 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
   const price = options.rule === "pay-as-clear" ? uniformPrice(buys, sells) : null;
   if (options.rule === "pay-as-clear" && price === null) return { rule: options.rule, priceMicroPerKWh: null, trades: [], volumeWh: 0 };
 
-  const sellLeft = new Map(sells.map((s) => [s, s.energyWh]));
+  // The matching below is the rule of the header, searched with two shortcuts that skip only sells
+  // that could not be taken anyway: those already used up, and, for a buy that names its seller,
+  // every other seller's. `live(j)` is the first sell at or after j with energy left (a used-up sell
+  // points past itself; the pointers are shortened as they are followed), so no buy walks over
+  // what earlier buys used up.
+  const left = sells.map((s) => s.energyWh);
+  const next = Int32Array.from({ length: sells.length + 1 }, (_, j) => j);
+  const live = (j: number): number => {
+    let r = j;
+    while (next[r] !== r) r = next[r] as number;
+    for (let k = j; k !== r; ) {
+      const after = next[k] as number;
+      next[k] = r;
+      k = after;
+    }
+    return r;
+  };
+  const sellsOf = new Map<number, number[]>();
+  sells.forEach((s, j) => {
+    const list = sellsOf.get(s.author);
+    if (list === undefined) sellsOf.set(s.author, [j]);
+    else list.push(j);
+  });
   const trades: Trade[] = [];
   let volumeWh = 0;
   for (const b of buys) {
     if (price !== null && b.priceMicroPerKWh < price) break; // ranked: no later buy reaches the price either
+    const limit = price ?? b.priceMicroPerKWh;
     let want = b.energyWh;
-    for (const s of sells) {
-      if (want === 0) break;
-      const limit = price ?? b.priceMicroPerKWh;
-      if (s.priceMicroPerKWh > limit) break; // ranked: no later sell is cheap enough either
-      const have = sellLeft.get(s) as number;
-      if (have === 0 || !suits(b, s, options.isLocalRenewable)) continue;
+    const take = (j: number): boolean => {
+      const s = sells[j] as ClearingOrder;
+      if (s.priceMicroPerKWh > limit) return false; // ranked: no later sell is cheap enough either
+      const have = left[j] as number;
+      if (have === 0 || !suits(b, s, options.isLocalRenewable)) return true;
       const q = Math.min(want, have);
       want -= q;
-      sellLeft.set(s, have - q);
+      left[j] = have - q;
+      if (have === q) next[j] = j + 1;
       volumeWh += q;
-      const pays = valueMicro(price ?? b.priceMicroPerKWh, q);
+      const pays = valueMicro(limit, q);
       const gets = valueMicro(price ?? s.priceMicroPerKWh, q);
       trades.push({ buyOrder: b.id, sellOrder: s.id, buyer: b.author, seller: s.author, energyWh: q, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets });
+      return true;
+    };
+    if (b.counterparty !== null) {
+      for (const j of sellsOf.get(b.counterparty) ?? []) if (want === 0 || !take(j)) break;
+    } else {
+      for (let j = live(0); j < sells.length; j = live(j + 1)) if (want === 0 || !take(j)) break;
     }
   }
   return { rule: options.rule, priceMicroPerKWh: price, trades, volumeWh };

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { type ClearingOrder, type ClearingResult, clear, rankOrders, suits, valueMicro } from "../../market/clearing.js";
+import { type ClearingOrder, type ClearingResult, clear, rankOrders, suits, uniformPrice, valueMicro } from "../../market/clearing.js";
 
 const id = (n: number): Uint8Array => {
   const b = new Uint8Array(32);
@@ -193,5 +193,49 @@ describe("clearing: properties on random order books", () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it("on books of hundreds of orders, the same trades as a plain scan of every sell for every buy (the search's shortcuts skip nothing that matters)", () => {
+    const plain = (orders: readonly ClearingOrder[], rule: "pay-as-clear" | "pay-as-bid") => {
+      const buys = rankOrders(orders, "buy");
+      const sells = rankOrders(orders, "sell");
+      const price = rule === "pay-as-clear" ? uniformPrice(buys, sells) : null;
+      const left = sells.map((x) => x.energyWh);
+      const out: [number, number, number][] = [];
+      if (rule === "pay-as-clear" && price === null) return out;
+      for (const b of buys) {
+        if (price !== null && b.priceMicroPerKWh < price) continue;
+        let want = b.energyWh;
+        sells.forEach((x, j) => {
+          const q = Math.min(want, left[j] as number);
+          if (q === 0 || x.priceMicroPerKWh > (price ?? b.priceMicroPerKWh) || !suits(b, x, renewable)) return;
+          want -= q;
+          left[j] = (left[j] as number) - q;
+          out.push([b.author, x.author, q]);
+        });
+      }
+      return out;
+    };
+    const big = fc
+      .array(fc.record({ side: fc.constantFrom("buy" as const, "sell" as const), energyWh: fc.integer({ min: 1, max: 500 }), priceMicroPerKWh: fc.integer({ min: 0, max: 40 }), placedHeight: fc.integer({ min: 1, max: 9 }), author: fc.integer({ min: 0, max: 30 }), localRenewableOnly: fc.boolean(), counterparty: fc.option(fc.integer({ min: 0, max: 30 }), { nil: null, freq: 4 }) }), { minLength: 100, maxLength: 400 })
+      .map((os) => os.map((o, n): ClearingOrder => ({ ...o, id: id(n) })));
+    fc.assert(
+      fc.property(big, fc.constantFrom("pay-as-clear" as const, "pay-as-bid" as const), (orders, rule) => {
+        assert.deepEqual(pairs(clear(orders, { rule, isLocalRenewable: renewable })), plain(orders, rule));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("a trade's value is floor(price x energy / 1000), exactly, over the whole range", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 40 - 1 }), fc.integer({ min: 1, max: 2 ** 40 - 1 }), (p, e) => {
+        const exact = (BigInt(p) * BigInt(e)) / 1000n;
+        if (exact > BigInt(Number.MAX_SAFE_INTEGER)) assert.throws(() => valueMicro(p, e));
+        else assert.equal(BigInt(valueMicro(p, e)), exact);
+      }),
+      { numRuns: 2_000 },
+    );
+    fc.assert(fc.property(fc.integer({ min: 0, max: 9_000_000 }), fc.integer({ min: 1, max: 1_000_000_000 }), (p, e) => assert.equal(BigInt(valueMicro(p, e)), (BigInt(p) * BigInt(e)) / 1000n)), { numRuns: 2_000 });
   });
 });
