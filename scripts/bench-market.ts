@@ -10,8 +10,7 @@
 // timed once cold (the first clearing of the process, as a box's first
 // after it starts; pay-as-clear runs first, so pay-as-bid's "cold" run
 // already shares warm code) and then over several runs after ten warm-up
-// runs; the median and the worst are
-// reported.
+// runs; the median and the worst are reported.
 import { parseArgs } from "node:util";
 import { type ClearingOrder, type ClearingRule, clear } from "../market/clearing.js";
 import { Rng } from "../sim/rng.js";
