@@ -17,6 +17,8 @@ import { SHIPPED_METERS, SUNSPEC, builtInKinds, factoryDefaults, loadMeterKind, 
 import { runSimulatedMeters } from "./simulate-meters.js";
 import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
 import { runDemo } from "./demo.js";
+import { type ClearingRule, clear } from "../market/clearing.js";
+import { optionsFor, parseOrderFile, resultJson } from "../market/order-file.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
@@ -279,6 +281,24 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (listen.port !== 0 && listen.port + o.count - 1 > 65_535) throw new UsageError(`--listen port ${listen.port} + --count ${o.count} passes 65535`);
       const map = loadRegisterMap(o.map);
       setExit(await runSimulatedMeters({ map, listen, count: o.count, unit: o.unit, solarPeakW: o.solarPeakW, loadBaseW: o.loadBaseW, utcOffsetHours: offset }, log));
+    });
+
+  const market = program.command("market").description("the neighbourhood market's clearing, for auditors and what-if studies");
+  market
+    .command("clear")
+    .description("clear one interval's orders with the ledger's own clearing function and print the price and the trades as JSON")
+    .argument("<orders.json>", 'a list of orders, or {"rule": ..., "localRenewableSellers": [...], "orders": [...]} (market/order-file.ts)')
+    .addOption(new Option("--rule <rule>", "pay-as-clear (one price) or pay-as-bid (default: the file's, else pay-as-clear)").choices(["pay-as-clear", "pay-as-bid"]))
+    .option("--renewable-sellers <ids>", "members whose sales count as local renewable, comma-separated (default: the file's, else every seller)")
+    .action((file: string, o: { rule?: ClearingRule; renewableSellers?: string }) => {
+      let renewable: number[] | undefined;
+      if (o.renewableSellers !== undefined) {
+        if (!/^(\d+(,\d+)*)?$/.test(o.renewableSellers)) throw new UsageError(`--renewable-sellers "${o.renewableSellers}" must be member numbers separated by commas, e.g. 2,5,9`);
+        renewable = o.renewableSellers === "" ? [] : o.renewableSellers.split(",").map(Number);
+      }
+      const orders = parseOrderFile(readJsonFile(file, "order file"), file);
+      log(JSON.stringify(resultJson(clear(orders.orders, optionsFor(orders, o.rule, renewable))), null, 2));
+      setExit(Exit.ok);
     });
 
   program
