@@ -75,6 +75,10 @@ export interface Trade {
   readonly buyer: number;
   readonly seller: number;
   readonly energyWh: number;
+  /** The price the buyer pays per kWh (the uniform price, or its own limit under pay-as-bid). */
+  readonly buyerPriceMicroPerKWh: number;
+  /** The price the seller receives per kWh (the uniform price, or its own limit under pay-as-bid). */
+  readonly sellerPriceMicroPerKWh: number;
   /** What the buyer pays for this trade, micro-currency. */
   readonly buyerPaysMicro: number;
   /** What the seller receives, micro-currency. */
@@ -188,9 +192,10 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
       left[j] = have - q;
       if (have === q) next[j] = j + 1;
       volumeWh += q;
+      const sellerPrice = price ?? s.priceMicroPerKWh;
       const pays = valueMicro(limit, q);
-      const gets = valueMicro(price ?? s.priceMicroPerKWh, q);
-      trades.push({ buyOrder: b.id, sellOrder: s.id, buyer: b.author, seller: s.author, energyWh: q, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets });
+      const gets = valueMicro(sellerPrice, q);
+      trades.push({ buyOrder: b.id, sellOrder: s.id, buyer: b.author, seller: s.author, energyWh: q, buyerPriceMicroPerKWh: limit, sellerPriceMicroPerKWh: sellerPrice, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets });
       return true;
     };
     if (b.counterparty !== null) {

@@ -1,0 +1,152 @@
+// Settlement of one delivery interval from metered energy: a pure,
+// deterministic function of the interval's trades (clearing.ts) and what
+// each member's meters measured at its grid connection over the interval.
+// Integers only: Wh and micro-currency.
+//
+// 1. Delivery. A seller's metered export is allocated to its buyers in
+//    proportion to what each bought from it, never more than was bought:
+//    delivered = min(export, sold). The whole-Wh shares are found by the
+//    largest-remainder rule: each trade gets floor(delivered x traded /
+//    sold), and the Wh left over go one each to the trades with the largest
+//    remainders, ties to the earlier trade (clearing order). So the shares
+//    sum to exactly what was delivered.
+// 2. Local payments, on delivered energy only: the buyer pays floor(its
+//    price x delivered / 1000), the seller receives floor(its price x
+//    delivered / 1000), and the community receives the difference (the
+//    spread under pay-as-bid; 0 under pay-as-clear). Fees per delivered kWh
+//    (buyer's and seller's, configurable) go to the community too.
+// 3. Imbalance, each member against the grid: metered import beyond what it
+//    was delivered locally is bought at the utility's import tariff;
+//    metered export beyond what it delivered to buyers is sold at the
+//    utility's export tariff; energy a buyer was delivered beyond its
+//    metered import (it bought more than it used) is sold back at the
+//    export tariff. In island mode there is no utility: the same imbalance
+//    settles against the community at its imbalance price (both ways).
+// Every amount is paid by one account and received by another (a member,
+// the utility, the community), the same whole number on both sides, so
+// the changes of all accounts sum to exactly zero: nothing is created or
+// lost. A shadow market computes the same and owes nothing; that is the
+// caller's choice of whether to apply the result.
+import { assert } from "../ledger/assert.js";
+import { type Trade, valueMicro } from "./clearing.js";
+
+export interface Metered {
+  /** Energy the member's connection took from the grid over the interval, Wh. */
+  readonly importWh: number;
+  /** Energy it gave to the grid, Wh. */
+  readonly exportWh: number;
+}
+
+export interface SettlementParams {
+  readonly utilityImportMicroPerKWh: number;
+  readonly utilityExportMicroPerKWh: number;
+  /** No utility (grid down): imbalance settles against the community at imbalanceMicroPerKWh. */
+  readonly islanded: boolean;
+  readonly imbalanceMicroPerKWh: number;
+  readonly buyerFeeMicroPerKWh: number;
+  readonly sellerFeeMicroPerKWh: number;
+}
+
+/** Accounts that are not members. */
+export const UTILITY = "utility";
+export const COMMUNITY = "community";
+export type Account = number | typeof UTILITY | typeof COMMUNITY;
+
+export interface Delivery {
+  readonly trade: number; // index in the trades given
+  readonly deliveredWh: number;
+}
+
+export interface Transfer {
+  readonly from: Account;
+  readonly to: Account;
+  readonly amountMicro: number;
+  readonly why: "local energy" | "spread" | "buyer fee" | "seller fee" | "import" | "export" | "surplus purchase";
+  /** The trade, for transfers that settle one. */
+  readonly trade?: number;
+}
+
+export interface SettlementResult {
+  readonly deliveries: readonly Delivery[];
+  readonly transfers: readonly Transfer[];
+  /** Each account's change, micro-currency (members by number, then "utility", "community"); they sum to 0. */
+  readonly balances: ReadonlyMap<Account, number>;
+}
+
+/** Split `total` Wh over `weights` in proportion, whole Wh, largest remainder first, ties to the lower index. */
+export function largestRemainder(total: number, weights: readonly number[]): number[] {
+  const sum = weights.reduce((a, w) => a + w, 0);
+  assert(total >= 0 && total <= sum, "allocate at most what the weights add up to");
+  if (sum === 0) return weights.map(() => 0);
+  const exact = weights.map((w) => BigInt(total) * BigInt(w));
+  const shares = exact.map((x) => Number(x / BigInt(sum)));
+  let left = total - shares.reduce((a, x) => a + x, 0);
+  const order = exact.map((x, i) => ({ i, rem: x % BigInt(sum) })).sort((a, b) => (a.rem === b.rem ? a.i - b.i : a.rem > b.rem ? -1 : 1));
+  for (const { i } of order) {
+    if (left === 0) break;
+    shares[i] = (shares[i] as number) + 1;
+    left--;
+  }
+  return shares;
+}
+
+export function settle(trades: readonly Trade[], metered: ReadonlyMap<number, Metered>, p: SettlementParams): SettlementResult {
+  // 1. Delivery, seller by seller.
+  const delivered = new Array<number>(trades.length).fill(0);
+  const bySeller = new Map<number, number[]>();
+  trades.forEach((t, i) => {
+    const list = bySeller.get(t.seller);
+    if (list === undefined) bySeller.set(t.seller, [i]);
+    else list.push(i);
+  });
+  for (const [seller, idx] of bySeller) {
+    const sold = idx.reduce((a, i) => a + (trades[i] as Trade).energyWh, 0);
+    const exported = metered.get(seller)?.exportWh ?? 0;
+    const shares = largestRemainder(Math.min(sold, exported), idx.map((i) => (trades[i] as Trade).energyWh));
+    idx.forEach((i, k) => (delivered[i] = shares[k] as number));
+  }
+
+  // 2. Local payments on delivered energy.
+  const transfers: Transfer[] = [];
+  const pay = (from: Account, to: Account, amountMicro: number, why: Transfer["why"], trade?: number) => {
+    if (amountMicro > 0) transfers.push(trade === undefined ? { from, to, amountMicro, why } : { from, to, amountMicro, why, trade });
+  };
+  const boughtLocally = new Map<number, number>();
+  const soldLocally = new Map<number, number>();
+  trades.forEach((t, i) => {
+    const d = delivered[i] as number;
+    boughtLocally.set(t.buyer, (boughtLocally.get(t.buyer) ?? 0) + d);
+    soldLocally.set(t.seller, (soldLocally.get(t.seller) ?? 0) + d);
+    const buyerPays = valueMicro(t.buyerPriceMicroPerKWh, d);
+    const sellerGets = valueMicro(t.sellerPriceMicroPerKWh, d);
+    assert(buyerPays >= sellerGets, "a buyer's price is never below its seller's");
+    pay(t.buyer, t.seller, sellerGets, "local energy", i);
+    pay(t.buyer, COMMUNITY, buyerPays - sellerGets, "spread", i);
+    pay(t.buyer, COMMUNITY, valueMicro(p.buyerFeeMicroPerKWh, d), "buyer fee", i);
+    pay(t.seller, COMMUNITY, valueMicro(p.sellerFeeMicroPerKWh, d), "seller fee", i);
+  });
+
+  // 3. Imbalance against the utility (or, islanded, the community).
+  const grid: Account = p.islanded ? COMMUNITY : UTILITY;
+  const importPrice = p.islanded ? p.imbalanceMicroPerKWh : p.utilityImportMicroPerKWh;
+  const exportPrice = p.islanded ? p.imbalanceMicroPerKWh : p.utilityExportMicroPerKWh;
+  const members = [...new Set([...metered.keys(), ...boughtLocally.keys(), ...soldLocally.keys()])].sort((a, b) => a - b);
+  for (const m of members) {
+    const e = metered.get(m) ?? { importWh: 0, exportWh: 0 };
+    const bought = boughtLocally.get(m) ?? 0;
+    const sold = soldLocally.get(m) ?? 0;
+    pay(m, grid, valueMicro(importPrice, Math.max(0, e.importWh - bought)), "import");
+    pay(grid, m, valueMicro(exportPrice, e.exportWh - sold), "export"); // sold <= exported, by delivery
+    pay(grid, m, valueMicro(exportPrice, Math.max(0, bought - e.importWh)), "surplus purchase");
+  }
+
+  const balances = new Map<Account, number>();
+  for (const m of members) balances.set(m, 0);
+  balances.set(UTILITY, 0);
+  balances.set(COMMUNITY, 0);
+  for (const t of transfers) {
+    balances.set(t.from, (balances.get(t.from) ?? 0) - t.amountMicro);
+    balances.set(t.to, (balances.get(t.to) ?? 0) + t.amountMicro);
+  }
+  return { deliveries: delivered.map((deliveredWh, trade) => ({ trade, deliveredWh })), transfers, balances };
+}
