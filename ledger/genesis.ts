@@ -13,7 +13,7 @@ import { Writer } from "./codec.js";
 import { ConfigError } from "./errors.js";
 import { type Hash, HashTag, ZERO_HASH, hashTagged, parseHex } from "./hash.js";
 import { EMPTY_STATE_ROOT } from "./state-tree.js";
-import { MEMBER_NAME_BYTES_MAX, ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX, Role, type RoleName, SIGNATURE_BYTES, TIME_MS_MAX } from "./tx.js";
+import { MEMBER_NAME_BYTES_MAX, ORDER_ENERGY_WH_MAX, ORDER_VALUE_MICRO_MAX, PRICE_MICRO_PER_KWH_MAX, Role, type RoleName, SIGNATURE_BYTES, TIME_MS_MAX } from "./tx.js";
 
 const RoleNameSchema = Type.Union(
   (Object.keys(Role) as RoleName[]).map((r) => Type.Literal(r)),
@@ -114,6 +114,9 @@ export function parseGenesis(value: unknown): Genesis {
   if (!g.members.some((m) => m.roles.includes("admin"))) problems.push("/members: no member has the admin role, so nobody could ever enrol another");
   if (!g.members.some((m) => m.roles.includes("box"))) problems.push("/members: no member has the box role, so nobody could propose a block");
   if (g.market.priceMinMicroPerKWh > g.market.priceMaxMicroPerKWh) problems.push("/market: priceMinMicroPerKWh is above priceMaxMicroPerKWh");
+  if ((BigInt(g.market.priceMaxMicroPerKWh) * BigInt(g.market.orderEnergyMaxWh)) / 1000n > BigInt(ORDER_VALUE_MICRO_MAX)) {
+    problems.push(`/market: an order of orderEnergyMaxWh at priceMaxMicroPerKWh would be worth more than ${ORDER_VALUE_MICRO_MAX} micro-currency; lower one of them (their product / 1000 must stay within it)`);
+  }
   if (problems.length > 0) throw new ConfigError("genesis", problems);
   return g;
 }

@@ -53,6 +53,12 @@ export const FREQUENCY_MILLI_HZ_MAX = 100_000; // 100 Hz
 export const PHASES_MAX = 3;
 export const ORDER_ENERGY_WH_MAX = 2 ** 40 - 1;
 export const PRICE_MICRO_PER_KWH_MAX = 2 ** 40 - 1;
+/**
+ * The most one order can be worth (price x energy / 1000, micro-currency): 2^33, so that the money of
+ * a clearing of up to 2^20 orders sums exactly in a double (the genesis keeps its price and size limits
+ * within it).
+ */
+export const ORDER_VALUE_MICRO_MAX = 2 ** 33;
 export const MEMBER_NAME_BYTES_MAX = 64;
 
 /** Reading quality flags. 0 means good; any bit set means the value is suspect. */

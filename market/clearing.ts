@@ -10,15 +10,16 @@
 // (bytewise). The input's order never matters.
 //
 // Pay-as-clear (the default): one price for every trade of the interval.
-//   1. The price. Walk the ranked buys and sells together, as the classical
-//      supply and demand curves cross: while the best remaining buy's limit
-//      is at least the best remaining sell's, the two trade the smaller of
-//      what they have left. The last buy and sell that traded are the
-//      marginal pair; the price is the midpoint of their limits, rounded down
-//      (to a whole micro-currency per kWh): price = sell + floor((buy -
-//      sell) / 2). No pair crosses: no price, no trades. Preferences play no
-//      part in the price: it is the price of the neighbourhood's whole
-//      supply and demand.
+//   1. The price. Match as pay-as-bid does (below): buys in rank order,
+//      each at its own limit, taking from the sells that suit it. Of the
+//      orders that traded in that walk, the lowest buy limit and the
+//      highest sell limit are the marginal pair; the price is the midpoint
+//      of their limits, rounded down (to a whole micro-currency per kWh):
+//      price = sell + floor((buy - sell) / 2). Nothing trades: no price, no
+//      trades. Only orders that can trade set the price: a buy that names
+//      a member with no sell, or asks for renewable energy nobody offers,
+//      cannot move it. Without preferences this is the classical crossing
+//      of the supply and demand curves.
 //   2. The trades. Every buy whose limit is at least the price and every sell
 //      whose limit is at most it may trade, at the price. Buys in rank order
 //      each take from the sells in rank order that suit both sides: not the
@@ -27,7 +28,10 @@
 //      that. A buy takes as much as it can from each suitable sell before
 //      the next (partial fills on both sides).
 //   So no buyer pays above its limit and no seller receives below its limit,
-//   by construction; preferences can only lower the volume, never a price.
+//   by construction. (Where preferences cross the walk's trades, so that its
+//   lowest buy limit is below its highest sell limit, the price lies between
+//   them and those orders do not trade at it: fewer trade, none at a loss.)
+//   Fees (settlement.ts) come on top of the price: limits are before fees.
 //
 // Pay-as-bid (an option): no common price. Buys in rank order take from the
 // sells in rank order that suit them and whose limit is at most the buy's;
@@ -46,6 +50,7 @@
 // order never trades more than its energy.
 import { assert, compareBytes } from "../ledger/assert.js";
 import type { Hash } from "../ledger/hash.js";
+import { ORDER_VALUE_MICRO_MAX } from "../ledger/tx.js";
 
 export type ClearingRule = "pay-as-clear" | "pay-as-bid";
 
@@ -98,32 +103,12 @@ export interface ClearingResult {
 /** Buys: highest limit first; sells: lowest first; then older, then lower id. */
 export function rankOrders(orders: readonly ClearingOrder[], side: "buy" | "sell"): ClearingOrder[] {
   const sign = side === "buy" ? -1 : 1;
-  return orders
-    .filter((o) => o.side === side)
-    .sort((a, b) => sign * (a.priceMicroPerKWh - b.priceMicroPerKWh) || a.placedHeight - b.placedHeight || compareBytes(a.id, b.id));
-}
-
-/** The marginal pair's midpoint, rounded down; null when the best buy is below the best sell. */
-export function uniformPrice(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[]): number | null {
-  let i = 0;
-  let j = 0;
-  let buyLeft = buys[0]?.energyWh ?? 0;
-  let sellLeft = sells[0]?.energyWh ?? 0;
-  let marginal: [number, number] | null = null;
-  while (i < buys.length && j < sells.length) {
-    const b = buys[i] as ClearingOrder;
-    const s = sells[j] as ClearingOrder;
-    if (b.priceMicroPerKWh < s.priceMicroPerKWh) break;
-    marginal = [b.priceMicroPerKWh, s.priceMicroPerKWh];
-    const q = Math.min(buyLeft, sellLeft);
-    buyLeft -= q;
-    sellLeft -= q;
-    if (buyLeft === 0) buyLeft = buys[++i]?.energyWh ?? 0;
-    if (sellLeft === 0) sellLeft = sells[++j]?.energyWh ?? 0;
-  }
-  if (marginal === null) return null;
-  const [bid, ask] = marginal;
-  return ask + Math.floor((bid - ask) / 2);
+  const cmp = (a: ClearingOrder, b: ClearingOrder) => sign * (a.priceMicroPerKWh - b.priceMicroPerKWh) || a.placedHeight - b.placedHeight || compareBytes(a.id, b.id);
+  const ranked = orders.filter((o) => o.side === side).sort(cmp);
+  // Two orders that rank equal would keep the input's order, and the input's order must never matter:
+  // only two orders with one id rank equal (the ledger never has them; an order file is checked).
+  for (let i = 1; i < ranked.length; i++) assert(cmp(ranked[i - 1] as ClearingOrder, ranked[i] as ClearingOrder) !== 0, "two orders with one id");
+  return ranked;
 }
 
 /** Whether a buy and a sell may trade with each other, prices aside. */
@@ -139,25 +124,27 @@ export function valueMicro(priceMicroPerKWh: number, energyWh: number): number {
   const x = priceMicroPerKWh * energyWh;
   if (x <= Number.MAX_SAFE_INTEGER) return (x - (x % 1_000)) / 1_000; // exact: every step is on integers below 2^53
   const v = (BigInt(priceMicroPerKWh) * BigInt(energyWh)) / 1000n;
-  assert(v <= BigInt(Number.MAX_SAFE_INTEGER), "a trade's value fits a safe integer (the genesis bounds order size and price)");
+  assert(v <= BigInt(Number.MAX_SAFE_INTEGER), "a trade's value fits a safe integer");
   return Number(v);
 }
 
-export function clear(orders: readonly ClearingOrder[], options: ClearingOptions): ClearingResult {
-  for (const o of orders) {
-    assert(Number.isSafeInteger(o.energyWh) && o.energyWh > 0, "an order's energy is a positive whole number of Wh");
-    assert(Number.isSafeInteger(o.priceMicroPerKWh) && o.priceMicroPerKWh >= 0, "an order's price is a whole number");
-  }
-  const buys = rankOrders(orders, "buy");
-  const sells = rankOrders(orders, "sell");
-  const price = options.rule === "pay-as-clear" ? uniformPrice(buys, sells) : null;
-  if (options.rule === "pay-as-clear" && price === null) return { rule: options.rule, priceMicroPerKWh: null, trades: [], volumeWh: 0 };
+interface Match {
+  readonly buy: ClearingOrder;
+  readonly sell: ClearingOrder;
+  readonly energyWh: number;
+}
 
-  // The matching below is the rule of the header, searched with two shortcuts that skip only sells
-  // that could not be taken anyway: those already used up, and, for a buy that names its seller,
-  // every other seller's. `live(j)` is the first sell at or after j with energy left (a used-up sell
-  // points past itself; the pointers are shortened as they are followed), so no buy walks over
-  // what earlier buys used up.
+/**
+ * Buys in rank order, each taking from the sells in rank order that suit it, as much as it can from
+ * each, up to `price` (a uniform price: only buys at or above it, sells at or below it), or, with no
+ * price, up to each buy's own limit.
+ *
+ * Searched with two shortcuts that skip only sells that could not be taken anyway: those already used
+ * up, and, for a buy that names its seller, every other seller's. `live(j)` is the first sell at or
+ * after j with energy left (a used-up sell points past itself; the pointers are shortened as they are
+ * followed), so no buy walks over what earlier buys used up.
+ */
+function match(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[], isLocalRenewable: (author: number) => boolean, price: number | null): Match[] {
   const left = sells.map((s) => s.energyWh);
   const next = Int32Array.from({ length: sells.length + 1 }, (_, j) => j);
   const live = (j: number): number => {
@@ -176,8 +163,7 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
     if (list === undefined) sellsOf.set(s.author, [j]);
     else list.push(j);
   });
-  const trades: Trade[] = [];
-  let volumeWh = 0;
+  const out: Match[] = [];
   for (const b of buys) {
     if (price !== null && b.priceMicroPerKWh < price) break; // ranked: no later buy reaches the price either
     const limit = price ?? b.priceMicroPerKWh;
@@ -186,16 +172,12 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
       const s = sells[j] as ClearingOrder;
       if (s.priceMicroPerKWh > limit) return false; // ranked: no later sell is cheap enough either
       const have = left[j] as number;
-      if (have === 0 || !suits(b, s, options.isLocalRenewable)) return true;
+      if (have === 0 || !suits(b, s, isLocalRenewable)) return true;
       const q = Math.min(want, have);
       want -= q;
       left[j] = have - q;
       if (have === q) next[j] = j + 1;
-      volumeWh += q;
-      const sellerPrice = price ?? s.priceMicroPerKWh;
-      const pays = valueMicro(limit, q);
-      const gets = valueMicro(sellerPrice, q);
-      trades.push({ buyOrder: b.id, sellOrder: s.id, buyer: b.author, seller: s.author, energyWh: q, buyerPriceMicroPerKWh: limit, sellerPriceMicroPerKWh: sellerPrice, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets });
+      out.push({ buy: b, sell: s, energyWh: q });
       return true;
     };
     if (b.counterparty !== null) {
@@ -204,5 +186,36 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
       for (let j = live(0); j < sells.length; j = live(j + 1)) if (want === 0 || !take(j)) break;
     }
   }
+  return out;
+}
+
+export function clear(orders: readonly ClearingOrder[], options: ClearingOptions): ClearingResult {
+  for (const o of orders) {
+    assert(Number.isSafeInteger(o.energyWh) && o.energyWh > 0, "an order's energy is a positive whole number of Wh");
+    assert(Number.isSafeInteger(o.priceMicroPerKWh) && o.priceMicroPerKWh >= 0, "an order's price is a whole number");
+    assert(o.priceMicroPerKWh * o.energyWh <= ORDER_VALUE_MICRO_MAX * 1_000, "an order is worth at most ORDER_VALUE_MICRO_MAX (the genesis bounds price and size; an order file is checked)");
+  }
+  const buys = rankOrders(orders, "buy");
+  const sells = rankOrders(orders, "sell");
+  // Pay-as-clear: first the walk that finds the price (each buy at its own limit), then the trades at it.
+  let price: number | null = null;
+  if (options.rule === "pay-as-clear") {
+    const walk = match(buys, sells, options.isLocalRenewable, null);
+    if (walk.length === 0) return { rule: options.rule, priceMicroPerKWh: null, trades: [], volumeWh: 0 };
+    const bid = Math.min(...walk.map((m) => m.buy.priceMicroPerKWh));
+    const ask = Math.max(...walk.map((m) => m.sell.priceMicroPerKWh));
+    price = ask + Math.floor((bid - ask) / 2); // bid < ask only if preferences crossed: then fewer trade at it
+  }
+  const trades: Trade[] = [];
+  let volumeWh = 0;
+  for (const { buy: b, sell: s, energyWh: q } of match(buys, sells, options.isLocalRenewable, price)) {
+    const buyerPrice = price ?? b.priceMicroPerKWh;
+    const sellerPrice = price ?? s.priceMicroPerKWh;
+    const pays = valueMicro(buyerPrice, q);
+    const gets = valueMicro(sellerPrice, q);
+    volumeWh += q;
+    trades.push({ buyOrder: b.id, sellOrder: s.id, buyer: b.author, seller: s.author, energyWh: q, buyerPriceMicroPerKWh: buyerPrice, sellerPriceMicroPerKWh: sellerPrice, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets });
+  }
+  assert(Number.isSafeInteger(volumeWh), "the interval's volume fits a safe integer");
   return { rule: options.rule, priceMicroPerKWh: price, trades, volumeWh };
 }

@@ -13,7 +13,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { PeergridError } from "../ledger/errors.js";
 import { parseHex, toHex } from "../ledger/hash.js";
-import { ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX } from "../ledger/tx.js";
+import { ORDER_ENERGY_WH_MAX, ORDER_VALUE_MICRO_MAX, PRICE_MICRO_PER_KWH_MAX } from "../ledger/tx.js";
 import type { ClearingOptions, ClearingOrder, ClearingResult, ClearingRule } from "./clearing.js";
 
 const Member = Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 });
@@ -80,6 +80,9 @@ export function parseOrderFile(json: unknown, source: string): OrderFile {
   const orders = list.map((o, i): ClearingOrder => {
     const idHex = o.id.toLowerCase();
     if (seen.has(idHex)) throw new PeergridError("PG_ERR_ORDER_FILE", `${source}: orders[${i}].id: ${idHex} appears twice; each order has its own transaction id`);
+    if ((BigInt(o.priceMicroPerKWh) * BigInt(o.energyWh)) / 1000n > BigInt(ORDER_VALUE_MICRO_MAX)) {
+      throw new PeergridError("PG_ERR_ORDER_FILE", `${source}: orders[${i}]: worth more than ${ORDER_VALUE_MICRO_MAX} micro-currency (priceMicroPerKWh x energyWh / 1000), more than any ledger lets one order be`);
+    }
     seen.add(idHex);
     return {
       id: parseHex(idHex, 32) as Uint8Array,

@@ -22,6 +22,12 @@
 //    metered import (it bought more than it used) is sold back at the
 //    export tariff. In island mode there is no utility: the same imbalance
 //    settles against the community at its imbalance price (both ways).
+// A member with no metered energy for the interval (its meters silent)
+// counts as 0 Wh both ways: a seller delivers nothing and is paid nothing,
+// and a buyer's purchase is sold back as surplus. The caller knows which
+// members were silent (their readings say commsError) and reports them.
+// Fees come on top of the prices: an order's limit is before fees.
+//
 // Every amount is paid by one account and received by another (a member,
 // the utility, the community), the same whole number on both sides, so
 // the changes of all accounts sum to exactly zero: nothing is created or
@@ -91,6 +97,10 @@ export function largestRemainder(total: number, weights: readonly number[]): num
 }
 
 export function settle(trades: readonly Trade[], metered: ReadonlyMap<number, Metered>, p: SettlementParams): SettlementResult {
+  const whole = (x: number) => Number.isSafeInteger(x) && x >= 0;
+  for (const [m, e] of metered) assert(whole(e.importWh) && whole(e.exportWh), `member ${m}'s metered energy is whole Wh, at least 0`);
+  for (const t of trades) assert(whole(t.energyWh) && whole(t.buyerPriceMicroPerKWh) && whole(t.sellerPriceMicroPerKWh), "a trade's energy and prices are whole and at least 0");
+  for (const k of ["utilityImportMicroPerKWh", "utilityExportMicroPerKWh", "imbalanceMicroPerKWh", "buyerFeeMicroPerKWh", "sellerFeeMicroPerKWh"] as const) assert(whole(p[k]), `${k} is whole and at least 0 (negative tariffs are not supported yet)`);
   // 1. Delivery, seller by seller.
   const delivered = new Array<number>(trades.length).fill(0);
   const bySeller = new Map<number, number[]>();

@@ -111,6 +111,7 @@ describe("genesis: problems name their JSON path", () => {
 
   test("price minimum above maximum", () => {
     hasProblem({ ...doc(), market: { priceMinMicroPerKWh: 500_000, priceMaxMicroPerKWh: 400_000 } }, "/market", /priceMinMicroPerKWh is above/);
+    hasProblem({ ...doc(), market: { priceMaxMicroPerKWh: 2 ** 40 - 1, orderEnergyMaxWh: 2 ** 40 - 1 } }, "/market", /would be worth more than 8589934592 micro-currency; lower one of them/);
   });
 
   test("parameters out of range or not integers", () => {

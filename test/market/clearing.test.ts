@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { type ClearingOrder, type ClearingResult, clear, rankOrders, suits, uniformPrice, valueMicro } from "../../market/clearing.js";
+import { type ClearingOrder, type ClearingResult, clear, valueMicro } from "../../market/clearing.js";
 
 const id = (n: number): Uint8Array => {
   const b = new Uint8Array(32);
@@ -39,6 +39,21 @@ describe("clearing: the rules on worked examples", () => {
   it("ties: the older order first, then the lower transaction id", () => {
     const orders = [order(1, "sell", 100, 100, { placedHeight: 5 }), order(2, "sell", 100, 100, { placedHeight: 3 }), order(3, "sell", 100, 100, { placedHeight: 3 }), order(9, "buy", 150, 100)];
     assert.deepEqual(pairs(clear(orders, everyoneRenewable)), [[9, 2, 100], [9, 3, 50]]);
+  });
+
+  it("only orders that can trade set the price: a buy naming a member who sells nothing, or asking for renewable energy nobody offers, cannot move it", () => {
+    const base = [order(2, "buy", 100, 150_000), order(3, "sell", 100, 100_000)];
+    assert.equal(clear(base, everyoneRenewable).priceMicroPerKWh, 125_000);
+    for (const lure of [order(1, "buy", 100, 2_000_000, { counterparty: 5 }), order(1, "buy", 100, 2_000_000, { localRenewableOnly: true })]) {
+      const r = clear([lure, ...base], { rule: "pay-as-clear", isLocalRenewable: () => false });
+      assert.equal(r.priceMicroPerKWh, 125_000);
+      assert.deepEqual(pairs(r), [[2, 3, 100]]);
+    }
+  });
+
+  it("ties among buys: the older first, then the lower id", () => {
+    const orders = [order(1, "buy", 100, 100, { placedHeight: 5 }), order(3, "buy", 100, 100, { placedHeight: 3 }), order(2, "buy", 100, 100, { placedHeight: 3 }), order(9, "sell", 150, 100)];
+    assert.deepEqual(pairs(clear(orders, everyoneRenewable)), [[2, 9, 100], [3, 9, 50]]);
   });
 
   it("no crossing: no price and no trades", () => {
@@ -80,29 +95,51 @@ describe("clearing: the rules on worked examples", () => {
 
 // ------------------------------------------------------------------ the reference
 
-/** The same rules, one Wh at a time: each order becomes energyWh units of its price, in rank order. */
-function reference(orders: readonly ClearingOrder[], rule: "pay-as-clear" | "pay-as-bid", isLocalRenewable: (a: number) => boolean): { price: number | null; energy: Map<string, number> } {
-  const units = (side: "buy" | "sell") => rankOrders(orders, side).flatMap((o) => Array.from({ length: o.energyWh }, () => o));
-  const bu = units("buy");
+// The rules written again, plainly and apart from the code under test.
+const lexLess = (x: Uint8Array, y: Uint8Array) => Buffer.compare(Buffer.from(x), Buffer.from(y));
+function rank(orders: readonly ClearingOrder[], side: "buy" | "sell"): ClearingOrder[] {
+  const better = (a: ClearingOrder, b: ClearingOrder) => (side === "buy" ? b.priceMicroPerKWh - a.priceMicroPerKWh : a.priceMicroPerKWh - b.priceMicroPerKWh);
+  return orders.filter((o) => o.side === side).sort((a, b) => better(a, b) || a.placedHeight - b.placedHeight || lexLess(a.id, b.id));
+}
+function mayTrade(b: ClearingOrder, s: ClearingOrder, isLocalRenewable: (a: number) => boolean): boolean {
+  if (b.author === s.author) return false;
+  if (b.counterparty !== null && b.counterparty !== s.author) return false;
+  if (s.counterparty !== null && s.counterparty !== b.author) return false;
+  if (b.localRenewableOnly && !isLocalRenewable(s.author)) return false;
+  return true;
+}
+
+/** Buy units in rank order each take the first free suitable sell unit within `limit(b)`: [buy, sell] per Wh. */
+function unitMatch(orders: readonly ClearingOrder[], isLocalRenewable: (a: number) => boolean, limit: (b: ClearingOrder) => number | null): [ClearingOrder, ClearingOrder][] {
+  const units = (side: "buy" | "sell") => rank(orders, side).flatMap((o) => Array.from({ length: o.energyWh }, () => o));
   const su = units("sell");
-  let price: number | null = null;
-  if (rule === "pay-as-clear") {
-    let k = -1;
-    while (k + 1 < bu.length && k + 1 < su.length && (bu[k + 1] as ClearingOrder).priceMicroPerKWh >= (su[k + 1] as ClearingOrder).priceMicroPerKWh) k++;
-    if (k < 0) return { price: null, energy: new Map() };
-    const bid = (bu[k] as ClearingOrder).priceMicroPerKWh;
-    const ask = (su[k] as ClearingOrder).priceMicroPerKWh;
-    price = ask + Math.floor((bid - ask) / 2);
-  }
   const taken = new Array<boolean>(su.length).fill(false);
-  const energy = new Map<string, number>();
-  for (const b of bu) {
-    if (price !== null && b.priceMicroPerKWh < price) continue;
-    const limit = price ?? b.priceMicroPerKWh;
-    const j = su.findIndex((s, x) => !taken[x] && s.priceMicroPerKWh <= limit && suits(b, s, isLocalRenewable));
+  const out: [ClearingOrder, ClearingOrder][] = [];
+  for (const b of units("buy")) {
+    const l = limit(b);
+    if (l === null) continue;
+    const j = su.findIndex((s, x) => !taken[x] && s.priceMicroPerKWh <= l && mayTrade(b, s, isLocalRenewable));
     if (j < 0) continue;
     taken[j] = true;
-    const key = `${b.author}:${b.placedHeight}:${b.id[1]}>${(su[j] as ClearingOrder).id[1]}`;
+    out.push([b, su[j] as ClearingOrder]);
+  }
+  return out;
+}
+
+/** The same rules, one Wh at a time. */
+function reference(orders: readonly ClearingOrder[], rule: "pay-as-clear" | "pay-as-bid", isLocalRenewable: (a: number) => boolean): { price: number | null; energy: Map<string, number> } {
+  let price: number | null = null;
+  if (rule === "pay-as-clear") {
+    const walk = unitMatch(orders, isLocalRenewable, (b) => b.priceMicroPerKWh);
+    if (walk.length === 0) return { price: null, energy: new Map() };
+    const bid = Math.min(...walk.map(([b]) => b.priceMicroPerKWh));
+    const ask = Math.max(...walk.map(([, s]) => s.priceMicroPerKWh));
+    price = ask + Math.floor((bid - ask) / 2);
+  }
+  const p = price;
+  const energy = new Map<string, number>();
+  for (const [b, s] of unitMatch(orders, isLocalRenewable, (b) => (p === null ? b.priceMicroPerKWh : b.priceMicroPerKWh >= p ? p : null))) {
+    const key = `${b.author}:${b.placedHeight}:${b.id[1]}>${s.id[1]}`;
     energy.set(key, (energy.get(key) ?? 0) + 1);
   }
   return { price, energy };
@@ -149,7 +186,7 @@ describe("clearing: properties on random order books", () => {
             const b = byId.get(t.buyOrder) as ClearingOrder;
             const s = byId.get(t.sellOrder) as ClearingOrder;
             assert.ok(b.side === "buy" && s.side === "sell" && t.energyWh > 0);
-            assert.ok(suits(b, s, renewable), "preferences kept, no self-trade");
+            assert.ok(mayTrade(b, s, renewable), "preferences kept, no self-trade");
             // No buyer pays above its limit, no seller receives below its own.
             assert.ok(t.buyerPaysMicro <= valueMicro(b.priceMicroPerKWh, t.energyWh));
             assert.ok(t.sellerGetsMicro >= valueMicro(s.priceMicroPerKWh, t.energyWh));
@@ -197,9 +234,9 @@ describe("clearing: properties on random order books", () => {
 
   it("on books of hundreds of orders, the same trades as a plain scan of every sell for every buy (the search's shortcuts skip nothing that matters)", () => {
     const plain = (orders: readonly ClearingOrder[], rule: "pay-as-clear" | "pay-as-bid") => {
-      const buys = rankOrders(orders, "buy");
-      const sells = rankOrders(orders, "sell");
-      const price = rule === "pay-as-clear" ? uniformPrice(buys, sells) : null;
+      const buys = rank(orders, "buy");
+      const sells = rank(orders, "sell");
+      const price = rule === "pay-as-clear" ? clear(orders, { rule, isLocalRenewable: renewable }).priceMicroPerKWh : null; // the price is checked against the reference elsewhere
       const left = sells.map((x) => x.energyWh);
       const out: [number, number, number][] = [];
       if (rule === "pay-as-clear" && price === null) return out;
@@ -208,7 +245,7 @@ describe("clearing: properties on random order books", () => {
         let want = b.energyWh;
         sells.forEach((x, j) => {
           const q = Math.min(want, left[j] as number);
-          if (q === 0 || x.priceMicroPerKWh > (price ?? b.priceMicroPerKWh) || !suits(b, x, renewable)) return;
+          if (q === 0 || x.priceMicroPerKWh > (price ?? b.priceMicroPerKWh) || !mayTrade(b, x, renewable)) return;
           want -= q;
           left[j] = (left[j] as number) - q;
           out.push([b.author, x.author, q]);

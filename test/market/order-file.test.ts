@@ -76,6 +76,7 @@ describe("peergrid market clear", () => {
       [{ rule: "pay-as-you-like", orders: ORDERS }, /rule/],
       [{ order: ORDERS }, /orders|order/],
       [42, /the document: expected a list of orders/],
+      [[{ ...ORDERS[0], energyWh: 2 ** 40 - 1, priceMicroPerKWh: 2 ** 40 - 1 }], /orders\[0\]: worth more than 8589934592 micro-currency/],
     ];
     for (const [content, message] of cases) {
       const r = await run("market", "clear", file("bad.json", content));
