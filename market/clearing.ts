@@ -18,8 +18,8 @@
 //      price = sell + floor((buy - sell) / 2). Nothing trades: no price, no
 //      trades. Only orders that can trade set the price: a buy that names
 //      a member with no sell, or asks for renewable energy nobody offers,
-//      cannot move it. Without preferences this is the classical crossing
-//      of the supply and demand curves.
+//      cannot move it. Without preferences (and with no member on both
+//      sides) this is the classical crossing of the supply and demand curves.
 //   2. The trades. Every buy whose limit is at least the price and every sell
 //      whose limit is at most it may trade, at the price. Buys in rank order
 //      each take from the sells in rank order that suit both sides: not the
@@ -39,7 +39,7 @@
 // goes to the community (a fee, settled with the others).
 //
 // Money. A trade of E Wh at P micro/kWh is worth floor(P x E / 1000)
-// micro-currency, computed exactly (BigInt). Under pay-as-clear the buyer
+// micro-currency, computed exactly (integer steps below 2^53, BigInt above). Under pay-as-clear the buyer
 // pays and the seller receives that same whole number: the fraction below
 // one micro-unit is neither charged nor paid, so nothing is created or lost.
 // Under pay-as-bid the buyer pays floor(bid x E / 1000), the seller receives
