@@ -135,34 +135,73 @@ interface Match {
 }
 
 /**
+ * Sells (their rank indices, ascending) with a way past the used-up ones: `live(k)` is the first
+ * position at or after k whose sell has energy left (a used-up position points past itself, and the
+ * pointers are shortened as they are followed), so no buy walks over what earlier buys used up.
+ */
+class Pool {
+  readonly js: number[] = [];
+  private next = new Int32Array(0);
+  private readonly posOf = new Map<number, number>();
+
+  add(j: number): void {
+    this.posOf.set(j, this.js.length);
+    this.js.push(j);
+  }
+
+  seal(): void {
+    this.next = Int32Array.from({ length: this.js.length + 1 }, (_, k) => k);
+  }
+
+  live(k: number): number {
+    const next = this.next;
+    let r = k;
+    while (next[r] !== r) r = next[r] as number;
+    for (let i = k; i !== r; ) {
+      const after = next[i] as number;
+      next[i] = r;
+      i = after;
+    }
+    return r;
+  }
+
+  usedUp(j: number): void {
+    const k = this.posOf.get(j);
+    if (k !== undefined) this.next[k] = k + 1;
+  }
+}
+
+/**
  * Buys in rank order, each taking from the sells in rank order that suit it, as much as it can from
  * each, up to `price` (a uniform price: only buys at or above it, sells at or below it), or, with no
  * price, up to each buy's own limit.
  *
- * Searched with two shortcuts that skip only sells that could not be taken anyway: those already used
- * up, and, for a buy that names its seller, every other seller's. `live(j)` is the first sell at or
- * after j with energy left (a used-up sell points past itself; the pointers are shortened as they are
- * followed), so no buy walks over what earlier buys used up.
+ * Searched so that a buy looks only at sells that might suit it, in rank order: a buy that names its
+ * seller, at that seller's sells; any other buy, at the sells that name nobody (all of them, or only
+ * the local renewable ones if it asks for that) merged with the sells that name it. Used-up sells
+ * are skipped (Pool). The result is the plain scan's: every sell left out could not have suited.
  */
 function match(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[], isLocalRenewable: (author: number) => boolean, price: number | null): Match[] {
   const left = sells.map((s) => s.energyWh);
-  const next = Int32Array.from({ length: sells.length + 1 }, (_, j) => j);
-  const live = (j: number): number => {
-    let r = j;
-    while (next[r] !== r) r = next[r] as number;
-    for (let k = j; k !== r; ) {
-      const after = next[k] as number;
-      next[k] = r;
-      k = after;
-    }
-    return r;
-  };
-  const sellsOf = new Map<number, number[]>();
-  sells.forEach((s, j) => {
-    const list = sellsOf.get(s.author);
-    if (list === undefined) sellsOf.set(s.author, [j]);
+  const open = new Pool(); // sells naming nobody
+  const renewable = new Pool(); // ... of local renewable sellers
+  const sellsOf = new Map<number, number[]>(); // by seller
+  const namedTo = new Map<number, number[]>(); // by the buyer they name
+  const push = (m: Map<number, number[]>, key: number, j: number) => {
+    const list = m.get(key);
+    if (list === undefined) m.set(key, [j]);
     else list.push(j);
+  };
+  sells.forEach((s, j) => {
+    push(sellsOf, s.author, j);
+    if (s.counterparty !== null) push(namedTo, s.counterparty, j);
+    else {
+      open.add(j);
+      if (isLocalRenewable(s.author)) renewable.add(j);
+    }
   });
+  open.seal();
+  renewable.seal();
   const out: Match[] = [];
   for (const b of buys) {
     if (price !== null && b.priceMicroPerKWh < price) break; // ranked: no later buy reaches the price either
@@ -176,14 +215,32 @@ function match(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[], 
       const q = Math.min(want, have);
       want -= q;
       left[j] = have - q;
-      if (have === q) next[j] = j + 1;
+      if (have === q) {
+        open.usedUp(j);
+        renewable.usedUp(j);
+      }
       out.push({ buy: b, sell: s, energyWh: q });
       return true;
     };
     if (b.counterparty !== null) {
       for (const j of sellsOf.get(b.counterparty) ?? []) if (want === 0 || !take(j)) break;
-    } else {
-      for (let j = live(0); j < sells.length; j = live(j + 1)) if (want === 0 || !take(j)) break;
+      continue;
+    }
+    const pool = b.localRenewableOnly ? renewable : open;
+    const named = namedTo.get(b.author) ?? [];
+    let k = pool.live(0);
+    let n = 0;
+    while (want > 0) {
+      const jp = k < pool.js.length ? (pool.js[k] as number) : Infinity;
+      const jn = n < named.length ? (named[n] as number) : Infinity;
+      if (jp === Infinity && jn === Infinity) break;
+      if (jp < jn) {
+        if (!take(jp)) break;
+        k = pool.live(k + 1);
+      } else {
+        if (!take(jn)) break;
+        n++;
+      }
     }
   }
   return out;
