@@ -16,7 +16,7 @@
 // time and the 3.5-character silence before the next request. 1 s divided
 // by that is the most meters a second can hold. CPU per polled meter is the
 // poller process's user + system time over meters x seconds.
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -30,6 +30,7 @@ import { MeterPoller } from "../device/poller.js";
 import { type RegisterMap, encodeValue, fixedLayout, planReads } from "../device/register-map.js";
 import { loadRegisterMap } from "../device/meter-kind.js";
 import { percentile } from "../daemon/latency.js";
+import { startSocatPair } from "../test/helpers/pymodbus.js";
 import { hostInfo, measuredCommit } from "./bench-common.js";
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -93,21 +94,6 @@ export function pollMsPerMeter(map: RegisterMap, baud: number, replyDelayMs: num
   return planReads(map).reduce((ms, b) => ms + wireMs(8, cps) + replyDelayMs + wireMs(rtuReplyBytes({ fn: 4, unit: 1, address: b.start, count: b.count }), cps) + interFrameMs(baud, cps), 0);
 }
 
-async function startLine(dir: string): Promise<{ a: string; b: string; child: ChildProcess }> {
-  const a = join(dir, "a");
-  const b = join(dir, "b");
-  const child = spawn("socat", ["-d", "-d", `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: ["ignore", "ignore", "pipe"] });
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (/starting data transfer loop/.test(err)) resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`socat exited with ${code}: ${err}`)));
-  });
-  return { a, b, child };
-}
-
 interface Step {
   readonly meters: number;
   readonly seconds: number;
@@ -122,7 +108,7 @@ interface Step {
 
 async function runStep(baud: number, meters: number, windowS: number, replyDelayMs: number, map: RegisterMap): Promise<Step> {
   const dir = mkdtempSync(join(os.tmpdir(), "peergrid-bench-bus-"));
-  const line = await startLine(dir);
+  const line = await startSocatPair(dir);
   const peer = fork(SCRIPT, [JSON.stringify({ role: "peer", path: line.b, baud, units: meters, replyDelayMs } satisfies PeerArgs)], { stdio: "inherit" });
   await new Promise<void>((resolve) => peer.once("message", () => resolve()));
   const link = new RtuLink({ path: line.a, baud, replyDelayMsMax: replyDelayMs * 2 });
@@ -149,7 +135,7 @@ async function runStep(baud: number, meters: number, windowS: number, replyDelay
   await bus.close();
   peer.send("stop");
   await new Promise<void>((resolve) => peer.once("exit", () => resolve()));
-  line.child.kill("SIGTERM");
+  await line.stop();
   rmSync(dir, { recursive: true, force: true });
   const cpuMsPerMeterS = (cpu.user + cpu.system) / 1_000 / (meters * windowS);
   const rounds = poller.stats.roundsMs.slice(s0.rounds).sort((x, y) => x - y);

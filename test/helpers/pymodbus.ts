@@ -17,37 +17,11 @@ export interface PymodbusServer {
 }
 
 /** A TCP server on `port` (0: any free one), or an RTU server on a serial line. */
-export function startPymodbus(units: Record<number, UnitImage>, port = 0, serial?: { readonly path: string; readonly baud: number }): Promise<PymodbusServer> {
+export async function startPymodbus(units: Record<number, UnitImage>, port = 0, serial?: { readonly path: string; readonly baud: number }): Promise<PymodbusServer> {
   const child = spawn("/usr/bin/python3", [SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
   child.stdin.end(JSON.stringify({ port, units, ...(serial !== undefined && { serial }) }));
-  let err = "";
-  child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-2_000)));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`pymodbus did not start within 10 s: ${err}`));
-    }, 10_000);
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /ready (\d+)/.exec(out);
-      if (m === null) return;
-      clearTimeout(timer);
-      resolve({
-        port: Number(m[1]),
-        child,
-        stop: async () => {
-          child.kill("SIGKILL");
-          await exited;
-        },
-      });
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`pymodbus exited with ${code}: ${err}`));
-    });
-  });
+  const { match, stop } = await started(child, "stdout", /ready (\d+)/, "pymodbus", 10_000, "SIGKILL");
+  return { port: Number(match[1]), child, stop };
 }
 
 export interface SerialPair {
@@ -58,33 +32,45 @@ export interface SerialPair {
 }
 
 /** A pseudo-terminal pair made with socat, at stable paths (symlinks) under `dir`. */
-export function startSocatPair(dir: string): Promise<SerialPair> {
+export async function startSocatPair(dir: string): Promise<SerialPair> {
   const a = `${dir}/a`;
   const b = `${dir}/b`;
   const child = spawn("socat", ["-d", "-d", `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: ["ignore", "ignore", "pipe"] });
+  const { stop } = await started(child, "stderr", /starting data transfer loop/, "socat", 5_000, "SIGTERM");
+  return { a, b, stop };
+}
+
+/**
+ * Wait until `child` has written text matching `ready` on `stream`; then its match, and a stop() that
+ * sends `signal` and waits for the exit. Fails, killing it, if it exits first or takes over `timeoutMs`,
+ * with what it wrote to stderr.
+ */
+function started(child: ChildProcess, stream: "stdout" | "stderr", ready: RegExp, what: string, timeoutMs: number, signal: NodeJS.Signals): Promise<{ match: RegExpExecArray; stop: () => Promise<void> }> {
+  let err = "";
+  child.stderr?.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-2_000)));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return new Promise((resolve, reject) => {
-    let err = "";
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`socat did not start within 5 s: ${err}`));
-    }, 5_000);
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (!/starting data transfer loop/.test(err)) return;
+      reject(new Error(`${what} did not start within ${timeoutMs / 1_000} s: ${err}`));
+    }, timeoutMs);
+    let out = "";
+    child[stream]?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const match = ready.exec(out);
+      if (match === null) return;
       clearTimeout(timer);
       resolve({
-        a,
-        b,
+        match,
         stop: async () => {
-          child.kill("SIGTERM");
+          child.kill(signal);
           await exited;
         },
       });
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`socat exited with ${code}: ${err}`));
+      reject(new Error(`${what} exited with ${code}: ${err}`));
     });
   });
 }
