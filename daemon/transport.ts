@@ -45,7 +45,7 @@
 // when write() says the socket is full and resume on 'drain'.
 import { type KeyObject, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
-import { assert, bytesEqual, isSafeUint } from "../ledger/assert.js";
+import { assert, bytesEqual, doublingMs, isSafeUint } from "../ledger/assert.js";
 import { Reader, Writer } from "../ledger/codec.js";
 import { DecodeError, DecodeReason } from "../ledger/errors.js";
 import { NodeVerifier } from "../ledger/keys.js";
@@ -367,7 +367,7 @@ export function backoffDelayMs(attempt: number, minMs: number, maxMs: number, ra
   assert(isSafeUint(attempt) && minMs > 0 && maxMs >= minMs, "backoff arguments");
   const r = random();
   assert(r >= 0 && r < 1, "random() is in [0, 1)");
-  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, BACKOFF_EXPONENT_MAX));
+  const base = doublingMs(attempt, minMs, maxMs);
   return Math.floor(base / 2 + (r * base) / 2);
 }
 

@@ -18,6 +18,7 @@
 // A second whose poll would start while the last one is still running (a
 // bus too slow for its meters) is skipped and counted, never queued: the
 // bus queue stays short and readings stay on their seconds.
+import { doublingMs } from "../ledger/assert.js";
 import { type Bus, readBlocks } from "./bus.js";
 import { type CheckedReading, DEFAULT_METER_LIMITS, type MeterLimits, type MeterMemory, checkReading } from "./reading-check.js";
 import { type LayoutSource, isFinder } from "./meter-kind.js";
@@ -190,7 +191,7 @@ export class MeterPoller {
 
   private findFailed(s: MeterState, timeMs: number, problem: string): void {
     s.findFailures++;
-    s.findAgainMs = timeMs + Math.min(FIND_RETRY_MS_MAX, FIND_RETRY_MS_MIN * 2 ** Math.min(s.findFailures - 1, 10));
+    s.findAgainMs = timeMs + doublingMs(s.findFailures - 1, FIND_RETRY_MS_MIN, FIND_RETRY_MS_MAX);
     s.findProblem = problem;
   }
 

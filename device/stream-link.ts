@@ -2,6 +2,7 @@
 // bytes received on their stream, the wait for one reply (a timeout, the
 // stream going away, the verdicts of modbus-frame.ts), and the backoff
 // between failed attempts to open the stream.
+import { doublingMs } from "../ledger/assert.js";
 import { type BusLink, ModbusError, ModbusErrorCode } from "./bus.js";
 import type { Reply, Request } from "./modbus-frame.js";
 
@@ -84,7 +85,7 @@ export abstract class StreamLink implements BusLink {
       return stream;
     } catch (err) {
       this.failures++;
-      this.retryAtMs = Date.now() + Math.min(this.reopen.maxMs, this.reopen.minMs * 2 ** Math.min(this.failures - 1, 20));
+      this.retryAtMs = Date.now() + doublingMs(this.failures - 1, this.reopen.minMs, this.reopen.maxMs);
       throw new ModbusError(ModbusErrorCode.link, `${this.label}: cannot ${what} (${err instanceof Error ? err.message : String(err)})`, { cause: err });
     }
   }

@@ -14,6 +14,11 @@ export function isSafeUint(n: unknown): n is number {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
 }
 
+/** The wait after `doublings` failures: minMs doubled that many times, never above maxMs. */
+export function doublingMs(doublings: number, minMs: number, maxMs: number): number {
+  return Math.min(maxMs, minMs * 2 ** Math.min(doublings, 30)); // 2^30 x any sane minimum is beyond any maximum
+}
+
 export function divFloor(a: number, b: number): number {
   assert(Number.isSafeInteger(a) && Number.isSafeInteger(b) && b > 0, "divFloor takes safe integers and b > 0");
   return Math.floor(a / b);
