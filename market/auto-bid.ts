@@ -21,7 +21,7 @@
 // Wh and micro-currency are integers; the forecast is rounded down to whole
 // Wh before it is used (an order never offers energy the forecast did not
 // show).
-import { assert } from "../ledger/assert.js";
+import { assert, isSafeUint } from "../ledger/assert.js";
 
 export interface BiddingPolicy {
   /** Sell surplus, never below this price. */
@@ -70,7 +70,7 @@ export interface BidPlan {
 export function checkPolicy(p: BiddingPolicy): string[] {
   const problems: string[] = [];
   const whole = (name: keyof BiddingPolicy) => {
-    if (!Number.isSafeInteger(p[name]) || p[name] < 0) problems.push(`${name}: a whole number, at least 0`);
+    if (!isSafeUint(p[name])) problems.push(`${name}: a whole number, at least 0`);
   };
   for (const k of ["sellFloorMicroPerKWh", "buyCeilingMicroPerKWh", "maxBuyWh", "batteryReserveWh", "minOrderWh", "toleranceWh"] as const) whole(k);
   if (p.minOrderWh < 1) problems.push("minOrderWh: at least 1 Wh");

@@ -111,6 +111,13 @@ export function rankOrders(orders: readonly ClearingOrder[], side: "buy" | "sell
   return ranked;
 }
 
+/** Append `value` to the list of `key` (making it). */
+export function appendTo<K, V>(m: Map<K, V[]>, key: K, value: V): void {
+  const list = m.get(key);
+  if (list === undefined) m.set(key, [value]);
+  else list.push(value);
+}
+
 /** Whether a buy and a sell may trade with each other, prices aside. */
 export function suits(buy: ClearingOrder, sell: ClearingOrder, isLocalRenewable: (author: number) => boolean): boolean {
   if (buy.author === sell.author) return false;
@@ -187,14 +194,9 @@ function match(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[], 
   const renewable = new Pool(); // ... of local renewable sellers
   const sellsOf = new Map<number, number[]>(); // by seller
   const namedTo = new Map<number, number[]>(); // by the buyer they name
-  const push = (m: Map<number, number[]>, key: number, j: number) => {
-    const list = m.get(key);
-    if (list === undefined) m.set(key, [j]);
-    else list.push(j);
-  };
   sells.forEach((s, j) => {
-    push(sellsOf, s.author, j);
-    if (s.counterparty !== null) push(namedTo, s.counterparty, j);
+    appendTo(sellsOf, s.author, j);
+    if (s.counterparty !== null) appendTo(namedTo, s.counterparty, j);
     else {
       open.add(j);
       if (isLocalRenewable(s.author)) renewable.add(j);

@@ -33,8 +33,8 @@
 // the changes of all accounts sum to exactly zero: nothing is created or
 // lost. A shadow market computes the same and owes nothing; that is the
 // caller's choice of whether to apply the result.
-import { assert } from "../ledger/assert.js";
-import { type Trade, valueMicro } from "./clearing.js";
+import { assert, isSafeUint } from "../ledger/assert.js";
+import { type Trade, appendTo, valueMicro } from "./clearing.js";
 
 export interface Metered {
   /** Energy the member's connection took from the grid over the interval, Wh. */
@@ -97,18 +97,13 @@ export function largestRemainder(total: number, weights: readonly number[]): num
 }
 
 export function settle(trades: readonly Trade[], metered: ReadonlyMap<number, Metered>, p: SettlementParams): SettlementResult {
-  const whole = (x: number) => Number.isSafeInteger(x) && x >= 0;
-  for (const [m, e] of metered) assert(whole(e.importWh) && whole(e.exportWh), `member ${m}'s metered energy is whole Wh, at least 0`);
-  for (const t of trades) assert(whole(t.energyWh) && whole(t.buyerPriceMicroPerKWh) && whole(t.sellerPriceMicroPerKWh), "a trade's energy and prices are whole and at least 0");
-  for (const k of ["utilityImportMicroPerKWh", "utilityExportMicroPerKWh", "imbalanceMicroPerKWh", "buyerFeeMicroPerKWh", "sellerFeeMicroPerKWh"] as const) assert(whole(p[k]), `${k} is whole and at least 0 (negative tariffs are not supported yet)`);
+  for (const [m, e] of metered) assert(isSafeUint(e.importWh) && isSafeUint(e.exportWh), `member ${m}'s metered energy is whole Wh, at least 0`);
+  for (const t of trades) assert(isSafeUint(t.energyWh) && isSafeUint(t.buyerPriceMicroPerKWh) && isSafeUint(t.sellerPriceMicroPerKWh), "a trade's energy and prices are whole and at least 0");
+  for (const k of ["utilityImportMicroPerKWh", "utilityExportMicroPerKWh", "imbalanceMicroPerKWh", "buyerFeeMicroPerKWh", "sellerFeeMicroPerKWh"] as const) assert(isSafeUint(p[k]), `${k} is whole and at least 0 (negative tariffs are not supported yet)`);
   // 1. Delivery, seller by seller.
   const delivered = new Array<number>(trades.length).fill(0);
   const bySeller = new Map<number, number[]>();
-  trades.forEach((t, i) => {
-    const list = bySeller.get(t.seller);
-    if (list === undefined) bySeller.set(t.seller, [i]);
-    else list.push(i);
-  });
+  trades.forEach((t, i) => appendTo(bySeller, t.seller, i));
   for (const [seller, idx] of bySeller) {
     const sold = idx.reduce((a, i) => a + (trades[i] as Trade).energyWh, 0);
     const exported = metered.get(seller)?.exportWh ?? 0;
