@@ -30,7 +30,6 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { MetersStatus } from "../daemon/meters.js";
-import type { NodeStatus } from "../daemon/node.js";
 import { type Row, chainWindow, fmtInt, getJson, hostInfo, measuredCommit, positiveInt, printTable, range, readOptions, sleep } from "./bench-common.js";
 
 const BIN = fileURLToPath(new URL("../../bin/peergrid.js", import.meta.url));
@@ -90,24 +89,16 @@ async function startSimulator(firstPort: number, count: number): Promise<ChildPr
 
 const metersUrl = (c: LocalCluster, i: number, query = "") => `http://127.0.0.1:${c.httpPort(i)}/api/v1/meters${query}`;
 
-async function leader(c: LocalCluster): Promise<number> {
-  return waitFor("one leader", async () => {
-    const s = await c.statuses();
-    const leaders = [...s].filter(([, x]) => x.role === "leader");
-    return leaders.length === 1 ? (leaders[0] as [number, NodeStatus])[0] : null;
-  });
-}
+/** Wait for one leader (LocalCluster.leader: exactly one box says it leads). */
+const leader = (c: LocalCluster): Promise<number> => waitFor("one leader", () => c.leader());
 
 /** Restart the leader until a metered box leads (at most three times): the leader does the most work each second. */
-async function metredLeader(c: LocalCluster, argsOf: (i: number) => string[], log: (s: string) => void): Promise<number> {
+async function meteredLeader(c: LocalCluster, argsOf: (i: number) => string[], log: (s: string) => void): Promise<number> {
   let l = await leader(c);
   for (let tries = 0; tries < 3 && !METERED.includes(l); tries++) {
     log(`  box ${l} leads; restarting it so that a metered box may`);
     await c.kill(l, "SIGTERM");
-    await waitFor("a new leader", async () => {
-      const s = await c.statuses();
-      return [...s.values()].some((x) => x.role === "leader");
-    });
+    await leader(c); // among the others
     await c.start(l, argsOf(l));
     l = await leader(c);
   }
@@ -115,7 +106,7 @@ async function metredLeader(c: LocalCluster, argsOf: (i: number) => string[], lo
 }
 
 async function runPhase(c: LocalCluster, o: Options, name: string, loadPerS: number, argsOf: (i: number) => string[], log: (s: string) => void): Promise<Phase> {
-  await metredLeader(c, argsOf, log);
+  await meteredLeader(c, argsOf, log);
   await sleep(5_000); // the load settles
   const h0 = (await c.status(0))?.height ?? 0;
   const t0 = Date.now();
