@@ -7,15 +7,13 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { main } from "../../daemon/cli.js";
+import { runCli } from "../helpers/cli.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
 import { SDM630_VALUES, SUNSPEC_203_VALUES, imageOf, loadMap, sunspecChain } from "../helpers/meters.js";
 import { startPymodbus, startSocatPair } from "../helpers/pymodbus.js";
 
 async function run(...args: string[]): Promise<{ code: number; out: string; json: { ok: boolean; diagnosis: string | null; values: Record<string, number> | null; answering?: { unit: number; fits: string[] }[] } | null }> {
-  const lines: string[] = [];
-  const code = await main(["node", "peergrid", ...args], (s) => lines.push(s));
-  const out = lines.join("\n");
+  const { code, out } = await runCli(...args);
   let json = null;
   try {
     json = JSON.parse(out);

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { main } from "../../daemon/cli.js";
+import { runCli } from "../helpers/cli.js";
 
 const hexId = (n: number) => n.toString(16).padStart(64, "0");
 const ORDERS = [
@@ -16,19 +16,6 @@ const ORDERS = [
   { id: hexId(4), author: 4, side: "sell", energyWh: 600, priceMicroPerKWh: 100_000 },
   { id: hexId(5), author: 5, side: "sell", energyWh: 400, priceMicroPerKWh: 201_001, counterparty: null },
 ];
-
-/** Run the CLI; `out` is what it printed, to stdout and (for errors) stderr. */
-async function run(...args: string[]): Promise<{ code: number; out: string }> {
-  const lines: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((chunk: string) => lines.push(String(chunk).trimEnd()) > 0) as typeof process.stderr.write;
-  try {
-    const code = await main(["node", "peergrid", ...args], (s) => lines.push(s));
-    return { code, out: lines.join("\n") };
-  } finally {
-    process.stderr.write = write;
-  }
-}
 
 describe("peergrid market clear", () => {
   let dir = "";
@@ -43,7 +30,7 @@ describe("peergrid market clear", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("clears a list of orders: the uniform price and each trade, ids in hex", async () => {
-    const r = await run("market", "clear", file("list.json", ORDERS));
+    const r = await runCli("market", "clear", file("list.json", ORDERS));
     assert.equal(r.code, 0, r.out);
     const out = JSON.parse(r.out) as { rule: string; priceMicroPerKWh: number; volumeWh: number; trades: { buyOrder: string; sellOrder: string; energyWh: number; buyerPaysMicro: number; sellerGetsMicro: number }[] };
     assert.equal(out.rule, "pay-as-clear");
@@ -56,12 +43,12 @@ describe("peergrid market clear", () => {
   it("the object form names the rule and the renewable sellers; the command line overrides them", async () => {
     const withPrefs = ORDERS.map((o) => (o.author === 1 ? { ...o, localRenewableOnly: true } : o));
     const path = file("object.json", { rule: "pay-as-bid", localRenewableSellers: [5], orders: withPrefs });
-    const bid = JSON.parse((await run("market", "clear", path)).out) as { rule: string; priceMicroPerKWh: null; trades: { buyer: number; seller: number; communityGetsMicro: number }[] };
+    const bid = JSON.parse((await runCli("market", "clear", path)).out) as { rule: string; priceMicroPerKWh: null; trades: { buyer: number; seller: number; communityGetsMicro: number }[] };
     assert.equal(bid.rule, "pay-as-bid");
     assert.equal(bid.priceMicroPerKWh, null);
     assert.ok(bid.trades.filter((t) => t.buyer === 1).every((t) => t.seller === 5), "buyer 1 takes renewable energy only");
     assert.ok(bid.trades.some((t) => t.communityGetsMicro > 0));
-    const clearRule = JSON.parse((await run("market", "clear", path, "--rule", "pay-as-clear", "--renewable-sellers", "4,5")).out) as { rule: string; trades: { buyer: number; seller: number }[] };
+    const clearRule = JSON.parse((await runCli("market", "clear", path, "--rule", "pay-as-clear", "--renewable-sellers", "4,5")).out) as { rule: string; trades: { buyer: number; seller: number }[] };
     assert.equal(clearRule.rule, "pay-as-clear");
     assert.ok(clearRule.trades.some((t) => t.buyer === 1 && t.seller === 4));
   });
@@ -79,12 +66,12 @@ describe("peergrid market clear", () => {
       [[{ ...ORDERS[0], energyWh: 2 ** 40 - 1, priceMicroPerKWh: 2 ** 40 - 1 }], /orders\[0\]: worth more than 8589934592 micro-currency/],
     ];
     for (const [content, message] of cases) {
-      const r = await run("market", "clear", file("bad.json", content));
+      const r = await runCli("market", "clear", file("bad.json", content));
       assert.equal(r.code, 2, `${JSON.stringify(content).slice(0, 80)}: ${r.out}`);
       assert.match(r.out, message, JSON.stringify(content).slice(0, 80));
     }
-    assert.equal((await run("market", "clear", file("notjson.json", "{orders: ["))).code, 2);
-    assert.equal((await run("market", "clear", join(dir, "missing.json"))).code, 2);
-    assert.equal((await run("market", "clear", file("ok.json", ORDERS), "--renewable-sellers", "two")).code, 2);
+    assert.equal((await runCli("market", "clear", file("notjson.json", "{orders: ["))).code, 2);
+    assert.equal((await runCli("market", "clear", join(dir, "missing.json"))).code, 2);
+    assert.equal((await runCli("market", "clear", file("ok.json", ORDERS), "--renewable-sellers", "two")).code, 2);
   });
 });
