@@ -147,17 +147,14 @@ interface Match {
  * pointers are shortened as they are followed), so no buy walks over what earlier buys used up.
  */
 class Pool {
-  readonly js: number[] = [];
-  private next = new Int32Array(0);
-  private readonly posOf = new Map<number, number>();
+  private readonly next: Int32Array;
 
-  add(j: number): void {
-    this.posOf.set(j, this.js.length);
-    this.js.push(j);
-  }
-
-  seal(): void {
-    this.next = Int32Array.from({ length: this.js.length + 1 }, (_, k) => k);
+  /** `js`: the pool's sells (rank indices, ascending); `posOf[j]`: sell j's position in it, or -1. */
+  constructor(
+    readonly js: readonly number[],
+    private readonly posOf: Int32Array,
+  ) {
+    this.next = Int32Array.from({ length: js.length + 1 }, (_, k) => k);
   }
 
   live(k: number): number {
@@ -173,9 +170,37 @@ class Pool {
   }
 
   usedUp(j: number): void {
-    const k = this.posOf.get(j);
-    if (k !== undefined) this.next[k] = k + 1;
+    const k = this.posOf[j] as number;
+    if (k >= 0) this.next[k] = k + 1;
   }
+}
+
+/** Where a buy looks for sells, built once per clearing (both matchings of pay-as-clear use it). */
+interface SellIndex {
+  readonly sellsOf: ReadonlyMap<number, readonly number[]>; // by seller
+  readonly namedTo: ReadonlyMap<number, readonly number[]>; // by the buyer they name
+  readonly open: readonly number[]; // sells naming nobody
+  readonly openPos: Int32Array;
+  readonly renewable: readonly number[]; // ... of local renewable sellers
+  readonly renewablePos: Int32Array;
+}
+
+function indexSells(sells: readonly ClearingOrder[], isLocalRenewable: (author: number) => boolean): SellIndex {
+  const sellsOf = new Map<number, number[]>();
+  const namedTo = new Map<number, number[]>();
+  const open: number[] = [];
+  const renewable: number[] = [];
+  const openPos = new Int32Array(sells.length).fill(-1);
+  const renewablePos = new Int32Array(sells.length).fill(-1);
+  sells.forEach((s, j) => {
+    appendTo(sellsOf, s.author, j);
+    if (s.counterparty !== null) appendTo(namedTo, s.counterparty, j);
+    else {
+      openPos[j] = open.push(j) - 1;
+      if (isLocalRenewable(s.author)) renewablePos[j] = renewable.push(j) - 1;
+    }
+  });
+  return { sellsOf, namedTo, open, openPos, renewable, renewablePos };
 }
 
 /**
@@ -188,22 +213,11 @@ class Pool {
  * the local renewable ones if it asks for that) merged with the sells that name it. Used-up sells
  * are skipped (Pool). The result is the plain scan's: every sell left out could not have suited.
  */
-function match(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[], isLocalRenewable: (author: number) => boolean, price: number | null): Match[] {
+function match(buys: readonly ClearingOrder[], sells: readonly ClearingOrder[], index: SellIndex, isLocalRenewable: (author: number) => boolean, price: number | null): Match[] {
   const left = sells.map((s) => s.energyWh);
-  const open = new Pool(); // sells naming nobody
-  const renewable = new Pool(); // ... of local renewable sellers
-  const sellsOf = new Map<number, number[]>(); // by seller
-  const namedTo = new Map<number, number[]>(); // by the buyer they name
-  sells.forEach((s, j) => {
-    appendTo(sellsOf, s.author, j);
-    if (s.counterparty !== null) appendTo(namedTo, s.counterparty, j);
-    else {
-      open.add(j);
-      if (isLocalRenewable(s.author)) renewable.add(j);
-    }
-  });
-  open.seal();
-  renewable.seal();
+  const open = new Pool(index.open, index.openPos);
+  const renewable = new Pool(index.renewable, index.renewablePos);
+  const { sellsOf, namedTo } = index;
   const out: Match[] = [];
   for (const b of buys) {
     if (price !== null && b.priceMicroPerKWh < price) break; // ranked: no later buy reaches the price either
@@ -256,10 +270,11 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
   }
   const buys = rankOrders(orders, "buy");
   const sells = rankOrders(orders, "sell");
+  const index = indexSells(sells, options.isLocalRenewable);
   // Pay-as-clear: first the walk that finds the price (each buy at its own limit), then the trades at it.
   let price: number | null = null;
   if (options.rule === "pay-as-clear") {
-    const walk = match(buys, sells, options.isLocalRenewable, null);
+    const walk = match(buys, sells, index, options.isLocalRenewable, null);
     if (walk.length === 0) return { rule: options.rule, priceMicroPerKWh: null, trades: [], volumeWh: 0 };
     const bid = Math.min(...walk.map((m) => m.buy.priceMicroPerKWh));
     const ask = Math.max(...walk.map((m) => m.sell.priceMicroPerKWh));
@@ -267,7 +282,7 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
   }
   const trades: Trade[] = [];
   let volumeWh = 0;
-  for (const { buy: b, sell: s, energyWh: q } of match(buys, sells, options.isLocalRenewable, price)) {
+  for (const { buy: b, sell: s, energyWh: q } of match(buys, sells, index, options.isLocalRenewable, price)) {
     const buyerPrice = price ?? b.priceMicroPerKWh;
     const sellerPrice = price ?? s.priceMicroPerKWh;
     const pays = valueMicro(buyerPrice, q);
