@@ -13,11 +13,11 @@ import { Writer } from "./codec.js";
 import { ConfigError } from "./errors.js";
 import { type Hash, HashTag, ZERO_HASH, hashTagged, parseHex } from "./hash.js";
 import { EMPTY_STATE_ROOT } from "./state-tree.js";
-import { MEMBER_NAME_BYTES_MAX, ORDER_ENERGY_WH_MAX, ORDER_VALUE_MICRO_MAX, PRICE_MICRO_PER_KWH_MAX, Role, type RoleName, SIGNATURE_BYTES, TIME_MS_MAX } from "./tx.js";
+import { MEMBER_NAME_BYTES_MAX, ORDER_ENERGY_WH_MAX, TARIFF_MICRO_PER_KWH_MAX, ORDER_VALUE_MICRO_MAX, PRICE_MICRO_PER_KWH_MAX, Role, type RoleName, SIGNATURE_BYTES, TIME_MS_MAX } from "./tx.js";
 
 const RoleNameSchema = Type.Union(
   (Object.keys(Role) as RoleName[]).map((r) => Type.Literal(r)),
-  { description: "box: reads meters and keeps the ledger; user: trades; admin: enrols members; auditor: read-only replica; controller: owns switchgear" },
+  { description: "box: reads meters and keeps the ledger; user: trades; admin: enrols members; auditor: read-only replica; controller: owns switchgear; renewable: has local renewable generation (its sells are local renewable)" },
 );
 
 const Int = (min: number, max: number, description: string) => Type.Integer({ minimum: min, maximum: max, description });
@@ -30,6 +30,17 @@ export const MarketParamsSchema = Type.Object(
     orderEnergyMaxWh: Int(1, ORDER_ENERGY_WH_MAX, "largest energy of one order"),
     openOrdersPerMemberMax: Int(1, 10_000, "open orders one member may have"),
     orderIntervalsAheadMax: Int(1, 10_000, "how many intervals ahead an order may be placed"),
+    clearingRule: Type.Union([Type.Literal("pay-as-clear"), Type.Literal("pay-as-bid")], {
+      description: "pay-as-clear: one price for every trade of an interval; pay-as-bid: each side at its own limit, the spread to the community",
+    }),
+    settlementMode: Type.Union([Type.Literal("shadow"), Type.Literal("binding")], {
+      description: "shadow: everything is computed and shown, no money is owed (a community not yet licensed); binding: balances are money owed",
+    }),
+    utilityImportMicroPerKWh: Int(0, TARIFF_MICRO_PER_KWH_MAX, "what the utility charges for energy a member imports beyond its local purchases"),
+    utilityExportMicroPerKWh: Int(0, TARIFF_MICRO_PER_KWH_MAX, "what the utility pays for energy a member exports beyond its local sales"),
+    imbalanceMicroPerKWh: Int(0, TARIFF_MICRO_PER_KWH_MAX, "islanded (no utility): the community's price for imbalance, both ways"),
+    buyerFeeMicroPerKWh: Int(0, TARIFF_MICRO_PER_KWH_MAX, "community fee per delivered kWh, paid by the buyer on top of the price"),
+    sellerFeeMicroPerKWh: Int(0, TARIFF_MICRO_PER_KWH_MAX, "community fee per delivered kWh, paid by the seller out of the price"),
   },
   { additionalProperties: false },
 );
@@ -79,6 +90,13 @@ export const DEFAULT_MARKET_PARAMS: MarketParams = {
   orderEnergyMaxWh: 1_000_000,
   openOrdersPerMemberMax: 32,
   orderIntervalsAheadMax: 96,
+  clearingRule: "pay-as-clear",
+  settlementMode: "shadow", // binding only once the community is licensed to trade energy
+  utilityImportMicroPerKWh: 300_000, // 0.30 per kWh
+  utilityExportMicroPerKWh: 80_000, // 0.08 per kWh
+  imbalanceMicroPerKWh: 250_000,
+  buyerFeeMicroPerKWh: 0,
+  sellerFeeMicroPerKWh: 0,
 };
 
 export const DEFAULT_LEDGER_PARAMS: LedgerParams = {
@@ -147,6 +165,9 @@ export function encodeGenesis(g: Genesis): Uint8Array {
   const mk = g.market;
   w.uvar(mk.intervalMs).uvar(mk.priceMinMicroPerKWh).uvar(mk.priceMaxMicroPerKWh);
   w.uvar(mk.orderEnergyMaxWh).uvar(mk.openOrdersPerMemberMax).uvar(mk.orderIntervalsAheadMax);
+  w.u8(mk.clearingRule === "pay-as-clear" ? 0 : 1).u8(mk.settlementMode === "shadow" ? 0 : 1);
+  w.uvar(mk.utilityImportMicroPerKWh).uvar(mk.utilityExportMicroPerKWh).uvar(mk.imbalanceMicroPerKWh);
+  w.uvar(mk.buyerFeeMicroPerKWh).uvar(mk.sellerFeeMicroPerKWh);
   const lg = g.ledger;
   w.uvar(lg.blockIntervalMs).uvar(lg.txsPerBlockMax).uvar(lg.blockBytesMax).uvar(lg.readingSkewMaxMs);
   w.uvar(lg.readingAgeMaxMs).uvar(lg.meterPowerMaxW).uvar(lg.seqGapMax);

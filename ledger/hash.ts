@@ -17,6 +17,8 @@ export const HashTag = {
   merkleNode: 0x01,
   stateBucket: 0x21,
   stateNode: 0x22,
+  trades: 0x31,
+  settlement: 0x32,
 } as const;
 
 export function hash(data: Uint8Array): Hash {

@@ -6,10 +6,13 @@
 //   k/<public key hex>    KeyRecord      public key -> member index
 //   r/<member>/<meter>    MeterRecord    latest reading and last good counters
 //   o/<order id hex>      OrderRecord    an open order
+//   x                     MarketRecord   the last clearing and settlement (hashes of their lists)
+//   t/<interval>/<n>      TradeRecord    a trade of the last cleared interval, until it is settled
+//   b/<account>           BalanceRecord  a member's (or the utility's, the community's) balance
 import { assertNever } from "./assert.js";
 import { Reader, Writer } from "./codec.js";
 import { DecodeReason } from "./errors.js";
-import { HASH_BYTES, type Hash, toHex } from "./hash.js";
+import { HASH_BYTES, type Hash, HashTag, hashTagged, toHex } from "./hash.js";
 import {
   AUTHOR_MAX,
   ENERGY_WH_MAX,
@@ -31,6 +34,8 @@ export interface GlobalRecord {
   readonly memberCount: number; // next member index
   readonly activeAdmins: number;
   readonly activeBoxes: number;
+  /** The microgrid runs without the utility: settlement is at the community's imbalance price. */
+  readonly islanded: boolean;
 }
 
 export interface MemberRecord {
@@ -66,6 +71,9 @@ export interface MeterRecord {
   readonly goodTimeMs: number;
   readonly goodImportWh: number;
   readonly goodExportWh: number;
+  // the good counters when the last settlement took this meter's energy (the first good reading's before that)
+  readonly settledImportWh: number;
+  readonly settledExportWh: number;
 }
 
 export interface OrderRecord {
@@ -82,22 +90,79 @@ export interface OrderRecord {
   readonly placedHeight: number;
 }
 
-export type StateRecord = GlobalRecord | MemberRecord | KeyRecord | MeterRecord | OrderRecord;
+/**
+ * The market's latest clearing and settlement (market/interval.ts). Absent until the first interval
+ * boundary. The hashes commit to the full lists, which the store keeps (ledger/store.ts market tables).
+ */
+export interface MarketRecord {
+  readonly kind: "market";
+  /** The last interval cleared (-1: none yet) and its result. */
+  readonly clearedStartMs: number;
+  readonly priceMicroPerKWh: number | null; // the uniform price; null when nothing crossed, or pay-as-bid
+  readonly volumeWh: number;
+  readonly tradeCount: number;
+  readonly tradesHash: Hash; // tradesHash() of its trades
+  /** The end of the last settled period: metered energy up to here is settled. */
+  readonly settledEndMs: number;
+  readonly settlementHash: Hash; // settlementHash() of the last settlement
+}
+
+/** A trade of the last cleared interval, kept until that interval is settled. */
+export interface TradeRecord {
+  readonly kind: "trade";
+  readonly intervalStartMs: number;
+  readonly index: number; // clearing order
+  readonly buyOrder: Hash;
+  readonly sellOrder: Hash;
+  readonly buyer: number;
+  readonly seller: number;
+  readonly energyWh: number;
+  readonly buyerPriceMicroPerKWh: number;
+  readonly sellerPriceMicroPerKWh: number;
+}
+
+export const UTILITY_ACCOUNT = "utility";
+export const COMMUNITY_ACCOUNT = "community";
+export type AccountName = number | typeof UTILITY_ACCOUNT | typeof COMMUNITY_ACCOUNT;
+
+/** An account's running balance, micro-currency (+ is owed to the account). */
+export interface BalanceRecord {
+  readonly kind: "balance";
+  readonly account: AccountName;
+  readonly balanceMicro: number;
+}
+
+export type StateRecord = GlobalRecord | MemberRecord | KeyRecord | MeterRecord | OrderRecord | MarketRecord | TradeRecord | BalanceRecord;
 
 export const GLOBAL_KEY = "g";
 export const memberKey = (member: number): string => `m/${member}`;
 export const publicKeyKey = (publicKey: Uint8Array): string => `k/${toHex(publicKey)}`;
 export const meterKey = (author: number, meterId: number): string => `r/${author}/${meterId}`;
 export const orderKey = (id: Hash): string => `o/${toHex(id)}`;
+export const MARKET_KEY = "x";
+export const tradeKey = (intervalStartMs: number, index: number): string => `t/${intervalStartMs}/${index}`;
+export const balanceKey = (account: AccountName): string => `b/${account}`;
 
-const RecordKind = { global: 1, member: 2, key: 3, meter: 4, order: 5 } as const;
+const RecordKind = { global: 1, member: 2, key: 3, meter: 4, order: 5, market: 6, trade: 7, balance: 8 } as const;
+
+/** Accounts on the wire: 0 the utility, 1 the community, member n as n + 2. */
+export function accountCode(a: AccountName): number {
+  return a === UTILITY_ACCOUNT ? 0 : a === COMMUNITY_ACCOUNT ? 1 : a + 2;
+}
+
+function accountOf(code: number): AccountName {
+  return code === 0 ? UTILITY_ACCOUNT : code === 1 ? COMMUNITY_ACCOUNT : code - 2;
+}
+
+/** The most a balance may hold, either way: what svar encodes exactly. */
+export const BALANCE_MICRO_ABS_MAX = 2 ** 51;
 
 export function encodeRecord(rec: StateRecord): Uint8Array {
   const w = new Writer(64);
   w.u8(RecordKind[rec.kind]);
   switch (rec.kind) {
     case "global":
-      w.uvar(rec.memberCount).uvar(rec.activeAdmins).uvar(rec.activeBoxes);
+      w.uvar(rec.memberCount).uvar(rec.activeAdmins).uvar(rec.activeBoxes).bool(rec.islanded);
       break;
     case "member":
       w.uvar(rec.index).fixed(rec.publicKey, PUBLIC_KEY_BYTES).u8(rec.roles).bool(rec.active);
@@ -109,12 +174,22 @@ export function encodeRecord(rec: StateRecord): Uint8Array {
     case "meter":
       w.uvar(rec.author).uvar(rec.meterId).uvar(rec.readingCount).uvar(rec.timeMs);
       encodeMeasurement(w, rec);
-      w.svar(rec.goodTimeMs).uvar(rec.goodImportWh).uvar(rec.goodExportWh);
+      w.svar(rec.goodTimeMs).uvar(rec.goodImportWh).uvar(rec.goodExportWh).uvar(rec.settledImportWh).uvar(rec.settledExportWh);
       break;
     case "order":
       w.fixed(rec.id, HASH_BYTES).uvar(rec.author).u8(OrderSide[rec.side]).uvar(rec.energyWh);
       w.uvar(rec.priceMicroPerKWh).uvar(rec.intervalStartMs).uvar(rec.expiresAtMs).u8(rec.flags);
       w.uvar(rec.counterparty === null ? 0 : rec.counterparty + 1).uvar(rec.placedHeight);
+      break;
+    case "market":
+      w.svar(rec.clearedStartMs).uvar(rec.priceMicroPerKWh === null ? 0 : rec.priceMicroPerKWh + 1).uvar(rec.volumeWh).uvar(rec.tradeCount);
+      w.fixed(rec.tradesHash, HASH_BYTES).uvar(rec.settledEndMs).fixed(rec.settlementHash, HASH_BYTES);
+      break;
+    case "trade":
+      encodeTrade(w, rec);
+      break;
+    case "balance":
+      w.uvar(accountCode(rec.account)).svar(rec.balanceMicro);
       break;
     default:
       assertNever(rec, "state record");
@@ -134,6 +209,7 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
         memberCount: r.uvar("memberCount", AUTHOR_MAX + 1),
         activeAdmins: r.uvar("activeAdmins", AUTHOR_MAX + 1),
         activeBoxes: r.uvar("activeBoxes", AUTHOR_MAX + 1),
+        islanded: r.bool("islanded"),
       };
       break;
     case RecordKind.member:
@@ -160,7 +236,9 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
       const goodTimeMs = r.svar("goodTimeMs", TIME_MS_MAX);
       const goodImportWh = r.uvar("goodImportWh", ENERGY_WH_MAX);
       const goodExportWh = r.uvar("goodExportWh", ENERGY_WH_MAX);
-      rec = { kind: "meter", author, meterId, readingCount, timeMs, importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality, goodTimeMs, goodImportWh, goodExportWh };
+      const settledImportWh = r.uvar("settledImportWh", ENERGY_WH_MAX);
+      const settledExportWh = r.uvar("settledExportWh", ENERGY_WH_MAX);
+      rec = { kind: "meter", author, meterId, readingCount, timeMs, importWh, exportWh, powerW, voltagesDeciV, frequencyMilliHz, quality, goodTimeMs, goodImportWh, goodExportWh, settledImportWh, settledExportWh };
       break;
     }
     case RecordKind.order: {
@@ -180,9 +258,59 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
       rec = { kind: "order", id, author, side, energyWh, priceMicroPerKWh, intervalStartMs, expiresAtMs, flags, counterparty: cp === 0 ? null : cp - 1, placedHeight };
       break;
     }
+    case RecordKind.market: {
+      const clearedStartMs = r.svar("clearedStartMs", TIME_MS_MAX);
+      const price = r.uvar("price", PRICE_MICRO_PER_KWH_MAX + 1);
+      rec = {
+        kind: "market",
+        clearedStartMs,
+        priceMicroPerKWh: price === 0 ? null : price - 1,
+        volumeWh: r.uvar("volumeWh"),
+        tradeCount: r.uvar("tradeCount"),
+        tradesHash: r.copy(HASH_BYTES, "tradesHash"),
+        settledEndMs: r.uvar("settledEndMs", TIME_MS_MAX),
+        settlementHash: r.copy(HASH_BYTES, "settlementHash"),
+      };
+      break;
+    }
+    case RecordKind.trade:
+      rec = decodeTrade(r);
+      break;
+    case RecordKind.balance:
+      rec = { kind: "balance", account: accountOf(r.uvar("account", AUTHOR_MAX + 2)), balanceMicro: r.svar("balanceMicro", BALANCE_MICRO_ABS_MAX) };
+      break;
     default:
       return r.fail(DecodeReason.unknownType, `unknown state record kind ${kind}`);
   }
   r.done("state record");
   return rec;
+}
+
+/** A trade's canonical encoding: its state record's body, and what tradesHash() hashes. */
+export function encodeTrade(w: Writer, t: TradeRecord): void {
+  w.uvar(t.intervalStartMs).uvar(t.index).fixed(t.buyOrder, HASH_BYTES).fixed(t.sellOrder, HASH_BYTES);
+  w.uvar(t.buyer).uvar(t.seller).uvar(t.energyWh).uvar(t.buyerPriceMicroPerKWh).uvar(t.sellerPriceMicroPerKWh);
+}
+
+function decodeTrade(r: Reader): TradeRecord {
+  return {
+    kind: "trade",
+    intervalStartMs: r.uvar("intervalStartMs", TIME_MS_MAX),
+    index: r.uvar("index"),
+    buyOrder: r.copy(HASH_BYTES, "buyOrder"),
+    sellOrder: r.copy(HASH_BYTES, "sellOrder"),
+    buyer: r.uvar("buyer", AUTHOR_MAX),
+    seller: r.uvar("seller", AUTHOR_MAX),
+    energyWh: r.uvar("energyWh", ORDER_ENERGY_WH_MAX),
+    buyerPriceMicroPerKWh: r.uvar("buyerPrice", PRICE_MICRO_PER_KWH_MAX),
+    sellerPriceMicroPerKWh: r.uvar("sellerPrice", PRICE_MICRO_PER_KWH_MAX),
+  };
+}
+
+/** The hash an interval's market record keeps of its trades (in clearing order). */
+export function tradesHash(trades: readonly TradeRecord[]): Hash {
+  const w = new Writer(16 + trades.length * 96);
+  w.uvar(trades.length);
+  for (const t of trades) encodeTrade(w, t);
+  return hashTagged(HashTag.trades, w.finish());
 }

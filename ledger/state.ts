@@ -35,6 +35,7 @@ import {
   publicKeyKey,
 } from "./records.js";
 import { StateTree } from "./state-tree.js";
+import { type MarketOutcome, entersInterval, intervalStep } from "../market/interval.js";
 import {
   AUTHOR_MAX,
   type CancelBody,
@@ -127,7 +128,7 @@ export function genesisState(chain: Chain): LedgerState {
     changes.set(memberKey(index), { kind: "member", index, publicKey, roles, active: true, name: m.name, lastSeq: 0, openOrders: 0 });
     changes.set(publicKeyKey(publicKey), { kind: "key", member: index });
   });
-  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins, activeBoxes });
+  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins, activeBoxes, islanded: false });
   return { chain, height: 0, blockHash: chain.hash, timeMs: g.genesisTimeMs, raftTerm: 0, raftIndex: 0, tree: emptyTree().withUpdates(changes) };
 }
 
@@ -153,6 +154,8 @@ export interface ApplyResult {
   readonly results: readonly ResultCode[];
   /** The records this block changed (null: deleted); what a store writes. */
   readonly changes: ReadonlyMap<string, StateRecord | null>;
+  /** The market's settlement and clearing, in a block that entered a new interval (market/interval.ts). */
+  readonly market: MarketOutcome | null;
 }
 
 function reject(code: string, block: Block, message: string): never {
@@ -193,6 +196,15 @@ export function checkBlock(state: LedgerState, block: Block, verifier: Signature
 export function applyBlock(state: LedgerState, block: Block, verifier: SignatureVerifier): ApplyResult {
   checkBlock(state, block, verifier);
   const overlay = new Overlay(state.tree);
+  // The market first: an interval's orders clear as it starts, before this block's transactions
+  // (an order or cancel for it in this block comes too late), and the ended period settles.
+  let market: MarketOutcome | null = null;
+  const g = state.chain.genesis;
+  if (entersInterval(g.market, state.timeMs, block.header.timeMs)) {
+    const step = intervalStep(state.tree, g.market, g.genesisTimeMs, block.header.timeMs);
+    for (const [key, rec] of step.changes) overlay.set(key, rec);
+    market = step.outcome;
+  }
   const scratch = new Uint8Array(state.chain.txSignPrefix.length + TX_BYTES_MAX_ANY);
   const ctx: TxContext = { state, overlay, verifier, scratch, blockTimeMs: block.header.timeMs, height: block.header.height };
   const results: ResultCode[] = block.txs.map((t) => applyTx(ctx, t));
@@ -206,7 +218,7 @@ export function applyBlock(state: LedgerState, block: Block, verifier: Signature
     tree: state.tree.withUpdates(overlay.changes),
   };
   assert(next.height === state.height + 1 && results.length === block.txs.length, "one result per transaction, one height per block");
-  return { state: next, results, changes: overlay.changes };
+  return { state: next, results, changes: overlay.changes, market };
 }
 
 interface TxContext {
@@ -279,7 +291,8 @@ function applyReading(ctx: TxContext, author: MemberRecord, r: ReadingBody): Res
   const prev = ctx.overlay.get<MeterRecord>(key, "meter");
   if (prev !== undefined && r.timeMs <= prev.timeMs) return ResultCode.readingTimeOrder;
   const good = r.quality === Quality.good;
-  if (good && prev !== undefined && prev.goodTimeMs >= 0) {
+  const hadGood = prev !== undefined && prev.goodTimeMs >= 0;
+  if (good && hadGood) {
     if (r.importWh < prev.goodImportWh || r.exportWh < prev.goodExportWh) return ResultCode.readingCounterBackwards;
     const boundWh = energyBoundWh(r.timeMs - prev.goodTimeMs, p.meterPowerMaxW) + 1; // +1: counters are rounded to whole Wh
     if (r.importWh - prev.goodImportWh > boundWh || r.exportWh - prev.goodExportWh > boundWh) return ResultCode.readingCounterJump;
@@ -299,6 +312,9 @@ function applyReading(ctx: TxContext, author: MemberRecord, r: ReadingBody): Res
     goodTimeMs: good ? r.timeMs : (prev?.goodTimeMs ?? -1),
     goodImportWh: good ? r.importWh : (prev?.goodImportWh ?? 0),
     goodExportWh: good ? r.exportWh : (prev?.goodExportWh ?? 0),
+    // Settlement counts energy from the meter's first good reading on, not its lifetime before it joined.
+    settledImportWh: hadGood ? prev.settledImportWh : good ? r.importWh : 0,
+    settledExportWh: hadGood ? prev.settledExportWh : good ? r.exportWh : 0,
   };
   ctx.overlay.set(key, next);
   return ResultCode.ok;

@@ -59,6 +59,11 @@ export const PRICE_MICRO_PER_KWH_MAX = 2 ** 40 - 1;
  * within it).
  */
 export const ORDER_VALUE_MICRO_MAX = 2 ** 33;
+/**
+ * The highest utility tariff, imbalance price or fee (100 per kWh): with the counter-jump rule's bound on
+ * metered energy, what one member owes for one interval stays an exact integer.
+ */
+export const TARIFF_MICRO_PER_KWH_MAX = 100_000_000;
 export const MEMBER_NAME_BYTES_MAX = 64;
 
 /** Reading quality flags. 0 means good; any bit set means the value is suspect. */
@@ -80,9 +85,10 @@ export const Role = {
   admin: 1 << 2, // enrols and removes members
   auditor: 1 << 3, // read-only replica (Raft learner)
   controller: 1 << 4, // owns switchgear, runs islanding dispatch
+  renewable: 1 << 5, // has local renewable generation (solar): its sells count as local renewable in the market
 } as const;
 export type RoleName = keyof typeof Role;
-export const ROLE_MASK = 0x1f;
+export const ROLE_MASK = 0x3f;
 
 export function roleNames(roles: number): RoleName[] {
   return (Object.keys(Role) as RoleName[]).filter((name) => (roles & Role[name]) !== 0);

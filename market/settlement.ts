@@ -34,6 +34,7 @@
 // lost. A shadow market computes the same and owes nothing; that is the
 // caller's choice of whether to apply the result.
 import { assert, isSafeUint } from "../ledger/assert.js";
+import { type AccountName, COMMUNITY_ACCOUNT, UTILITY_ACCOUNT } from "../ledger/records.js";
 import { type Trade, appendTo, valueMicro } from "./clearing.js";
 
 export interface Metered {
@@ -53,10 +54,10 @@ export interface SettlementParams {
   readonly sellerFeeMicroPerKWh: number;
 }
 
-/** Accounts that are not members. */
-export const UTILITY = "utility";
-export const COMMUNITY = "community";
-export type Account = number | typeof UTILITY | typeof COMMUNITY;
+/** Accounts that are not members: the ledger's balance records name them the same way. */
+export const UTILITY = UTILITY_ACCOUNT;
+export const COMMUNITY = COMMUNITY_ACCOUNT;
+export type Account = AccountName;
 
 export interface Delivery {
   readonly trade: number; // index in the trades given

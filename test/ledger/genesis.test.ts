@@ -195,13 +195,20 @@ describe("genesis: the block and its hash", () => {
       ["member roles", { ...doc(), members: [(doc().members as unknown[])[0], { name: "Ann", publicKey: USER_KEY, roles: ["user", "auditor"] }] }],
       ["member order", { ...doc(), members: [...(doc().members as unknown[])].reverse() }],
     ];
-    const otherMarket: Record<keyof typeof DEFAULT_MARKET_PARAMS, number> = {
+    const otherMarket: Record<keyof typeof DEFAULT_MARKET_PARAMS, number | string> = {
       intervalMs: 300_000,
       priceMinMicroPerKWh: 1,
       priceMaxMicroPerKWh: 1_999_999,
       orderEnergyMaxWh: 999_999,
       openOrdersPerMemberMax: 31,
       orderIntervalsAheadMax: 95,
+      clearingRule: "pay-as-bid",
+      settlementMode: "binding",
+      utilityImportMicroPerKWh: 300_001,
+      utilityExportMicroPerKWh: 80_001,
+      imbalanceMicroPerKWh: 250_001,
+      buyerFeeMicroPerKWh: 1,
+      sellerFeeMicroPerKWh: 2,
     };
     for (const [name, value] of Object.entries(otherMarket)) variants.push([`market.${name}`, { ...doc(), market: { [name]: value } }]);
     for (const [name, value] of Object.entries(DEFAULT_LEDGER_PARAMS)) variants.push([`ledger.${name}`, { ...doc(), ledger: { [name]: value + 1 } }]);

@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { DecodeError, DecodeReason } from "../../ledger/errors.js";
 import { hash, utf8 } from "../../ledger/hash.js";
-import { type StateRecord, decodeRecord, encodeRecord, memberKey, meterKey, orderKey, publicKeyKey } from "../../ledger/records.js";
+import { type StateRecord, balanceKey, decodeRecord, encodeRecord, memberKey, meterKey, orderKey, publicKeyKey, tradeKey } from "../../ledger/records.js";
 import { T0, keyFor } from "./fixtures.js";
 
 const RECORDS: StateRecord[] = [
-  { kind: "global", memberCount: 12, activeAdmins: 2, activeBoxes: 5 },
+  { kind: "global", memberCount: 12, activeAdmins: 2, activeBoxes: 5, islanded: true },
   { kind: "member", index: 3, publicKey: keyFor("r").publicKey, roles: 0b10011, active: false, name: "Zoë", lastSeq: 2 ** 40, openOrders: 31 },
   { kind: "key", member: 2 ** 24 - 1 },
   {
@@ -25,6 +25,8 @@ const RECORDS: StateRecord[] = [
     goodTimeMs: -1,
     goodImportWh: 0,
     goodExportWh: 0,
+    settledImportWh: 2 ** 48 - 1,
+    settledExportWh: 3,
   },
   {
     kind: "order",
@@ -40,6 +42,24 @@ const RECORDS: StateRecord[] = [
     placedHeight: 9,
   },
   { kind: "order", id: hash(utf8("p")), author: 1, side: "buy", energyWh: 5, priceMicroPerKWh: 7, intervalStartMs: T0, expiresAtMs: T0, flags: 0, counterparty: null, placedHeight: 0 },
+  { kind: "market", clearedStartMs: -1, priceMicroPerKWh: null, volumeWh: 0, tradeCount: 0, tradesHash: hash(utf8("t")), settledEndMs: T0, settlementHash: hash(utf8("s")) },
+  { kind: "market", clearedStartMs: T0, priceMicroPerKWh: 0, volumeWh: 2 ** 45, tradeCount: 9, tradesHash: hash(utf8("u")), settledEndMs: 0, settlementHash: hash(utf8("v")) },
+  {
+    kind: "trade",
+    intervalStartMs: T0,
+    index: 4,
+    buyOrder: hash(utf8("b")),
+    sellOrder: hash(utf8("s")),
+    buyer: 2 ** 24 - 1,
+    seller: 0,
+    energyWh: 2 ** 40 - 1,
+    buyerPriceMicroPerKWh: 2 ** 40 - 1,
+    sellerPriceMicroPerKWh: 0,
+  },
+  { kind: "balance", account: "utility", balanceMicro: -(2 ** 51) },
+  { kind: "balance", account: "community", balanceMicro: 2 ** 51 },
+  { kind: "balance", account: 0, balanceMicro: 0 },
+  { kind: "balance", account: 2 ** 24 - 1, balanceMicro: -1 },
 ];
 
 describe("records", () => {
@@ -57,6 +77,9 @@ describe("records", () => {
     assert.equal(meterKey(7, 2), "r/7/2");
     assert.match(publicKeyKey(keyFor("r").publicKey), /^k\/[0-9a-f]{64}$/);
     assert.match(orderKey(hash(utf8("o"))), /^o\/[0-9a-f]{64}$/);
+    assert.equal(tradeKey(T0, 3), `t/${T0}/3`);
+    assert.equal(balanceKey("community"), "b/community");
+    assert.equal(balanceKey(5), "b/5");
   });
 
   test("an unknown record kind, a truncated record and a trailing byte are refused", () => {

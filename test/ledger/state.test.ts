@@ -7,7 +7,7 @@ import { BlockRejectedError } from "../../ledger/errors.js";
 import { genesisBlock, parseGenesis } from "../../ledger/genesis.js";
 import { hash, toHex, utf8 } from "../../ledger/hash.js";
 import { NodeSigner } from "../../ledger/keys.js";
-import { type MemberRecord, type MeterRecord, type OrderRecord, GLOBAL_KEY, memberKey, meterKey, orderKey } from "../../ledger/records.js";
+import { type GlobalRecord, type MemberRecord, type MeterRecord, type OrderRecord, GLOBAL_KEY, memberKey, meterKey, orderKey } from "../../ledger/records.js";
 import { type LedgerState, ResultCode, applyBlock, energyBoundWh, genesisState, makeChain, resultName } from "../../ledger/state.js";
 import { AUTHOR_MAX, type SignedTx, type TxBody, Quality, Role } from "../../ledger/tx.js";
 import { Harness, INTERVAL_MS, type TestMember, deepFreeze, genesisJson, order, reading, treeDump, verifier } from "./fixtures.js";
@@ -95,7 +95,7 @@ describe("state: genesis", () => {
     assert.equal(s.height, 0);
     assert.deepEqual(s.blockHash, genesisBlock(h.genesis).hash);
     assert.equal(s.tree.size, 2 * MEMBERS.length + 1);
-    assert.deepEqual(get(GLOBAL_KEY), { kind: "global", memberCount: 4, activeAdmins: 1, activeBoxes: 2 });
+    assert.deepEqual(get(GLOBAL_KEY), { kind: "global", memberCount: 4, activeAdmins: 1, activeBoxes: 2, islanded: false });
     const a = get<MemberRecord>(memberKey(BOX_A));
     assert.equal(a?.roles, Role.box | Role.admin);
     assert.equal(a?.lastSeq, 0);
@@ -293,7 +293,7 @@ describe("state: every result code", () => {
   });
 
   test("memberLimit: no member index beyond what the encoding can carry", () => {
-    const global = get<{ kind: "global"; memberCount: number; activeAdmins: number; activeBoxes: number }>(GLOBAL_KEY);
+    const global = get<GlobalRecord>(GLOBAL_KEY);
     assert.ok(global !== undefined);
     h.state = { ...h.state, tree: h.state.tree.withUpdates(new Map([[GLOBAL_KEY, { ...global, memberCount: AUTHOR_MAX + 1 }]])) };
     rejects(memberTx(BOX_A, { action: "enrol", publicKey: NodeSigner.generate().publicKey, roles: Role.user, name: "one too many" }), ResultCode.memberLimit);

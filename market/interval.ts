@@ -1,0 +1,342 @@
+// The market's step in the ledger state machine: what happens in the first
+// block whose time is in a new market interval. A pure, deterministic
+// function of the state before that block, its time and its height, run by
+// applyBlock (ledger/state.ts) before the block's transactions, so every box
+// computes the same trades and balances and the next header's state root
+// commits to them.
+//
+// Entering interval [S, S + I) (S = block time rounded down to the interval):
+//
+// 1. Settle the period that just ended: [the last settlement's end, S).
+//    - Metered energy. Each meter's energy for the period is how far its
+//      good counters (ledger/state.ts applyReading) advanced since the last
+//      settlement took them; a meter's first good reading is its baseline.
+//      A member's energy is the sum over the meters its box reports. The
+//      counters are the ones in the ledger at this block: a reading stamped
+//      before S that is committed after this block counts in the next
+//      period, so about a second of energy can fall on either side of a
+//      boundary, but every Wh is counted in exactly one period. A meter with
+//      no good reading in the period is reported as silent; it contributed
+//      no energy (its energy is counted once it reads good again).
+//    - The trades of the interval cleared at the previous boundary (kept as
+//      trade records until now) are settled against that energy by
+//      settle() (settlement.ts): delivery pro rata, payments on delivered
+//      energy, fees and spread to the community, imbalance against the
+//      utility at the genesis tariffs, or islanded against the community at
+//      its imbalance price. Each account's change is added to its balance
+//      record. In shadow mode (genesis settlementMode) the same balances are
+//      kept and shown, but they are not money owed.
+//    If the ledger stopped for longer than an interval, the period spans
+//    them all: the metered energy of the whole gap settles here.
+// 2. Close orders that can no longer trade: expired ones (expiresAtMs at or
+//    before the block time), orders for intervals that passed with no block
+//    in them ("lapsed": no clearing ever ran for them), and orders of
+//    members removed since they were placed.
+// 3. Clear interval S with clear() (clearing.ts) over its open orders, under
+//    the genesis clearing rule; a seller is local renewable when its member
+//    has the renewable role. Every order of S is then closed (an unfilled
+//    remainder does not carry over); its trades are kept as trade records
+//    until S is settled at the next boundary.
+// The market record (key "x") keeps the price and volume of the last
+// clearing and hashes of the trades and the settlement, so a state root
+// commits to them; the full lists go to the store (ledger/store.ts) with the
+// block and are what `peergrid market replay` checks.
+import { assert, compareBytes } from "../ledger/assert.js";
+import { Writer } from "../ledger/codec.js";
+import type { MarketParams } from "../ledger/genesis.js";
+import { type Hash, HashTag, hashTagged, toHex } from "../ledger/hash.js";
+import {
+  BALANCE_MICRO_ABS_MAX,
+  type BalanceRecord,
+  GLOBAL_KEY,
+  type GlobalRecord,
+  MARKET_KEY,
+  type MarketRecord,
+  type MemberRecord,
+  type MeterRecord,
+  type OrderRecord,
+  type StateRecord,
+  type TradeRecord,
+  accountCode,
+  balanceKey,
+  memberKey,
+  meterKey,
+  orderKey,
+  tradeKey,
+  tradesHash,
+} from "../ledger/records.js";
+import { OrderFlag, Role } from "../ledger/tx.js";
+import { type ClearingOrder, type ClearingRule, type Trade, clear, valueMicro } from "./clearing.js";
+import { type Metered, type Transfer, settle } from "./settlement.js";
+
+/** Read access to the state before the block. */
+export interface StateView {
+  get(key: string): StateRecord | undefined;
+  entries(): Iterable<{ readonly key: string; readonly value: StateRecord }>;
+}
+
+export type CloseReason = "cleared" | "expired" | "lapsed" | "memberRemoved";
+
+export interface ClosedOrder {
+  readonly id: Hash;
+  readonly author: number;
+  readonly side: "buy" | "sell";
+  readonly intervalStartMs: number;
+  readonly energyWh: number;
+  readonly filledWh: number;
+  readonly reason: CloseReason;
+}
+
+export interface MeteredMember {
+  readonly member: number;
+  readonly importWh: number;
+  readonly exportWh: number;
+  readonly meters: number;
+  /** Meters with no good reading in the period. */
+  readonly silentMeters: number;
+}
+
+export interface SettlementOutcome {
+  readonly periodStartMs: number;
+  readonly periodEndMs: number;
+  /** The interval whose trades were settled (null: none was cleared with trades). */
+  readonly tradesIntervalStartMs: number | null;
+  readonly trades: readonly TradeRecord[];
+  /** Per trade (same order): the Wh delivered. */
+  readonly deliveredWh: readonly number[];
+  readonly metered: readonly MeteredMember[];
+  readonly transfers: readonly Transfer[];
+  readonly islanded: boolean;
+  readonly shadow: boolean;
+  readonly hash: Hash;
+}
+
+export interface ClearingOutcome {
+  readonly intervalStartMs: number;
+  readonly rule: ClearingRule;
+  readonly priceMicroPerKWh: number | null;
+  readonly volumeWh: number;
+  readonly buyOrders: number;
+  readonly sellOrders: number;
+  readonly trades: readonly TradeRecord[];
+  readonly hash: Hash;
+}
+
+export interface MarketOutcome {
+  readonly boundaryMs: number;
+  readonly settlement: SettlementOutcome;
+  readonly clearing: ClearingOutcome;
+  readonly closedOrders: readonly ClosedOrder[];
+}
+
+export function intervalStartOf(timeMs: number, intervalMs: number): number {
+  return timeMs - (timeMs % intervalMs);
+}
+
+/** Whether a block at blockTimeMs, after a parent at parentTimeMs, enters a new market interval. */
+export function entersInterval(params: MarketParams, parentTimeMs: number, blockTimeMs: number): boolean {
+  return intervalStartOf(blockTimeMs, params.intervalMs) > intervalStartOf(parentTimeMs, params.intervalMs);
+}
+
+/** A settlement's canonical encoding, hashed into the market record. */
+export function settlementHash(s: Omit<SettlementOutcome, "hash">): Hash {
+  const w = new Writer(64 + s.metered.length * 16 + s.transfers.length * 16);
+  w.uvar(s.periodStartMs).uvar(s.periodEndMs).bool(s.islanded).bool(s.shadow);
+  w.fixed(tradesHash(s.trades), 32);
+  for (const d of s.deliveredWh) w.uvar(d);
+  w.uvar(s.metered.length);
+  for (const m of s.metered) w.uvar(m.member).uvar(m.importWh).uvar(m.exportWh).uvar(m.meters).uvar(m.silentMeters);
+  w.uvar(s.transfers.length);
+  for (const t of s.transfers) {
+    w.uvar(accountCode(t.from)).uvar(accountCode(t.to)).uvar(t.amountMicro).u8(TRANSFER_KINDS.indexOf(t.why)).uvar(t.trade === undefined ? 0 : t.trade + 1);
+  }
+  return hashTagged(HashTag.settlement, w.finish());
+}
+
+export const TRANSFER_KINDS: readonly Transfer["why"][] = ["local energy", "spread", "buyer fee", "seller fee", "import", "export", "surplus purchase"];
+
+/** A trade as clear() made it, as the ledger keeps it. */
+export function tradeRecord(intervalStartMs: number, index: number, t: Trade): TradeRecord {
+  return {
+    kind: "trade",
+    intervalStartMs,
+    index,
+    buyOrder: t.buyOrder,
+    sellOrder: t.sellOrder,
+    buyer: t.buyer,
+    seller: t.seller,
+    energyWh: t.energyWh,
+    buyerPriceMicroPerKWh: t.buyerPriceMicroPerKWh,
+    sellerPriceMicroPerKWh: t.sellerPriceMicroPerKWh,
+  };
+}
+
+/** A kept trade record as settle() takes it (the amounts follow from its energy and prices). */
+export function tradeOf(r: TradeRecord): Trade {
+  const pays = valueMicro(r.buyerPriceMicroPerKWh, r.energyWh);
+  const gets = valueMicro(r.sellerPriceMicroPerKWh, r.energyWh);
+  return { ...r, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets };
+}
+
+/** An order as clear() takes it. */
+export function clearingOrderOf(o: OrderRecord): ClearingOrder {
+  return {
+    id: o.id,
+    author: o.author,
+    side: o.side,
+    energyWh: o.energyWh,
+    priceMicroPerKWh: o.priceMicroPerKWh,
+    placedHeight: o.placedHeight,
+    localRenewableOnly: (o.flags & OrderFlag.localRenewableOnly) !== 0,
+    counterparty: o.counterparty,
+  };
+}
+
+/** Whether a member's sells count as local renewable. */
+export function isRenewableMember(m: StateRecord | undefined): boolean {
+  return m !== undefined && m.kind === "member" && m.active && (m.roles & Role.renewable) !== 0;
+}
+
+/**
+ * The market's work in the block at blockTimeMs (which must enter a new interval): the changes to
+ * stage before the block's transactions, and what happened.
+ */
+export function intervalStep(
+  view: StateView,
+  params: MarketParams,
+  genesisTimeMs: number,
+  blockTimeMs: number,
+): { readonly changes: Map<string, StateRecord | null>; readonly outcome: MarketOutcome } {
+  const I = params.intervalMs;
+  const boundaryMs = intervalStartOf(blockTimeMs, I);
+  const changes = new Map<string, StateRecord | null>();
+  const read = (key: string): StateRecord | undefined => (changes.has(key) ? (changes.get(key) ?? undefined) : view.get(key));
+
+  const market = view.get(MARKET_KEY) as MarketRecord | undefined;
+  const periodStartMs = market?.settledEndMs ?? intervalStartOf(genesisTimeMs, I);
+  assert(boundaryMs > periodStartMs, "each boundary is entered once");
+
+  const orders: OrderRecord[] = [];
+  const kept: TradeRecord[] = [];
+  const meters: MeterRecord[] = [];
+  for (const { key, value } of view.entries()) {
+    if (value.kind === "order") orders.push(value);
+    else if (value.kind === "trade") {
+      kept.push(value);
+      changes.set(key, null);
+    } else if (value.kind === "meter") meters.push(value);
+  }
+
+  // 1. Settlement of [periodStartMs, boundaryMs).
+  kept.sort((a, b) => a.index - b.index);
+  const tradesIntervalStartMs = kept.length > 0 ? (kept[0] as TradeRecord).intervalStartMs : null;
+  assert(kept.every((t, i) => t.index === i && t.intervalStartMs === tradesIntervalStartMs), "the kept trades are one interval's, numbered from 0");
+  const byMember = new Map<number, { importWh: number; exportWh: number; meters: number; silentMeters: number }>();
+  for (const m of meters) {
+    const e = byMember.get(m.author) ?? { importWh: 0, exportWh: 0, meters: 0, silentMeters: 0 };
+    e.meters++;
+    if (m.goodTimeMs < periodStartMs) e.silentMeters++;
+    if (m.goodTimeMs >= 0) {
+      const importWh = m.goodImportWh - m.settledImportWh;
+      const exportWh = m.goodExportWh - m.settledExportWh;
+      assert(importWh >= 0 && exportWh >= 0, "good counters only grow");
+      e.importWh += importWh;
+      e.exportWh += exportWh;
+      if (importWh > 0 || exportWh > 0) changes.set(meterKey(m.author, m.meterId), { ...m, settledImportWh: m.goodImportWh, settledExportWh: m.goodExportWh });
+    }
+    byMember.set(m.author, e);
+  }
+  const metered: MeteredMember[] = [...byMember].sort((a, b) => a[0] - b[0]).map(([member, e]) => ({ member, ...e }));
+  const global = view.get(GLOBAL_KEY) as GlobalRecord | undefined;
+  assert(global !== undefined, "the global record exists from genesis");
+  const islanded = global.islanded;
+  const settled = settle(
+    kept.map(tradeOf),
+    new Map<number, Metered>(metered.map((m) => [m.member, m])),
+    {
+      utilityImportMicroPerKWh: params.utilityImportMicroPerKWh,
+      utilityExportMicroPerKWh: params.utilityExportMicroPerKWh,
+      islanded,
+      imbalanceMicroPerKWh: params.imbalanceMicroPerKWh,
+      buyerFeeMicroPerKWh: params.buyerFeeMicroPerKWh,
+      sellerFeeMicroPerKWh: params.sellerFeeMicroPerKWh,
+    },
+  );
+  for (const [account, delta] of settled.balances) {
+    if (delta === 0) continue;
+    const key = balanceKey(account);
+    const before = (read(key) as BalanceRecord | undefined)?.balanceMicro ?? 0;
+    const balanceMicro = before + delta;
+    assert(Math.abs(balanceMicro) <= BALANCE_MICRO_ABS_MAX, `account ${account}'s balance stays within ${BALANCE_MICRO_ABS_MAX}`);
+    changes.set(key, { kind: "balance", account, balanceMicro });
+  }
+  const settlementBody = {
+    periodStartMs,
+    periodEndMs: boundaryMs,
+    tradesIntervalStartMs,
+    trades: kept,
+    deliveredWh: settled.deliveries.map((d) => d.deliveredWh),
+    metered,
+    transfers: settled.transfers,
+    islanded,
+    shadow: params.settlementMode === "shadow",
+  };
+  const settlement: SettlementOutcome = { ...settlementBody, hash: settlementHash(settlementBody) };
+
+  // 2 and 3. Close what can no longer trade; clear interval boundaryMs.
+  const closedOrders: ClosedOrder[] = [];
+  const book: OrderRecord[] = [];
+  const close = (o: OrderRecord, reason: CloseReason, filledWh = 0) => {
+    closedOrders.push({ id: o.id, author: o.author, side: o.side, intervalStartMs: o.intervalStartMs, energyWh: o.energyWh, filledWh, reason });
+    changes.set(orderKey(o.id), null);
+    const member = read(memberKey(o.author)) as MemberRecord | undefined;
+    assert(member !== undefined && member.openOrders > 0, "an order's author counts it");
+    changes.set(memberKey(o.author), { ...member, openOrders: member.openOrders - 1 });
+  };
+  orders.sort((a, b) => compareBytes(a.id, b.id)); // the closing list's order does not depend on the tree's
+  for (const o of orders) {
+    const author = view.get(memberKey(o.author)) as MemberRecord | undefined;
+    if (author === undefined || !author.active) close(o, "memberRemoved");
+    else if (o.intervalStartMs < boundaryMs) close(o, "lapsed");
+    else if (o.expiresAtMs <= blockTimeMs) close(o, "expired");
+    else if (o.intervalStartMs === boundaryMs) book.push(o);
+  }
+  const renewable = new Map<number, boolean>();
+  const result = clear(book.map(clearingOrderOf), {
+    rule: params.clearingRule,
+    isLocalRenewable: (author) => {
+      let r = renewable.get(author);
+      if (r === undefined) renewable.set(author, (r = isRenewableMember(view.get(memberKey(author)))));
+      return r;
+    },
+  });
+  const trades = result.trades.map((t, i) => tradeRecord(boundaryMs, i, t));
+  const filled = new Map<string, number>();
+  for (const t of trades) {
+    changes.set(tradeKey(boundaryMs, t.index), t);
+    for (const id of [t.buyOrder, t.sellOrder]) filled.set(toHex(id), (filled.get(toHex(id)) ?? 0) + t.energyWh);
+  }
+  for (const o of book) close(o, "cleared", filled.get(toHex(o.id)) ?? 0);
+  const clearing: ClearingOutcome = {
+    intervalStartMs: boundaryMs,
+    rule: result.rule,
+    priceMicroPerKWh: result.priceMicroPerKWh,
+    volumeWh: result.volumeWh,
+    buyOrders: book.filter((o) => o.side === "buy").length,
+    sellOrders: book.filter((o) => o.side === "sell").length,
+    trades,
+    hash: tradesHash(trades),
+  };
+  const next: MarketRecord = {
+    kind: "market",
+    clearedStartMs: boundaryMs,
+    priceMicroPerKWh: result.priceMicroPerKWh,
+    volumeWh: result.volumeWh,
+    tradeCount: trades.length,
+    tradesHash: clearing.hash,
+    settledEndMs: boundaryMs,
+    settlementHash: settlement.hash,
+  };
+  changes.set(MARKET_KEY, next);
+  return { changes, outcome: { boundaryMs, settlement, clearing, closedOrders } };
+}
