@@ -48,7 +48,7 @@ export class Ledger {
   /** Store a block already applied to this ledger's current state (replicated.ts applyEntry did it). */
   commitApplied(block: Block, result: ApplyResult): void {
     assert(result.state.height === this.current.height + 1 && bytesEqual(block.header.parentHash, this.current.blockHash), "the result extends the head");
-    this.store.appendBlock(block, result.results, result.state, result.changes);
+    this.store.appendBlock(block, result.results, result.state, result.changes, result.market);
     this.current = result.state;
   }
 

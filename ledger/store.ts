@@ -21,6 +21,13 @@
 //                   a 48-bit prefix finds the row (~56 bytes saved per reading).
 //   latest_readings (author, meter) -> the newest reading
 //   state           key -> encoded StateRecord (the state after the head block)
+//   market_*        what the market step (market/interval.ts) computed in the
+//                   block that entered each interval: the clearing (intervals,
+//                   trades, closed orders) and the settlement (settlements,
+//                   metered, transfers; a trade's delivered Wh once settled).
+//                   The state keeps only hashes of these lists (record "x"):
+//                   they are derived data, re-derivable from the chain
+//                   (`peergrid market replay`).
 import Database from "better-sqlite3";
 import { configureDurable, configureReplayable, fsyncDir } from "./sqlite-files.js";
 import { existsSync, renameSync, rmSync } from "node:fs";
@@ -30,12 +37,25 @@ import { type Block, decodeHeader, encodeHeader } from "./block.js";
 import { StoreError } from "./errors.js";
 import { type Genesis, genesisBlock, parseGenesis } from "./genesis.js";
 import { type Hash, toHex } from "./hash.js";
-import { type MeterRecord, type StateRecord, decodeRecord, encodeRecord } from "./records.js";
+import {
+  type AccountName,
+  COMMUNITY_ACCOUNT,
+  type MeterRecord,
+  type StateRecord,
+  type TradeRecord,
+  UTILITY_ACCOUNT,
+  decodeRecord,
+  encodeRecord,
+  meterKey,
+} from "./records.js";
+import type { ClearingRule } from "../market/clearing.js";
+import type { ClosedOrder, CloseReason, MarketOutcome, SettlementOutcome } from "../market/interval.js";
+import type { Transfer } from "../market/settlement.js";
 import { type Chain, type LedgerState, ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
 import { type SignedTx, TxType, decodeTx, txId } from "./tx.js";
 
 const APPLICATION_ID = 0x50475244; // "PGRD"
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2; // 2: market tables, market/trade/balance records
 const ID_PREFIX_BYTES = 6;
 const RECENT_READING_IDS_MAX = 262_144; // ~73 minutes of 60 meters at 1 Hz; ~10 MB
 
@@ -78,7 +98,92 @@ CREATE TABLE latest_readings (
   PRIMARY KEY (author, meter_id)
 ) WITHOUT ROWID;
 CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE market_intervals (
+  start_ms INTEGER PRIMARY KEY,
+  height INTEGER NOT NULL,
+  rule TEXT NOT NULL,
+  price_micro_per_kwh INTEGER,
+  volume_wh INTEGER NOT NULL,
+  buy_orders INTEGER NOT NULL,
+  sell_orders INTEGER NOT NULL,
+  trade_count INTEGER NOT NULL,
+  trades_hash BLOB NOT NULL
+);
+CREATE TABLE market_trades (
+  interval_start_ms INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  buy_order BLOB NOT NULL,
+  sell_order BLOB NOT NULL,
+  buyer INTEGER NOT NULL,
+  seller INTEGER NOT NULL,
+  energy_wh INTEGER NOT NULL,
+  buyer_price_micro_per_kwh INTEGER NOT NULL,
+  seller_price_micro_per_kwh INTEGER NOT NULL,
+  delivered_wh INTEGER,
+  PRIMARY KEY (interval_start_ms, idx)
+) WITHOUT ROWID;
+CREATE INDEX market_trades_by_buyer ON market_trades(buyer, interval_start_ms);
+CREATE INDEX market_trades_by_seller ON market_trades(seller, interval_start_ms);
+CREATE TABLE market_closed_orders (
+  id BLOB PRIMARY KEY,
+  height INTEGER NOT NULL,
+  author INTEGER NOT NULL,
+  side TEXT NOT NULL,
+  interval_start_ms INTEGER NOT NULL,
+  energy_wh INTEGER NOT NULL,
+  filled_wh INTEGER NOT NULL,
+  reason TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX market_closed_orders_by_interval ON market_closed_orders(interval_start_ms);
+CREATE TABLE market_settlements (
+  period_end_ms INTEGER PRIMARY KEY,
+  period_start_ms INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  trades_interval_start_ms INTEGER,
+  islanded INTEGER NOT NULL,
+  shadow INTEGER NOT NULL,
+  hash BLOB NOT NULL
+);
+CREATE TABLE market_metered (
+  period_end_ms INTEGER NOT NULL,
+  member INTEGER NOT NULL,
+  import_wh INTEGER NOT NULL,
+  export_wh INTEGER NOT NULL,
+  meters INTEGER NOT NULL,
+  silent_meters INTEGER NOT NULL,
+  PRIMARY KEY (period_end_ms, member)
+) WITHOUT ROWID;
+CREATE TABLE market_transfers (
+  period_end_ms INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  from_account TEXT NOT NULL,
+  to_account TEXT NOT NULL,
+  amount_micro INTEGER NOT NULL,
+  why TEXT NOT NULL,
+  trade_idx INTEGER,
+  PRIMARY KEY (period_end_ms, idx)
+) WITHOUT ROWID;
 `;
+
+/** A recorded clearing (market_intervals and its trades and closed orders). */
+export interface StoredInterval {
+  readonly startMs: number;
+  readonly height: number; // the block that cleared it
+  readonly rule: ClearingRule;
+  readonly priceMicroPerKWh: number | null;
+  readonly volumeWh: number;
+  readonly buyOrders: number;
+  readonly sellOrders: number;
+  readonly tradesHash: Hash;
+  /** In clearing order; deliveredWh is null until the interval is settled. */
+  readonly trades: readonly { readonly trade: TradeRecord; readonly deliveredWh: number | null }[];
+  readonly closedOrders: readonly (ClosedOrder & { readonly height: number })[];
+}
+
+/** A recorded settlement (market_settlements with its metered energy and transfers). */
+export interface StoredSettlement extends Omit<SettlementOutcome, "trades" | "deliveredWh"> {
+  readonly height: number; // the block that settled it
+}
 
 export interface StoredTx {
   readonly signed: SignedTx;
@@ -248,6 +353,31 @@ export class LedgerStore {
            frequency_milli_hz = excluded.frequency_milli_hz, quality = excluded.quality`,
       ),
       latestReadings: db.prepare("SELECT * FROM latest_readings ORDER BY author, meter_id"),
+      insertInterval: db.prepare(
+        "INSERT INTO market_intervals (start_ms, height, rule, price_micro_per_kwh, volume_wh, buy_orders, sell_orders, trade_count, trades_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      insertTrade: db.prepare(
+        "INSERT INTO market_trades (interval_start_ms, idx, buy_order, sell_order, buyer, seller, energy_wh, buyer_price_micro_per_kwh, seller_price_micro_per_kwh, delivered_wh) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+      ),
+      setDelivered: db.prepare("UPDATE market_trades SET delivered_wh = ? WHERE interval_start_ms = ? AND idx = ?"),
+      insertClosedOrder: db.prepare(
+        "INSERT INTO market_closed_orders (id, height, author, side, interval_start_ms, energy_wh, filled_wh, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      insertSettlement: db.prepare(
+        "INSERT INTO market_settlements (period_end_ms, period_start_ms, height, trades_interval_start_ms, islanded, shadow, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      insertMetered: db.prepare("INSERT INTO market_metered (period_end_ms, member, import_wh, export_wh, meters, silent_meters) VALUES (?, ?, ?, ?, ?, ?)"),
+      insertTransfer: db.prepare(
+        "INSERT INTO market_transfers (period_end_ms, idx, from_account, to_account, amount_micro, why, trade_idx) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      interval: db.prepare("SELECT * FROM market_intervals WHERE start_ms = ?"),
+      intervalsBefore: db.prepare("SELECT * FROM market_intervals WHERE start_ms < ? ORDER BY start_ms DESC LIMIT ?"),
+      tradesOf: db.prepare("SELECT * FROM market_trades WHERE interval_start_ms = ? ORDER BY idx"),
+      closedOrdersOf: db.prepare("SELECT * FROM market_closed_orders WHERE interval_start_ms = ? ORDER BY id"),
+      settlement: db.prepare("SELECT * FROM market_settlements WHERE period_end_ms = ?"),
+      settlementOfTrades: db.prepare("SELECT * FROM market_settlements WHERE trades_interval_start_ms = ?"),
+      meteredOf: db.prepare("SELECT * FROM market_metered WHERE period_end_ms = ? ORDER BY member"),
+      transfersOf: db.prepare("SELECT * FROM market_transfers WHERE period_end_ms = ? ORDER BY idx"),
     };
   }
 
@@ -301,7 +431,13 @@ export class LedgerStore {
    * the changed state records and latest readings, in one SQLite transaction.
    * `state` is the state after the block, `changes` what the block changed.
    */
-  appendBlock(block: Block, results: readonly ResultCode[], state: LedgerState, changes: ReadonlyMap<string, StateRecord | null>): void {
+  appendBlock(
+    block: Block,
+    results: readonly ResultCode[],
+    state: LedgerState,
+    changes: ReadonlyMap<string, StateRecord | null>,
+    market: MarketOutcome | null = null,
+  ): void {
     const h = block.header;
     assert(results.length === block.txs.length, "one result per transaction");
     assert(state.height === h.height && bytesEqual(state.blockHash, block.hash), "state is the state after this block");
@@ -315,13 +451,19 @@ export class LedgerStore {
         const c = LedgerStore.txColumns(t, h.height, h.timeMs);
         this.stmts.insertTx.run(firstRow + i, c.idPrefix, c.height, c.author, c.seq, c.type, c.timeMs, results[i] as number, Buffer.from(t.bytes));
       });
+      // The market step also rewrites meter records (their settled counters): only a reading moves latest_readings.
+      const read = new Set<string>();
+      block.txs.forEach((t, i) => {
+        if (t.tx.body.type === "reading" && results[i] === ResultCode.ok) read.add(meterKey(t.tx.author, t.tx.body.meterId));
+      });
       for (const [key, rec] of changes) {
         if (rec === null) this.stmts.deleteState.run(key);
         else this.stmts.upsertState.run(key, Buffer.from(encodeRecord(rec)));
-        if (rec !== null && rec.kind === "meter") {
+        if (rec !== null && rec.kind === "meter" && read.has(key)) {
           this.stmts.upsertReading.run(rec.author, rec.meterId, h.height, rec.timeMs, rec.importWh, rec.exportWh, rec.powerW, rec.voltagesDeciV.join(","), rec.frequencyMilliHz, rec.quality);
         }
       }
+      if (market !== null) this.writeMarket(h.height, market);
     });
     run.immediate();
     // Only once the block is durable: remember its readings' ids (see recentReadings).
@@ -330,6 +472,109 @@ export class LedgerStore {
         if (t.tx.body.type === "reading" && results[i] === ResultCode.ok) this.rememberReading(idPrefix(t.id), firstRow + i);
       });
     }
+  }
+
+  private writeMarket(height: number, m: MarketOutcome): void {
+    const s = m.settlement;
+    this.stmts.insertSettlement.run(s.periodEndMs, s.periodStartMs, height, s.tradesIntervalStartMs, s.islanded ? 1 : 0, s.shadow ? 1 : 0, Buffer.from(s.hash));
+    s.trades.forEach((t, i) => this.stmts.setDelivered.run(s.deliveredWh[i] as number, t.intervalStartMs, t.index));
+    for (const e of s.metered) this.stmts.insertMetered.run(s.periodEndMs, e.member, e.importWh, e.exportWh, e.meters, e.silentMeters);
+    s.transfers.forEach((t, i) => this.stmts.insertTransfer.run(s.periodEndMs, i, String(t.from), String(t.to), t.amountMicro, t.why, t.trade ?? null));
+    const c = m.clearing;
+    this.stmts.insertInterval.run(c.intervalStartMs, height, c.rule, c.priceMicroPerKWh, c.volumeWh, c.buyOrders, c.sellOrders, c.trades.length, Buffer.from(c.hash));
+    for (const t of c.trades) {
+      this.stmts.insertTrade.run(t.intervalStartMs, t.index, Buffer.from(t.buyOrder), Buffer.from(t.sellOrder), t.buyer, t.seller, t.energyWh, t.buyerPriceMicroPerKWh, t.sellerPriceMicroPerKWh);
+    }
+    for (const o of m.closedOrders) this.stmts.insertClosedOrder.run(Buffer.from(o.id), height, o.author, o.side, o.intervalStartMs, o.energyWh, o.filledWh, o.reason);
+  }
+
+  /** The recorded clearing of the interval starting at startMs (null: none recorded), with its trades. */
+  marketInterval(startMs: number): StoredInterval | null {
+    const row = this.stmts.interval.get(startMs) as Row | undefined;
+    return row === undefined ? null : this.intervalFromRow(row);
+  }
+
+  /** The recorded clearings before `beforeMs`, newest first. */
+  marketIntervals(beforeMs: number, limit: number): StoredInterval[] {
+    return (this.stmts.intervalsBefore.all(beforeMs, limit) as Row[]).map((r) => this.intervalFromRow(r));
+  }
+
+  private intervalFromRow(row: Row): StoredInterval {
+    const startMs = row.start_ms as number;
+    const trades = (this.stmts.tradesOf.all(startMs) as Row[]).map((t) => ({
+      trade: {
+        kind: "trade" as const,
+        intervalStartMs: startMs,
+        index: t.idx as number,
+        buyOrder: new Uint8Array(t.buy_order as Buffer),
+        sellOrder: new Uint8Array(t.sell_order as Buffer),
+        buyer: t.buyer as number,
+        seller: t.seller as number,
+        energyWh: t.energy_wh as number,
+        buyerPriceMicroPerKWh: t.buyer_price_micro_per_kwh as number,
+        sellerPriceMicroPerKWh: t.seller_price_micro_per_kwh as number,
+      },
+      deliveredWh: t.delivered_wh as number | null,
+    }));
+    const closedOrders = (this.stmts.closedOrdersOf.all(startMs) as Row[]).map((o) => ({
+      id: new Uint8Array(o.id as Buffer),
+      height: o.height as number,
+      author: o.author as number,
+      side: o.side as "buy" | "sell",
+      intervalStartMs: o.interval_start_ms as number,
+      energyWh: o.energy_wh as number,
+      filledWh: o.filled_wh as number,
+      reason: o.reason as CloseReason,
+    }));
+    return {
+      startMs,
+      height: row.height as number,
+      rule: row.rule as ClearingRule,
+      priceMicroPerKWh: row.price_micro_per_kwh as number | null,
+      volumeWh: row.volume_wh as number,
+      buyOrders: row.buy_orders as number,
+      sellOrders: row.sell_orders as number,
+      tradesHash: new Uint8Array(row.trades_hash as Buffer),
+      trades,
+      closedOrders,
+    };
+  }
+
+  /** The recorded settlement of the period ending at periodEndMs (null: none), with its metered energy and transfers. */
+  marketSettlement(periodEndMs: number): StoredSettlement | null {
+    const row = this.stmts.settlement.get(periodEndMs) as Row | undefined;
+    return row === undefined ? null : this.settlementFromRow(row);
+  }
+
+  /** The recorded settlement of the trades of the interval starting at startMs (null: not settled yet). */
+  settlementOfInterval(startMs: number): StoredSettlement | null {
+    const row = this.stmts.settlementOfTrades.get(startMs) as Row | undefined;
+    return row === undefined ? null : this.settlementFromRow(row);
+  }
+
+  private settlementFromRow(row: Row): StoredSettlement {
+    const periodEndMs = row.period_end_ms as number;
+    const account = (text: string): AccountName => (text === UTILITY_ACCOUNT || text === COMMUNITY_ACCOUNT ? text : Number(text));
+    return {
+      periodStartMs: row.period_start_ms as number,
+      periodEndMs,
+      height: row.height as number,
+      tradesIntervalStartMs: row.trades_interval_start_ms as number | null,
+      islanded: row.islanded === 1,
+      shadow: row.shadow === 1,
+      hash: new Uint8Array(row.hash as Buffer),
+      metered: (this.stmts.meteredOf.all(periodEndMs) as Row[]).map((e) => ({
+        member: e.member as number,
+        importWh: e.import_wh as number,
+        exportWh: e.export_wh as number,
+        meters: e.meters as number,
+        silentMeters: e.silent_meters as number,
+      })),
+      transfers: (this.stmts.transfersOf.all(periodEndMs) as Row[]).map((t) => {
+        const base = { from: account(t.from_account as string), to: account(t.to_account as string), amountMicro: t.amount_micro as number, why: t.why as Transfer["why"] };
+        return t.trade_idx === null ? base : { ...base, trade: t.trade_idx as number };
+      }),
+    };
   }
 
   /**
