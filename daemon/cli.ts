@@ -19,6 +19,7 @@ import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
 import { runDemo } from "./demo.js";
 import { type ClearingRule, clear } from "../market/clearing.js";
 import { optionsFor, parseOrderFile, resultJson } from "../market/order-file.js";
+import { parseIntervalStart, replayInterval } from "../market/replay.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
@@ -43,6 +44,11 @@ function readJsonFile(path: string, what: string): unknown {
   } catch (err) {
     throw new UsageError(`${what} ${path} is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/** A box's data directory, or the ledger.sqlite file itself. */
+function storePathOf(dataDir: string): string {
+  return dataDir.endsWith(".sqlite") ? dataDir : ledgerPath(dataDir);
 }
 
 function parseIntOption(name: string) {
@@ -143,7 +149,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .argument("<data-dir>", "a box's data directory (or the ledger.sqlite file itself)")
     .option("--json", "print the report as JSON")
     .action((dataDir: string, o: { json?: boolean }) => {
-      const path = dataDir.endsWith(".sqlite") ? dataDir : ledgerPath(dataDir);
+      const path = storePathOf(dataDir);
       let store: LedgerStore;
       try {
         store = LedgerStore.open(path, { readonly: true });
@@ -283,7 +289,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       setExit(await runSimulatedMeters({ map, listen, count: o.count, unit: o.unit, solarPeakW: o.solarPeakW, loadBaseW: o.loadBaseW, utcOffsetHours: offset }, log));
     });
 
-  const market = program.command("market").description("the neighbourhood market's clearing, for auditors and what-if studies");
+  const market = program.command("market").description("the neighbourhood market's clearing, for auditors and what-if studies; replay of a recorded interval");
   market
     .command("clear")
     .description("clear one interval's orders with the ledger's own clearing function and print the price and the trades as JSON")
@@ -299,6 +305,22 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       const orders = parseOrderFile(readJsonFile(file, "order file"), file);
       log(JSON.stringify(resultJson(clear(orders.orders, optionsFor(orders, o.rule, renewable))), null, 2));
       setExit(Exit.ok);
+    });
+  market
+    .command("replay")
+    .description("re-derive a past interval's clearing (and settlement) from the chain's transactions and check it against what the box recorded; exits 1 on any difference")
+    .argument("<data-dir>", "a box's data directory (or the ledger.sqlite file itself)")
+    .requiredOption("--interval <start>", "the interval's start: epoch milliseconds or an ISO 8601 time, e.g. 2026-06-21T12:15:00Z")
+    .action((dataDir: string, o: { interval: string }) => {
+      const startMs = parseIntervalStart(o.interval);
+      const store = LedgerStore.open(storePathOf(dataDir), { readonly: true });
+      try {
+        const report = replayInterval(store, startMs);
+        log(JSON.stringify(report, null, 2));
+        setExit(report.matches ? Exit.ok : Exit.fault);
+      } finally {
+        store.close();
+      }
     });
 
   program
