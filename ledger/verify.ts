@@ -8,7 +8,8 @@ import { decodeHeader } from "./block.js";
 import { BlockRejectedError, DecodeError } from "./errors.js";
 import { genesisBlock } from "./genesis.js";
 import { toHex } from "./hash.js";
-import { encodeRecord, memberKey } from "./records.js";
+import { encodeRecord, memberKey, tradesHash } from "./records.js";
+import { type MarketOutcome, settlementHash } from "../market/interval.js";
 import { type LedgerState, ResultCode, applyBlock, genesisState, resultName } from "./state.js";
 import { LedgerStore, type TxColumns } from "./store.js";
 import { type SignatureVerifier, type SignedTx, type TxTypeName, decodeTx, signatureOf, txSigningMessage } from "./tx.js";
@@ -147,7 +148,31 @@ function verifyBlock(
   if (!bytesEqual(result.state.tree.root, raw.stateRoot)) {
     fault(height, "PG_ERR_VERIFY_STATE_ROOT", `re-applying gives state root ${toHex(result.state.tree.root)}, the store recorded ${toHex(raw.stateRoot)}`);
   }
+  if (result.market !== null) checkMarketRecords(store, height, result.market);
   return result.state;
+}
+
+/** The market tables must hold exactly what re-applying the block computed (their lists hash to the state's commitments). */
+function checkMarketRecords(store: LedgerStore, height: number, m: MarketOutcome): void {
+  const c = m.clearing;
+  const interval = store.marketInterval(c.intervalStartMs);
+  const when = new Date(c.intervalStartMs).toISOString();
+  if (interval === null || interval.height !== height) fault(height, "PG_ERR_VERIFY_MARKET", `the clearing of the interval starting ${when} is not recorded at this block`);
+  const trades = interval.trades.map((t) => t.trade);
+  if (!bytesEqual(tradesHash(trades), c.hash) || interval.priceMicroPerKWh !== c.priceMicroPerKWh || interval.volumeWh !== c.volumeWh) {
+    fault(height, "PG_ERR_VERIFY_MARKET", `the recorded clearing of the interval starting ${when} (price, volume or trades) differs from the re-applied one`);
+  }
+  const s = m.settlement;
+  const recorded = store.marketSettlement(s.periodEndMs);
+  const settledTrades = s.tradesIntervalStartMs === null ? [] : (store.marketInterval(s.tradesIntervalStartMs)?.trades ?? []);
+  const delivered = settledTrades.map((t) => t.deliveredWh);
+  const hash =
+    recorded === null || delivered.some((d) => d === null)
+      ? null
+      : settlementHash({ ...recorded, trades: settledTrades.map((t) => t.trade), deliveredWh: delivered as number[] });
+  if (recorded === null || recorded.height !== height || hash === null || !bytesEqual(hash, s.hash)) {
+    fault(height, "PG_ERR_VERIFY_MARKET", `the recorded settlement of the period ending ${new Date(s.periodEndMs).toISOString()} (metered energy, deliveries or transfers) differs from the re-applied one`);
+  }
 }
 
 /** The Merkle root says the body changed; find the transaction whose signature no longer holds. */

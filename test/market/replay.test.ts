@@ -123,6 +123,25 @@ describe("market replay", () => {
     }
   });
 
+  test("peergrid verify re-applies every market step and finds a tampered metered figure that replay's arithmetic cannot", async () => {
+    assert.equal((await runCli("verify", dir)).code, 0);
+    const copy = mkdtempSync(join(tmpdir(), "pg-verify-market-"));
+    try {
+      const db0 = new Database(ledgerPath(dir), { readonly: true });
+      await db0.backup(ledgerPath(copy));
+      db0.close();
+      const db = new Database(ledgerPath(copy));
+      const row = db.prepare("SELECT period_end_ms AS e, member FROM market_metered WHERE import_wh > 0 LIMIT 1").get() as { e: number; member: number };
+      db.prepare("UPDATE market_metered SET import_wh = import_wh + 1 WHERE period_end_ms = ? AND member = ?").run(row.e, row.member);
+      db.close();
+      const r = await runCli("verify", copy);
+      assert.equal(r.code, 1);
+      assert.match(r.out, /PG_ERR_VERIFY_MARKET.*settlement of the period ending/);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
   test("an interval that is not a boundary, or was never cleared, is a usage error naming the fix", async () => {
     const start = cleared[0] as number;
     const off = await runCli("market", "replay", dir, "--interval", String(start + 1_000));
