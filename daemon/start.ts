@@ -1,12 +1,15 @@
 // `peergrid start`: run one box until SIGTERM or SIGINT. The box's Raft
-// node, its HTTP API and (for benchmarks and cluster tests, until the device
-// layer lands) a synthetic meter load. Shutdown is graceful: the HTTP server
+// node, its HTTP API, its meters (or, for benchmarks and cluster tests, a
+// synthetic meter load) and, with a policy, automatic bidding for its owner
+// (daemon/auto-bidder.ts). Shutdown is graceful: the HTTP server
 // stops taking requests, the Raft log finishes the saves it has, the SQLite
 // files are closed; nothing is torn (and a kill -9 tears nothing either: every
 // write is one SQLite transaction).
 import { readKeyFile } from "../ledger/keys.js";
 import type { NodeId } from "../ledger/raft/raft.js";
 import { PeergridError } from "../ledger/errors.js";
+import type { BiddingPolicy } from "../market/auto-bid.js";
+import { AutoBidder } from "./auto-bidder.js";
 import { buildHttp } from "./http.js";
 import { BoxNode, type NodeLog, type NodeTiming } from "./node.js";
 import { BoxMeters, type MeterSpec } from "./meters.js";
@@ -22,6 +25,8 @@ export interface StartOptions {
   readonly syntheticReadingsPerS: number;
   /** This box's meters (daemon/meters.ts); readings are signed and submitted every second. */
   readonly meters?: readonly MeterSpec[];
+  /** Bid for the box's member each market interval by this policy (`--auto-bid <policy.json>`, parseBiddingPolicy). */
+  readonly autoBid?: BiddingPolicy;
   readonly timing: Partial<NodeTiming>;
 }
 
@@ -76,6 +81,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   });
   let load: SyntheticLoad | null = null;
   let meters: BoxMeters | null = null;
+  let bidder: AutoBidder | null = null;
   const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters });
   try {
     if (http !== null && o.httpListen !== null) {
@@ -93,11 +99,16 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       meters.start();
       log("info", "polling meters", { meters: o.meters.map((m) => ({ meterId: m.meterId, layout: m.meter.layout.name, unit: m.meter.unit, at: m.address.kind === "tcp" ? `${m.address.host}:${m.address.port}` : m.address.path })) });
     }
+    if (o.autoBid !== undefined) {
+      bidder = new AutoBidder(node, readKeyFile(o.keyFile), o.autoBid, { log });
+      log("info", "automatic bidding", { member: bidder.member, policy: o.autoBid });
+    }
     log("info", "ready", { box: node.id, raftPort: node.raftPort });
     onStopSignal(log, wake);
     await stopped;
   } finally {
     load?.stop();
+    await bidder?.stop();
     await meters?.stop();
     await http?.close();
     await node.stop();
