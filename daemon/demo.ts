@@ -11,7 +11,7 @@ import { toHex } from "../ledger/hash.js";
 import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
 import { Ledger, ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
-import { ResultCode } from "../ledger/state.js";
+import { type LedgerState, ResultCode } from "../ledger/state.js";
 import { type SignedTx, type TxBody, Quality, signTx } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
 import { seededSigner, solarW } from "../sim/profiles.js";
@@ -33,6 +33,8 @@ export interface DemoResult {
   readonly chainHash: string;
   readonly headHash: string;
   readonly report: VerifyReport;
+  /** Starts of the market intervals cleared on the chain. */
+  readonly intervals: readonly number[];
 }
 
 const DEMO_MARKER = ".peergrid-demo";
@@ -68,7 +70,12 @@ export function runDemo(opts: DemoOptions): DemoResult {
   const genesis: Genesis = parseGenesis({
     chainId: "demo-neighbourhood",
     genesisTimeMs: DEMO_START_MS,
-    members: boxSigners.map((s, i) => ({ name: `box-${i + 1}`, publicKey: toHex(s.publicKey), roles: i === 0 ? ["box", "admin"] : ["box", "user"] })),
+    // Every other box has solar panels (see solarPeakW below): the renewable role lets neighbours buy from it as local renewable.
+    members: boxSigners.map((s, i) => ({
+      name: `box-${i + 1}`,
+      publicKey: toHex(s.publicKey),
+      roles: [...(i === 0 ? ["box", "admin"] : ["box", "user"]), ...(i % 2 === 0 ? ["renewable"] : [])],
+    })),
     market: { intervalMs: 60_000 },
   });
   writeFileSync(join(opts.dataDir, "genesis.json"), JSON.stringify(genesis, null, 2) + "\n");
@@ -93,6 +100,7 @@ export function runDemo(opts: DemoOptions): DemoResult {
   let replay: SignedTx | null = null;
   let openOrder = null as { tx: SignedTx; by: number } | null;
 
+  // Every other box has solar panels: they sell; the others buy what they use.
   for (let s = 1; s <= opts.seconds; s++) {
     const secondMs = DEMO_START_MS + s * 1000;
     const txs: SignedTx[] = [];
@@ -128,6 +136,9 @@ export function runDemo(opts: DemoOptions): DemoResult {
       for (const m of meters.filter((x) => x.solarPeakW > 0)) {
         txs.push(sign(m.box, m.signer, ++m.seq, { type: "order", side: "sell", energyWh: rng.int(10, 60), priceMicroPerKWh: rng.int(80_000, 120_000), intervalStartMs: nextInterval, expiresAtMs: nextInterval + 60_000, flags: 0, counterparty: null }));
       }
+      for (const m of meters.filter((x) => x.solarPeakW === 0)) {
+        txs.push(sign(m.box, m.signer, ++m.seq, { type: "order", side: "buy", energyWh: rng.int(5, 20), priceMicroPerKWh: rng.int(90_000, 140_000), intervalStartMs: nextInterval, expiresAtMs: nextInterval + 60_000, flags: 0, counterparty: null }));
+      }
       neighbourSigners.forEach((n, i) => {
         const author = opts.boxes + i;
         const tx = sign(author, n, ++neighbourSeq[i]!, { type: "order", side: "buy", energyWh: rng.int(10, 50), priceMicroPerKWh: rng.int(100_000, 160_000), intervalStartMs: nextInterval, expiresAtMs: nextInterval + 60_000, flags: 1, counterparty: null });
@@ -152,8 +163,30 @@ export function runDemo(opts: DemoOptions): DemoResult {
   const store = LedgerStore.open(ledgerPath(opts.dataDir), { readonly: true });
   try {
     const report = verifyChain(store, new NodeVerifier());
-    return { blocks: head.height, accepted, rejected, chainHash: toHex(chainHash), headHash: toHex(head.blockHash), report };
+    const market = marketSummary(store, head, opts.dataDir);
+    for (const line of market.lines) opts.log(line);
+    return { blocks: head.height, accepted, rejected, chainHash: toHex(chainHash), headHash: toHex(head.blockHash), report, intervals: market.intervals };
   } finally {
     store.close();
   }
+}
+
+const money = (micro: number) => (micro / 1e6).toFixed(4);
+
+/** What the market did on the demo chain: each clearing and settlement, and the balances at the end. */
+function marketSummary(store: LedgerStore, head: LedgerState, dataDir: string): { lines: string[]; intervals: number[] } {
+  const lines = ["", "market (one-minute intervals; a shadow market: balances are shown, no money is owed):"];
+  const intervals = store.marketIntervals(Number.MAX_SAFE_INTEGER, 1_000).reverse();
+  for (const c of intervals) {
+    const when = new Date(c.startMs).toISOString().slice(11, 16);
+    const delivered = c.trades.every((t) => t.deliveredWh !== null) ? `, ${c.trades.reduce((a, t) => a + (t.deliveredWh ?? 0), 0)} Wh delivered` : ", not settled yet";
+    const price = c.priceMicroPerKWh === null ? "no price" : `price ${money(c.priceMicroPerKWh)}/kWh`;
+    lines.push(`  ${when} UTC  ${c.buyOrders} buys, ${c.sellOrders} sells -> ${price}, ${c.trades.length} trades, ${c.volumeWh} Wh${c.trades.length > 0 ? delivered : ""}`);
+  }
+  const balances = [...head.tree.entries()].flatMap((e) => (e.value.kind === "balance" ? [e.value] : []));
+  balances.sort((a, b) => String(a.account).localeCompare(String(b.account), "en", { numeric: true }));
+  lines.push(`  balances: ${balances.map((b) => `${typeof b.account === "number" ? `member ${b.account}` : b.account} ${money(b.balanceMicro)}`).join(", ")}`);
+  const traded = intervals.find((c) => c.trades.length > 0);
+  if (traded !== undefined) lines.push(`  re-derive one from the chain: peergrid market replay ${dataDir} --interval ${new Date(traded.startMs).toISOString()}`);
+  return { lines, intervals: intervals.map((c) => c.startMs) };
 }

@@ -41,10 +41,10 @@
 // clearing and hashes of the trades and the settlement, so a state root
 // commits to them; the full lists go to the store (ledger/store.ts) with the
 // block and are what `peergrid market replay` checks.
-import { assert, compareBytes } from "../ledger/assert.js";
+import { assert } from "../ledger/assert.js";
 import { Writer } from "../ledger/codec.js";
 import type { MarketParams } from "../ledger/genesis.js";
-import { type Hash, HashTag, hashTagged, toHex } from "../ledger/hash.js";
+import { type Hash, HashTag, hashTagged } from "../ledger/hash.js";
 import {
   BALANCE_MICRO_ABS_MAX,
   type BalanceRecord,
@@ -61,7 +61,6 @@ import {
   balanceKey,
   memberKey,
   meterKey,
-  orderKey,
   tradeKey,
   tradesHash,
 } from "../ledger/records.js";
@@ -175,7 +174,18 @@ export function tradeRecord(intervalStartMs: number, index: number, t: Trade): T
 export function tradeOf(r: TradeRecord): Trade {
   const pays = valueMicro(r.buyerPriceMicroPerKWh, r.energyWh);
   const gets = valueMicro(r.sellerPriceMicroPerKWh, r.energyWh);
-  return { ...r, buyerPaysMicro: pays, sellerGetsMicro: gets, communityGetsMicro: pays - gets };
+  return {
+    buyOrder: r.buyOrder,
+    sellOrder: r.sellOrder,
+    buyer: r.buyer,
+    seller: r.seller,
+    energyWh: r.energyWh,
+    buyerPriceMicroPerKWh: r.buyerPriceMicroPerKWh,
+    sellerPriceMicroPerKWh: r.sellerPriceMicroPerKWh,
+    buyerPaysMicro: pays,
+    sellerGetsMicro: gets,
+    communityGetsMicro: pays - gets,
+  };
 }
 
 /** An order as clear() takes it. */
@@ -216,11 +226,11 @@ export function intervalStep(
   const periodStartMs = market?.settledEndMs ?? intervalStartOf(genesisTimeMs, I);
   assert(boundaryMs > periodStartMs, "each boundary is entered once");
 
-  const orders: OrderRecord[] = [];
+  const orders: { readonly key: string; readonly order: OrderRecord }[] = []; // in the tree's order: the same on every box
   const kept: TradeRecord[] = [];
   const meters: MeterRecord[] = [];
   for (const { key, value } of view.entries()) {
-    if (value.kind === "order") orders.push(value);
+    if (value.kind === "order") orders.push({ key, order: value });
     else if (value.kind === "trade") {
       kept.push(value);
       changes.set(key, null);
@@ -285,24 +295,22 @@ export function intervalStep(
 
   // 2 and 3. Close what can no longer trade; clear interval boundaryMs.
   const closedOrders: ClosedOrder[] = [];
-  const book: OrderRecord[] = [];
-  const close = (o: OrderRecord, reason: CloseReason, filledWh = 0) => {
+  const closedBy = new Map<number, number>(); // author -> orders closed
+  const close = (key: string, o: OrderRecord, reason: CloseReason, filledWh = 0) => {
     closedOrders.push({ id: o.id, author: o.author, side: o.side, intervalStartMs: o.intervalStartMs, energyWh: o.energyWh, filledWh, reason });
-    changes.set(orderKey(o.id), null);
-    const member = read(memberKey(o.author)) as MemberRecord | undefined;
-    assert(member !== undefined && member.openOrders > 0, "an order's author counts it");
-    changes.set(memberKey(o.author), { ...member, openOrders: member.openOrders - 1 });
+    changes.set(key, null);
+    closedBy.set(o.author, (closedBy.get(o.author) ?? 0) + 1);
   };
-  orders.sort((a, b) => compareBytes(a.id, b.id)); // the closing list's order does not depend on the tree's
-  for (const o of orders) {
+  const book: { readonly key: string; readonly order: OrderRecord }[] = [];
+  for (const { key, order: o } of orders) {
     const author = view.get(memberKey(o.author)) as MemberRecord | undefined;
-    if (author === undefined || !author.active) close(o, "memberRemoved");
-    else if (o.intervalStartMs < boundaryMs) close(o, "lapsed");
-    else if (o.expiresAtMs <= blockTimeMs) close(o, "expired");
-    else if (o.intervalStartMs === boundaryMs) book.push(o);
+    if (author === undefined || !author.active) close(key, o, "memberRemoved");
+    else if (o.intervalStartMs < boundaryMs) close(key, o, "lapsed");
+    else if (o.expiresAtMs <= blockTimeMs) close(key, o, "expired");
+    else if (o.intervalStartMs === boundaryMs) book.push({ key, order: o });
   }
   const renewable = new Map<number, boolean>();
-  const result = clear(book.map(clearingOrderOf), {
+  const result = clear(book.map((b) => clearingOrderOf(b.order)), {
     rule: params.clearingRule,
     isLocalRenewable: (author) => {
       let r = renewable.get(author);
@@ -311,19 +319,26 @@ export function intervalStep(
     },
   });
   const trades = result.trades.map((t, i) => tradeRecord(boundaryMs, i, t));
-  const filled = new Map<string, number>();
+  // A trade names its orders by the very id arrays of the records (clearingOrderOf keeps them): count by identity.
+  const filled = new Map<Uint8Array, number>();
   for (const t of trades) {
     changes.set(tradeKey(boundaryMs, t.index), t);
-    for (const id of [t.buyOrder, t.sellOrder]) filled.set(toHex(id), (filled.get(toHex(id)) ?? 0) + t.energyWh);
+    filled.set(t.buyOrder, (filled.get(t.buyOrder) ?? 0) + t.energyWh);
+    filled.set(t.sellOrder, (filled.get(t.sellOrder) ?? 0) + t.energyWh);
   }
-  for (const o of book) close(o, "cleared", filled.get(toHex(o.id)) ?? 0);
+  for (const { key, order } of book) close(key, order, "cleared", filled.get(order.id) ?? 0);
+  for (const [author, n] of closedBy) {
+    const member = read(memberKey(author)) as MemberRecord | undefined;
+    assert(member !== undefined && member.openOrders >= n, "an order's author counts it");
+    changes.set(memberKey(author), { ...member, openOrders: member.openOrders - n });
+  }
   const clearing: ClearingOutcome = {
     intervalStartMs: boundaryMs,
     rule: result.rule,
     priceMicroPerKWh: result.priceMicroPerKWh,
     volumeWh: result.volumeWh,
-    buyOrders: book.filter((o) => o.side === "buy").length,
-    sellOrders: book.filter((o) => o.side === "sell").length,
+    buyOrders: book.filter((b) => b.order.side === "buy").length,
+    sellOrders: book.filter((b) => b.order.side === "sell").length,
     trades,
     hash: tradesHash(trades),
   };
