@@ -24,17 +24,9 @@
 // that box's own member, whoever leads.
 //
 // Sequence numbers: the orders are signed by the box's key, as its readings
-// are (daemon/meters.ts, daemon/synthetic-load.ts), so they share one
-// sequence. BoxMeters keeps its next number privately and signs its
-// readings consecutively, several pending at a time, so the bidder cannot
-// take numbers from it. Instead it starts from the ledger's last number and
-// takes the first one the box's pool does not already hold (a number a
-// pending reading holds is refused as a duplicate; the next is tried, at
-// most SEQ_PROBES_MAX). No gap is left, so nothing of the box's is
-// overtaken. The cost: the reading that wanted the number the bidder took is
-// refused and BoxMeters retries it until the order commits, then resumes from
-// the ledger: a second or two of readings missed per interval in which the
-// bidder submits (the counters are cumulative, so no energy is lost).
+// are, so they take their numbers from the box's one BoxSequence
+// (daemon/box-sequence.ts), which BoxMeters shares: one submission at a
+// time, each with the next number, so neither takes the other's.
 //
 // Cancels go first, then the order (one sequence, so the ledger applies them
 // in that order); if the pool refuses a cancel, the order is not placed: it
@@ -53,15 +45,13 @@ import { assert, isSafeUint } from "../ledger/assert.js";
 import { ConfigError } from "../ledger/errors.js";
 import type { MarketParams } from "../ledger/genesis.js";
 import { type Hash, parseHex, toHex } from "../ledger/hash.js";
-import { MempoolRefusal } from "../ledger/mempool.js";
-import { type LedgerState, ResultCode, lastSeqOf, resultName } from "../ledger/state.js";
-import { ENERGY_WH_MAX, ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX, type Signer, type TxBody, signTx } from "../ledger/tx.js";
+import { type LedgerState, ResultCode, resultName } from "../ledger/state.js";
+import { ENERGY_WH_MAX, ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX, type TxBody } from "../ledger/tx.js";
 import { type BiddingPolicy, type BidPlan, type IntervalForecast, type OpenOrder, type PlannedOrder, checkPolicy, planBids } from "../market/auto-bid.js";
 import type { MarketOutcome, MeteredMember } from "../market/interval.js";
-import { type BoxNode, type NodeLog, type SubmitOutcome, memberIndexOf } from "./node.js";
+import type { BoxSequence } from "./box-sequence.js";
+import type { BoxNode, NodeLog, SubmitOutcome } from "./node.js";
 
-/** How many sequence numbers one submission tries past the box's pending transactions. */
-export const SEQ_PROBES_MAX = 64;
 /** Submitted transactions followed to their block; the oldest is forgotten beyond this. */
 export const PENDING_TXS_MAX = 256;
 
@@ -235,13 +225,13 @@ export class AutoBidder {
   /** Throws ConfigError when the policy asks for orders this chain cannot take, or the signer is no member. */
   constructor(
     private readonly node: BidderNode,
-    private readonly signer: Signer,
+    private readonly sequence: BoxSequence,
     readonly policy: BiddingPolicy,
     options: AutoBidderOptions = {},
   ) {
     const problems = [...checkPolicy(policy), ...policyProblemsOnChain(policy, node.ledger.state.chain.genesis.market)];
     if (problems.length > 0) throw new ConfigError("auto-bid policy", problems);
-    this.member = memberIndexOf(node.ledger, signer.publicKey);
+    this.member = sequence.author;
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
     this.unsubscribe = node.onBlock((block, result) => {
@@ -300,17 +290,14 @@ export class AutoBidder {
     }
     this.counters.runs++;
     const { plan } = p;
-    let seq = lastSeqOf(state, this.member);
     let cancelsRefused = 0;
     for (const id of plan.cancel) {
-      const taken = await this.submit({ type: "cancel", orderId: parseHex(id, 32) as Hash }, seq);
-      if (taken === null) cancelsRefused++;
-      seq = taken ?? seq;
+      if (!(await this.submit({ type: "cancel", orderId: parseHex(id, 32) as Hash }))) cancelsRefused++;
     }
     // An order placed beside one that could not be cancelled could sell (or buy) the same energy twice.
     for (const o of cancelsRefused > 0 ? [] : plan.place) {
       const body = { type: "order", side: o.side, energyWh: o.energyWh, priceMicroPerKWh: o.priceMicroPerKWh, intervalStartMs: p.targetStartMs, expiresAtMs: p.expiresAtMs, flags: 0, counterparty: null } as const;
-      seq = (await this.submit(body, seq)) ?? seq;
+      await this.submit(body);
     }
     const run: LastRun = { kind: "planned", ...at, forecast: p.forecast, cancel: plan.cancel.length, place: plan.place.length, wanted: plan.wanted };
     if (plan.cancel.length + plan.place.length > 0) this.log("info", "auto-bid", { ...run });
@@ -322,35 +309,24 @@ export class AutoBidder {
     return run;
   }
 
-  /**
-   * Sign and submit one transaction with the first sequence number after `afterSeq` (and the ledger's
-   * last) that this box's pool does not hold. Returns the number taken (null: refused, counted).
-   */
-  private async submit(body: Extract<TxBody, { type: "order" | "cancel" }>, afterSeq: number): Promise<number | null> {
-    let seq = afterSeq;
-    let out: SubmitOutcome | null = null;
-    for (let probe = 0; probe < SEQ_PROBES_MAX; probe++) {
-      const state = this.node.ledger.state;
-      seq = Math.max(seq, lastSeqOf(state, this.member)) + 1;
-      const tx = signTx({ author: this.member, seq, body }, this.signer, state.chain.hash);
-      try {
-        out = await this.node.submit(tx.bytes);
-      } catch (err) {
-        out = { ok: false, id: toHex(tx.id), code: "PG_ERR_SUBMIT", message: err instanceof Error ? err.message : String(err) };
-      }
-      if (out.ok || (out.code !== MempoolRefusal.duplicate && out.code !== MempoolRefusal.stale)) break;
+  /** Sign and submit one transaction with the box's next sequence number. False: refused (counted). */
+  private async submit(body: Extract<TxBody, { type: "order" | "cancel" }>): Promise<boolean> {
+    let out: SubmitOutcome;
+    try {
+      out = (await this.sequence.submit(body)).out;
+    } catch (err) {
+      out = { ok: false, id: "", code: "PG_ERR_SUBMIT", message: err instanceof Error ? err.message : String(err) };
     }
-    if (out === null || !out.ok) {
+    if (!out.ok) {
       this.counters.refused++;
-      this.noteError(out === null ? "no submission" : `${body.type} refused: ${out.code}: ${out.message}${out.code === MempoolRefusal.duplicate ? ` (${SEQ_PROBES_MAX} sequence numbers tried)` : ""}`);
-      return null;
+      this.noteError(`${body.type} refused: ${out.code}: ${out.message}`);
+      return false;
     }
-    assert(seq > afterSeq, "a transaction takes a number after the last one");
     if (body.type === "order") this.counters.ordersSubmitted++;
     else this.counters.cancelsSubmitted++;
     this.pending.set(out.id, body.type);
     if (this.pending.size > PENDING_TXS_MAX) this.pending.delete(this.pending.keys().next().value as string);
-    return seq;
+    return true;
   }
 
   private noteCommitted(ids: readonly string[], results: readonly number[]): void {

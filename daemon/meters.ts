@@ -8,10 +8,8 @@
 // accepts the reading; after a refusal for a stale number it resumes from
 // the ledger's. Readings refused otherwise (a full pool) are counted and
 // dropped: the next second brings the next one.
-import type { NodeSigner } from "../ledger/keys.js";
-import { MempoolRefusal } from "../ledger/mempool.js";
-import { lastSeqOf } from "../ledger/state.js";
-import { METER_ID_MAX, signTx } from "../ledger/tx.js";
+import { METER_ID_MAX } from "../ledger/tx.js";
+import type { BoxSequence } from "./box-sequence.js";
 import { Bus, type BusStats } from "../device/bus.js";
 import { type MeterAddress, linkFor } from "../device/commission.js";
 import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
@@ -96,19 +94,17 @@ export class BoxMeters {
   private readonly buses: Bus[] = [];
   private readonly specs: readonly MeterSpec[];
   private readonly last = new Map<number, CheckedReading>();
-  private seq: number;
   private submitting: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly node: BoxNode,
-    private readonly signer: NodeSigner,
+    private readonly sequence: BoxSequence,
     specs: readonly MeterSpec[],
   ) {
     this.specs = specs;
     const ids = new Set(specs.map((s) => s.meterId));
     if (ids.size !== specs.length) throw new RangeError("two meters with one meter id");
     for (const s of specs) if (!Number.isInteger(s.meterId) || s.meterId < 0 || s.meterId > METER_ID_MAX) throw new RangeError(`meter id ${s.meterId} outside 0..${METER_ID_MAX}`);
-    this.seq = lastSeqOf(this.node.ledger.state, this.node.id);
     const byBus = new Map<string, MeterSpec[]>();
     for (const s of specs) {
       const key = s.address.kind === "tcp" ? `tcp ${s.address.host}:${s.address.port}` : `rtu ${s.address.path}`;
@@ -167,24 +163,23 @@ export class BoxMeters {
     this.stats.readings++;
     this.last.set(meterId, r);
     this.submitting = this.submitting.then(async () => {
-      const tx = signTx(
-        {
-          author: this.node.id,
-          seq: this.seq + 1,
-          body: { type: "reading", meterId, timeMs: r.timeMs, importWh: r.importWh, exportWh: r.exportWh, powerW: r.powerW, voltagesDeciV: r.voltagesDeciV, frequencyMilliHz: r.frequencyMilliHz, quality: r.quality },
-        },
-        this.signer,
-        this.node.ledger.state.chain.hash,
-      );
-      const out = await this.node.submit(tx.bytes);
+      const { out } = await this.sequence.submit({
+        type: "reading",
+        meterId,
+        timeMs: r.timeMs,
+        importWh: r.importWh,
+        exportWh: r.exportWh,
+        powerW: r.powerW,
+        voltagesDeciV: r.voltagesDeciV,
+        frequencyMilliHz: r.frequencyMilliHz,
+        quality: r.quality,
+      });
       if (out.ok) {
-        this.seq++;
         this.stats.accepted++;
         return;
       }
       this.stats.refused++;
       this.stats.lastRefusal = `${out.code}: ${out.message}`;
-      if (out.code === MempoolRefusal.stale) this.seq = Math.max(this.seq, lastSeqOf(this.node.ledger.state, this.node.id));
     }).catch((err: unknown) => {
       // Never break the chain of submissions: the next reading must still go.
       this.stats.refused++;

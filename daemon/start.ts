@@ -10,6 +10,7 @@ import type { NodeId } from "../ledger/raft/raft.js";
 import { PeergridError } from "../ledger/errors.js";
 import type { BiddingPolicy } from "../market/auto-bid.js";
 import { AutoBidder } from "./auto-bidder.js";
+import { BoxSequence } from "./box-sequence.js";
 import { buildHttp } from "./http.js";
 import { BoxNode, type NodeLog, type NodeTiming } from "./node.js";
 import { BoxMeters, type MeterSpec } from "./meters.js";
@@ -82,6 +83,8 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   let load: SyntheticLoad | null = null;
   let meters: BoxMeters | null = null;
   let bidder: AutoBidder | null = null;
+  // Readings and orders are signed with one key: they share one sequence (daemon/box-sequence.ts).
+  const sequence = new BoxSequence(node, readKeyFile(o.keyFile), node.id);
   const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters });
   try {
     if (http !== null && o.httpListen !== null) {
@@ -95,12 +98,12 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       log("info", "synthetic meter load", { readingsPerS: o.syntheticReadingsPerS });
     }
     if (o.meters !== undefined && o.meters.length > 0) {
-      meters = new BoxMeters(node, readKeyFile(o.keyFile), o.meters);
+      meters = new BoxMeters(node, sequence, o.meters);
       meters.start();
       log("info", "polling meters", { meters: o.meters.map((m) => ({ meterId: m.meterId, layout: m.meter.layout.name, unit: m.meter.unit, at: m.address.kind === "tcp" ? `${m.address.host}:${m.address.port}` : m.address.path })) });
     }
     if (o.autoBid !== undefined) {
-      bidder = new AutoBidder(node, readKeyFile(o.keyFile), o.autoBid, { log });
+      bidder = new AutoBidder(node, sequence, o.autoBid, { log });
       log("info", "automatic bidding", { member: bidder.member, policy: o.autoBid });
     }
     log("info", "ready", { box: node.id, raftPort: node.raftPort });

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AutoBidder, parseBiddingPolicy, persistenceForecast } from "../../daemon/auto-bidder.js";
+import { BoxSequence } from "../../daemon/box-sequence.js";
 import { waitFor as waitForMs } from "../../daemon/local-cluster.js";
 import { BoxNode } from "../../daemon/node.js";
 import type { PeerAddress } from "../../daemon/transport.js";
@@ -52,6 +53,7 @@ describe("automatic bidding on a cluster of boxes", () => {
   let quiet!: BoxNode; // another box: a bidder, no meter
   let bidder!: AutoBidder;
   let quietBidder!: AutoBidder;
+  let boxSequence!: BoxSequence;
 
   const signerOf = (node: BoxNode): NodeSigner => signers[node.id] as NodeSigner;
   const ordersOf = (node: BoxNode, member: number, intervalStartMs: number): OrderRecord[] =>
@@ -99,8 +101,9 @@ describe("automatic bidding on a cluster of boxes", () => {
       const m = box.ledger.state.tree.get(meterKey(box.id, 0));
       return m !== undefined && m.kind === "meter" && m.readingCount === 2;
     });
-    bidder = new AutoBidder(box, signerOf(box), POLICY, { now });
-    quietBidder = new AutoBidder(quiet, signerOf(quiet), POLICY, { now });
+    boxSequence = new BoxSequence(box, signerOf(box), box.id);
+    bidder = new AutoBidder(box, boxSequence, POLICY, { now });
+    quietBidder = new AutoBidder(quiet, new BoxSequence(quiet, signerOf(quiet), quiet.id), POLICY, { now });
     bidders.push(bidder, quietBidder);
     assert.equal(bidder.status().lastRun, null, "no boundary yet");
 
@@ -146,10 +149,11 @@ describe("automatic bidding on a cluster of boxes", () => {
     // The period as if the meter had exported 1,600 Wh (a forecast of 1,500 Wh surplus): the same boundary, other energy.
     const first = boundaries[0] as MarketOutcome;
     const changed: MarketOutcome = { ...first, settlement: { ...first.settlement, metered: first.settlement.metered.map((m) => (m.member === box.id ? { ...m, exportWh: 1_600 } : m)) } };
-    // A reading of this box takes the next sequence number and waits in the pool: the bidder must take later ones.
-    const pendingReading = reading(lastSeqOf(box.ledger.state, box.id) + 1, now(), 1_150, 1_900);
-    assert.equal((await box.submit(pendingReading.bytes)).ok, true);
-    const run = await bidder.runFor(changed);
+    // A reading of this box, through the box's one sequence as its meters submit, waits in the pool and so do the bidder's:
+    // each takes its own number, in order.
+    const submitted = boxSequence.submit(reading(0, now(), 1_150, 1_900).tx.body);
+    const [run, { tx: pendingReading, out }] = await Promise.all([bidder.runFor(changed), submitted]);
+    assert.equal(out.ok, true);
     assert.equal(run.kind === "planned" && `${run.cancel} cancel, ${run.place} place`, "1 cancel, 1 place");
     const replaced = await waitFor("the new order in place of the old", () => {
       const open = ordersOf(box, box.id, s2);
@@ -175,7 +179,7 @@ describe("automatic bidding on a cluster of boxes", () => {
   it("a policy outside what this chain's orders may be is refused when the bidder starts, naming the field", () => {
     const maxPrice = box.ledger.state.chain.genesis.market.priceMaxMicroPerKWh;
     assert.throws(
-      () => new AutoBidder(box, signerOf(box), { ...POLICY, sellFloorMicroPerKWh: maxPrice + 1 }),
+      () => new AutoBidder(box, new BoxSequence(box, signerOf(box), box.id), { ...POLICY, sellFloorMicroPerKWh: maxPrice + 1 }),
       (err: unknown) => err instanceof ConfigError && /sellFloorMicroPerKWh: \d+ is outside this chain's order prices/.test(err.message),
     );
   });

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { buildHttp } from "../../daemon/http.js";
+import { BoxSequence } from "../../daemon/box-sequence.js";
 import { BoxMeters, type MetersStatus, parseMeterSpec } from "../../daemon/meters.js";
 import { fixedLayout } from "../../device/register-map.js";
 import { SimulatedMeter } from "../../device/sim-meter.js";
@@ -27,7 +28,7 @@ describe("a box's meters", () => {
     try {
       const node = await c.start(0);
       await c.waitFor("a leader", () => c.leader());
-      meters = new BoxMeters(node, c.signers[0] as NodeSigner, [{ meterId: 2, meter: { layout: fixedLayout(map), unit: 1 }, address: { kind: "tcp", host: "127.0.0.1", port: meter.port } }]);
+      meters = new BoxMeters(node, new BoxSequence(node, c.signers[0] as NodeSigner, node.id), [{ meterId: 2, meter: { layout: fixedLayout(map), unit: 1 }, address: { kind: "tcp", host: "127.0.0.1", port: meter.port } }]);
       meters.start();
       const record = await c.waitFor("three readings of meter 2 in the ledger", () => {
         const r = node.ledger.state.tree.get(meterKey(node.id, 2));
@@ -55,7 +56,7 @@ describe("a box's meters", () => {
     try {
       const node = await c.start(0);
       await c.waitFor("a leader", () => c.leader());
-      const m = new BoxMeters(node, c.signers[0] as NodeSigner, [{ meterId: 4, meter: { layout: fixedLayout(map), unit: 1 }, address: { kind: "tcp", host: "127.0.0.1", port } }]);
+      const m = new BoxMeters(node, new BoxSequence(node, c.signers[0] as NodeSigner, node.id), [{ meterId: 4, meter: { layout: fixedLayout(map), unit: 1 }, address: { kind: "tcp", host: "127.0.0.1", port } }]);
       meters = m;
       meters.start();
       const record = () => {
