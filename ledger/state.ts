@@ -9,6 +9,9 @@
 // ResultCode.ok change the state, except that an authentic transaction in
 // sequence always consumes its author's sequence number (so no signed bytes
 // can be replayed into acceptance later). The input state is never modified.
+// In the first block whose time enters a new market interval, the market's
+// step (market/interval.ts: settle the period that ended, close stale
+// orders, clear the new interval) runs before the block's transactions.
 //
 // Invariants (checked by assertions):
 //   result.state.height === state.height + 1
