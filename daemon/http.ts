@@ -14,11 +14,18 @@
 //                                time and request counts; per meter its map, poll
 //                                counts, last problem and last checked reading
 //                                (?resetTimings=true: then forget jitter and round times)
+//   GET  /api/v1/market          the market's rules (interval, clearing rule, shadow or
+//                                binding), the last clearing and settlement, every balance
+//   GET  /api/v1/market/intervals/:start
+//                                one recorded interval: its clearing with every trade (and
+//                                the Wh delivered once settled), closed orders, settlement
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import { PeergridError } from "../ledger/errors.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { resultName } from "../ledger/state.js";
+import { MARKET_KEY } from "../ledger/records.js";
+import type { StoredInterval, StoredSettlement } from "../ledger/store.js";
 import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
 import type { BoxMeters, MetersStatus } from "./meters.js";
 import type { BoxNode, TxFate } from "./node.js";
@@ -230,7 +237,127 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
     },
   );
 
+  app.get("/api/v1/market", { schema: { response: { 200: MarketSchema } } }, async () => {
+    const state = node.ledger.state;
+    const market = state.tree.get(MARKET_KEY);
+    const m = state.chain.genesis.market;
+    const lastCleared = market?.kind === "market" ? node.ledger.store.marketInterval(market.clearedStartMs) : null;
+    const lastSettlement = market?.kind === "market" ? node.ledger.store.marketSettlement(market.settledEndMs) : null;
+    const balances = [...state.tree.entries()].flatMap((e) => (e.value.kind === "balance" ? [{ account: String(e.value.account), balanceMicro: e.value.balanceMicro }] : []));
+    balances.sort((a, b) => a.account.localeCompare(b.account, "en", { numeric: true }));
+    return {
+      intervalMs: m.intervalMs,
+      clearingRule: m.clearingRule,
+      settlementMode: m.settlementMode,
+      lastCleared: lastCleared === null ? null : intervalJson(lastCleared),
+      lastSettlement: lastSettlement === null ? null : settlementJson(lastSettlement),
+      balances,
+    };
+  });
+
+  app.get<{ Params: { start: number } }>(
+    "/api/v1/market/intervals/:start",
+    {
+      schema: {
+        params: Type.Object({ start: Type.Integer({ minimum: 0, maximum: 2 ** 48 }) }),
+        response: { 200: Type.Object({ interval: IntervalSchema, settlement: Nullable(SettlementSchema) }), 404: ErrorSchema },
+      },
+    },
+    async (req) => {
+      const interval = node.ledger.store.marketInterval(req.params.start);
+      if (interval === null) {
+        const I = node.ledger.state.chain.genesis.market.intervalMs;
+        const hint = req.params.start % I === 0 ? "it has not been cleared (yet) on this chain" : `intervals start at multiples of ${I} ms`;
+        throw new ApiError(404, "PG_ERR_INTERVAL_NOT_FOUND", `no recorded interval starts at ${req.params.start}: ${hint}`);
+      }
+      const settlement = node.ledger.store.settlementOfInterval(req.params.start);
+      return { interval: intervalJson(interval), settlement: settlement === null ? null : settlementJson(settlement) };
+    },
+  );
+
   return app;
+}
+
+const TradeSchema = Type.Object({
+  index: Count,
+  buyOrder: Hex(32),
+  sellOrder: Hex(32),
+  buyer: Count,
+  seller: Count,
+  energyWh: Count,
+  buyerPriceMicroPerKWh: Count,
+  sellerPriceMicroPerKWh: Count,
+  deliveredWh: Nullable(Count),
+});
+const IntervalSchema = Type.Object({
+  startMs: Count,
+  clearedAtHeight: Count,
+  rule: Type.String(),
+  priceMicroPerKWh: Nullable(Count),
+  volumeWh: Count,
+  buyOrders: Count,
+  sellOrders: Count,
+  tradesHash: Hex(32),
+  trades: Type.Array(TradeSchema),
+  closedOrders: Type.Array(Type.Object({ id: Hex(32), author: Count, side: Type.String(), energyWh: Count, filledWh: Count, reason: Type.String() })),
+});
+const SettlementSchema = Type.Object({
+  periodStartMs: Count,
+  periodEndMs: Count,
+  settledAtHeight: Count,
+  tradesIntervalStartMs: Nullable(Count),
+  islanded: Type.Boolean(),
+  shadow: Type.Boolean(),
+  hash: Hex(32),
+  metered: Type.Array(Type.Object({ member: Count, importWh: Count, exportWh: Count, meters: Count, silentMeters: Count })),
+  transfers: Type.Array(Type.Object({ from: Type.String(), to: Type.String(), amountMicro: Count, why: Type.String(), trade: Nullable(Count) })),
+});
+const MarketSchema = Type.Object({
+  intervalMs: Count,
+  clearingRule: Type.String(),
+  settlementMode: Type.String(),
+  lastCleared: Nullable(IntervalSchema),
+  lastSettlement: Nullable(SettlementSchema),
+  balances: Type.Array(Type.Object({ account: Type.String(), balanceMicro: Type.Integer() })),
+});
+
+function intervalJson(i: StoredInterval): Static<typeof IntervalSchema> {
+  return {
+    startMs: i.startMs,
+    clearedAtHeight: i.height,
+    rule: i.rule,
+    priceMicroPerKWh: i.priceMicroPerKWh,
+    volumeWh: i.volumeWh,
+    buyOrders: i.buyOrders,
+    sellOrders: i.sellOrders,
+    tradesHash: toHex(i.tradesHash),
+    trades: i.trades.map(({ trade: t, deliveredWh }) => ({
+      index: t.index,
+      buyOrder: toHex(t.buyOrder),
+      sellOrder: toHex(t.sellOrder),
+      buyer: t.buyer,
+      seller: t.seller,
+      energyWh: t.energyWh,
+      buyerPriceMicroPerKWh: t.buyerPriceMicroPerKWh,
+      sellerPriceMicroPerKWh: t.sellerPriceMicroPerKWh,
+      deliveredWh,
+    })),
+    closedOrders: i.closedOrders.map((o) => ({ id: toHex(o.id), author: o.author, side: o.side, energyWh: o.energyWh, filledWh: o.filledWh, reason: o.reason })),
+  };
+}
+
+function settlementJson(s: StoredSettlement): Static<typeof SettlementSchema> {
+  return {
+    periodStartMs: s.periodStartMs,
+    periodEndMs: s.periodEndMs,
+    settledAtHeight: s.height,
+    tradesIntervalStartMs: s.tradesIntervalStartMs,
+    islanded: s.islanded,
+    shadow: s.shadow,
+    hash: toHex(s.hash),
+    metered: s.metered.map((m) => ({ ...m })),
+    transfers: s.transfers.map((t) => ({ from: String(t.from), to: String(t.to), amountMicro: t.amountMicro, why: t.why, trade: t.trade ?? null })),
+  };
 }
 
 const NO_METERS: MetersStatus = { submitted: { readings: 0, accepted: 0, refused: 0, lastRefusal: null }, buses: [] };

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AutoBidder, parseBiddingPolicy, persistenceForecast } from "../../daemon/auto-bidder.js";
 import { BoxSequence } from "../../daemon/box-sequence.js";
+import { buildHttp } from "../../daemon/http.js";
 import { waitFor as waitForMs } from "../../daemon/local-cluster.js";
 import { BoxNode } from "../../daemon/node.js";
 import type { PeerAddress } from "../../daemon/transport.js";
@@ -174,6 +175,43 @@ describe("automatic bidding on a cluster of boxes", () => {
     const submitted = bidder.counters.ordersSubmitted + bidder.counters.cancelsSubmitted;
     assert.equal((await bidder.runFor(stale)).kind, "late");
     assert.equal(bidder.counters.ordersSubmitted + bidder.counters.cancelsSubmitted, submitted);
+  });
+
+  it("at the next boundary the bidder's sell trades with a neighbour's buy; GET /api/v1/market shows the clearing, the settlement and the balances", async () => {
+    const s2 = s0 + 2 * INTERVAL_MS;
+    const sell = ordersOf(box, box.id, s2)[0] as OrderRecord;
+    const buy = await new BoxSequence(quiet, signerOf(quiet), quiet.id).submit({
+      type: "order", side: "buy", energyWh: 400, priceMicroPerKWh: POLICY.sellFloorMicroPerKWh + 20_000, intervalStartMs: s2, expiresAtMs: s2 + INTERVAL_MS, flags: 0, counterparty: null,
+    });
+    assert.equal(buy.out.ok, true);
+    await waitFor("the buy in the box's ledger", () => ordersOf(box, quiet.id, s2).length === 1);
+    skewMs += s2 + 500 - now(); // the clock reaches S2: the block entering it clears both orders
+    await waitFor("the boundary S2 applied", () => boundaries.some((b) => b.boundaryMs === s2));
+    const app = buildHttp(box);
+    try {
+      const m = (await app.inject({ url: "/api/v1/market" })).json() as {
+        intervalMs: number; settlementMode: string;
+        lastCleared: { startMs: number; priceMicroPerKWh: number; trades: { buyer: number; seller: number; energyWh: number; sellOrder: string; deliveredWh: number | null }[] };
+        lastSettlement: { periodEndMs: number; shadow: boolean; metered: { member: number; exportWh: number }[] };
+        balances: { account: string; balanceMicro: number }[];
+      };
+      assert.deepEqual([m.intervalMs, m.settlementMode], [INTERVAL_MS, "shadow"]);
+      assert.equal(m.lastCleared.startMs, s2);
+      assert.equal(m.lastCleared.priceMicroPerKWh, POLICY.sellFloorMicroPerKWh + 10_000, "the midpoint of the two limits");
+      assert.deepEqual(m.lastCleared.trades.map((t) => [t.buyer, t.seller, t.energyWh, t.sellOrder, t.deliveredWh]), [[quiet.id, box.id, 400, toHex(sell.id), null]]);
+      assert.equal(m.lastSettlement.periodEndMs, s2);
+      assert.equal(m.lastSettlement.shadow, true);
+      assert.ok(m.lastSettlement.metered.some((e) => e.member === box.id), "the box's meter was settled");
+      assert.ok(m.balances.length > 0 && m.balances.reduce((a, b) => a + b.balanceMicro, 0) === 0, "the balances sum to zero");
+      const one = await app.inject({ url: `/api/v1/market/intervals/${s2}` });
+      assert.equal(one.statusCode, 200);
+      assert.equal((one.json() as { interval: { trades: unknown[] } }).interval.trades.length, 1);
+      const none = await app.inject({ url: `/api/v1/market/intervals/${s2 + 1}` });
+      assert.equal(none.statusCode, 404);
+      assert.match((none.json() as { code: string; message: string }).message, /intervals start at multiples of 60000 ms/);
+    } finally {
+      await app.close();
+    }
   });
 
   it("a policy outside what this chain's orders may be is refused when the bidder starts, naming the field", () => {
