@@ -8,7 +8,7 @@
 // cancels and replaces the order while a reading of the same box is pending
 // (the two must not take one sequence number).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -30,6 +30,7 @@ import { Quality, signTx } from "../../ledger/tx.js";
 import type { BiddingPolicy } from "../../market/auto-bid.js";
 import type { MarketOutcome } from "../../market/interval.js";
 import { FAST_TIMING } from "../helpers/box-cluster.js";
+import { runCli } from "../helpers/cli.js";
 import { fixtureSigner } from "../helpers/chain-fixture.js";
 
 const INTERVAL_MS = 60_000;
@@ -246,6 +247,24 @@ describe("the auto-bid policy file", () => {
     assert.match(problems[2] as string, /^minOrderWh: got 2\.5; wants a whole number from 1 to \d+/);
     assert.match(problems[3] as string, /^sellFloorMicroPerKWh: got -5; wants a whole number from 0 to \d+/);
     assert.match(problems[4] as string, /^sellFlor: not a policy field \(the fields: sellFloorMicroPerKWh, /);
+  });
+
+  it("peergrid start --auto-bid refuses a bad policy file (every field named) and a box with no meter to forecast from", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pg-autobid-cli-"));
+    try {
+      const file = join(dir, "policy.json");
+      writeFileSync(file, JSON.stringify({ sellFloorMicroPerKWh: "x", maxBuyWh: 5 }));
+      const meter = ["--meter", "0=eastron-sdm630@tcp:127.0.0.1:1502"];
+      const bad = await runCli("start", "--data-dir", dir, "--key", join(dir, "none.key"), ...meter, "--auto-bid", file);
+      assert.equal(bad.code, 2);
+      assert.match(bad.out, /sellFloorMicroPerKWh: got "x"/);
+      assert.match(bad.out, /buyCeilingMicroPerKWh: missing/);
+      const noMeter = await runCli("start", "--data-dir", dir, "--key", join(dir, "none.key"), "--auto-bid", file);
+      assert.equal(noMeter.code, 2);
+      assert.match(noMeter.out, /--auto-bid forecasts from this box's meters: give at least one --meter/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("rules across fields, and a document that is not an object, are refused too", () => {
