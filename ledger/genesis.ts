@@ -132,7 +132,8 @@ export function parseGenesis(value: unknown): Genesis {
   if (!g.members.some((m) => m.roles.includes("admin"))) problems.push("/members: no member has the admin role, so nobody could ever enrol another");
   if (!g.members.some((m) => m.roles.includes("box"))) problems.push("/members: no member has the box role, so nobody could propose a block");
   if (g.market.priceMinMicroPerKWh > g.market.priceMaxMicroPerKWh) problems.push("/market: priceMinMicroPerKWh is above priceMaxMicroPerKWh");
-  if ((BigInt(g.market.priceMaxMicroPerKWh) * BigInt(g.market.orderEnergyMaxWh)) / 1000n > BigInt(ORDER_VALUE_MICRO_MAX)) {
+  // The same inequality clear() asserts: price x energy <= ORDER_VALUE_MICRO_MAX x 1000.
+  if (BigInt(g.market.priceMaxMicroPerKWh) * BigInt(g.market.orderEnergyMaxWh) > BigInt(ORDER_VALUE_MICRO_MAX) * 1000n) {
     problems.push(`/market: an order of orderEnergyMaxWh at priceMaxMicroPerKWh would be worth more than ${ORDER_VALUE_MICRO_MAX} micro-currency; lower one of them (their product / 1000 must stay within it)`);
   }
   if (problems.length > 0) throw new ConfigError("genesis", problems);

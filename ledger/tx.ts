@@ -60,8 +60,9 @@ export const PRICE_MICRO_PER_KWH_MAX = 2 ** 40 - 1;
  */
 export const ORDER_VALUE_MICRO_MAX = 2 ** 33;
 /**
- * The highest utility tariff, imbalance price or fee (100 per kWh): with the counter-jump rule's bound on
- * metered energy, what one member owes for one interval stays an exact integer.
+ * The highest utility tariff, imbalance price or fee (100 per kWh): with the market step's bound on the
+ * energy one meter settles per period (market/interval.ts METER_PERIOD_WH_MAX) and at most 256 meters a
+ * member, what one member owes for one period stays an exact integer.
  */
 export const TARIFF_MICRO_PER_KWH_MAX = 100_000_000;
 export const MEMBER_NAME_BYTES_MAX = 64;

@@ -276,8 +276,14 @@ export function clear(orders: readonly ClearingOrder[], options: ClearingOptions
   if (options.rule === "pay-as-clear") {
     const walk = match(buys, sells, index, options.isLocalRenewable, null);
     if (walk.length === 0) return { rule: options.rule, priceMicroPerKWh: null, trades: [], volumeWh: 0 };
-    const bid = Math.min(...walk.map((m) => m.buy.priceMicroPerKWh));
-    const ask = Math.max(...walk.map((m) => m.sell.priceMicroPerKWh));
+    // A loop, not Math.min(...spread): a spread of 100,000+ arguments overflows the stack, at a depth
+    // that depends on the caller, and boxes must never differ on whether a clearing throws.
+    let bid = Infinity;
+    let ask = -Infinity;
+    for (const m of walk) {
+      if (m.buy.priceMicroPerKWh < bid) bid = m.buy.priceMicroPerKWh;
+      if (m.sell.priceMicroPerKWh > ask) ask = m.sell.priceMicroPerKWh;
+    }
     price = ask + Math.floor((bid - ask) / 2); // bid < ask only if preferences crossed: then fewer trade at it
   }
   const trades: Trade[] = [];

@@ -15,7 +15,9 @@
 //      counters are the ones in the ledger at this block: a reading stamped
 //      before S that is committed after this block counts in the next
 //      period, so about a second of energy can fall on either side of a
-//      boundary, but every Wh is counted in exactly one period. A meter with
+//      boundary, but every Wh is counted in exactly one period. A period
+//      counts at most METER_PERIOD_WH_MAX per meter each way; more (after a
+//      long stop) carries over to the next periods. A meter with
 //      no good reading in the period is reported as silent; it contributed
 //      no energy (its energy is counted once it reads good again).
 //    - The trades of the interval cleared at the previous boundary (kept as
@@ -127,6 +129,15 @@ export interface MarketOutcome {
   readonly clearing: ClearingOutcome;
   readonly closedOrders: readonly ClosedOrder[];
 }
+
+/**
+ * The most one meter's energy one period settles, each way: 2^24 Wh (16.7 MWh; a meter at the default
+ * 250 kW limit moves 62.5 kWh in 15 minutes). A counter that advanced further (a ledger stopped for
+ * months, or a block time pushed far ahead) settles the rest in the following periods: nothing is lost,
+ * and with at most 256 meters per member and tariffs, fees and prices within their genesis bounds,
+ * every amount of a settlement stays an exact integer, so no valid chain can make the step throw.
+ */
+export const METER_PERIOD_WH_MAX = 2 ** 24;
 
 export function intervalStartOf(timeMs: number, intervalMs: number): number {
   return timeMs - (timeMs % intervalMs);
@@ -247,12 +258,13 @@ export function intervalStep(
     e.meters++;
     if (m.goodTimeMs < periodStartMs) e.silentMeters++;
     if (m.goodTimeMs >= 0) {
-      const importWh = m.goodImportWh - m.settledImportWh;
-      const exportWh = m.goodExportWh - m.settledExportWh;
+      // At most METER_PERIOD_WH_MAX per meter per period; the rest stays on the counter for the next periods.
+      const importWh = Math.min(m.goodImportWh - m.settledImportWh, METER_PERIOD_WH_MAX);
+      const exportWh = Math.min(m.goodExportWh - m.settledExportWh, METER_PERIOD_WH_MAX);
       assert(importWh >= 0 && exportWh >= 0, "good counters only grow");
       e.importWh += importWh;
       e.exportWh += exportWh;
-      if (importWh > 0 || exportWh > 0) changes.set(meterKey(m.author, m.meterId), { ...m, settledImportWh: m.goodImportWh, settledExportWh: m.goodExportWh });
+      if (importWh > 0 || exportWh > 0) changes.set(meterKey(m.author, m.meterId), { ...m, settledImportWh: m.settledImportWh + importWh, settledExportWh: m.settledExportWh + exportWh });
     }
     byMember.set(m.author, e);
   }

@@ -55,7 +55,9 @@ interface MemberState {
 /** Members and roles as of the block at `height` (before its transactions), from the genesis and member transactions. */
 function membersAt(store: LedgerStore, genesis: Genesis, height: number, timeMs: number): MemberState[] {
   const members: MemberState[] = genesis.members.map((m) => ({ roles: rolesMask(m.roles), active: true }));
-  for (const t of store.txsByTypeTime("member", genesis.genesisTimeMs, timeMs + 1, ALL)) {
+  // In chain order: the store's time index orders one block's transactions by author, not by position.
+  const txs = store.txsByTypeTime("member", genesis.genesisTimeMs, timeMs + 1, ALL).sort((a, b) => a.height - b.height || a.index - b.index);
+  for (const t of txs) {
     if (t.height >= height || t.result !== ResultCode.ok) continue;
     const b = t.signed.tx.body;
     if (b.type !== "member") continue;

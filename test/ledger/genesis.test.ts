@@ -112,6 +112,8 @@ describe("genesis: problems name their JSON path", () => {
   test("price minimum above maximum", () => {
     hasProblem({ ...doc(), market: { priceMinMicroPerKWh: 500_000, priceMaxMicroPerKWh: 400_000 } }, "/market", /priceMinMicroPerKWh is above/);
     hasProblem({ ...doc(), market: { priceMaxMicroPerKWh: 2 ** 40 - 1, orderEnergyMaxWh: 2 ** 40 - 1 } }, "/market", /would be worth more than 8589934592 micro-currency; lower one of them/);
+    // The bound clear() asserts (price x energy <= 2^33 x 1000), not the floor of the value: this pair passes the floor.
+    hasProblem({ ...doc(), market: { priceMaxMicroPerKWh: 1_073_741_824_124, orderEnergyMaxWh: 8 } }, "/market", /would be worth more than/);
   });
 
   test("parameters out of range or not integers", () => {

@@ -173,6 +173,20 @@ describe("market interval step", () => {
     assert.deepEqual(c?.trades.map((t) => [t.buyer, t.seller, t.energyWh]), [[BUYER, GAS, 400]]);
   });
 
+  test("a counter that advanced enormously over a long stop settles at most 2^24 Wh per period and carries the rest; nothing throws", () => {
+    const g = new Harness(MEMBERS, { market: { ...TARIFFS, utilityImportMicroPerKWh: 100_000_000 }, ledger: { meterPowerMaxW: 100_000_000 } });
+    const N = intervalStartOf(g.state.timeMs, I) + I;
+    at(g, g.nextTimeMs, [readingAt(g, BUYER, g.nextTimeMs - 500, 0, 0)]);
+    const later = N + 1_000 * 3_600_000; // a thousand hours on
+    at(g, later, [readingAt(g, BUYER, later - 500, 95_000_000_000, 0)]); // within 100 MW x 1000 h
+    const first = at(g, later + I, []).market?.settlement.metered.find((m) => m.member === BUYER);
+    assert.equal(first?.importWh, 2 ** 24);
+    assert.equal(get<MeterRecord>(g, meterKey(BUYER, 0))?.settledImportWh, 2 ** 24, "the rest stays on the counter");
+    const second = at(g, later + 2 * I, []).market?.settlement.metered.find((m) => m.member === BUYER);
+    assert.equal(second?.importWh, 2 ** 24, "and settles in the following periods");
+    assert.equal(balance(g, BUYER), -2 * Math.floor((2 ** 24 * 100_000_000) / 1000));
+  });
+
   test("property: the step clears exactly as clear() does on the book, conserves energy and money, and never pays past a limit", () => {
     fc.assert(
       fc.property(

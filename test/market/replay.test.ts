@@ -142,6 +142,46 @@ describe("market replay", () => {
     }
   });
 
+  test("member transactions of one block are replayed in block order, not in the store's author order", async () => {
+    const d = mkdtempSync(join(tmpdir(), "pg-replay-order-"));
+    try {
+      // Admin 2 enrols a renewable seller, then admin 0 enrols a neighbour, in one block: indexes 4 and 5 by block order.
+      const admins: TestMember[] = [
+        { name: "a0", signer: NodeSigner.generate(), roles: ["box", "admin"] },
+        { name: "b1", signer: NodeSigner.generate(), roles: ["box"] },
+        { name: "a2", signer: NodeSigner.generate(), roles: ["box", "admin"] },
+        { name: "u3", signer: NodeSigner.generate(), roles: ["user"] },
+      ];
+      const h = new Harness(admins, { market: { intervalMs: I } });
+      const ledger = Ledger.create(d, h.genesis, verifier);
+      const go = (timeMs: number, txs: SignedTx[]) => {
+        ledger.append(h.block(txs, { timeMs }));
+        h.state = ledger.state;
+      };
+      const solar = NodeSigner.generate();
+      const other = NodeSigner.generate();
+      let t = intervalStartOf(h.state.timeMs, I) + I + 1_000;
+      go(t, [
+        h.tx(2, { type: "member", action: "enrol", publicKey: solar.publicKey, roles: Role.user | Role.renewable, name: "solar" }),
+        h.tx(0, { type: "member", action: "enrol", publicKey: other.publicKey, roles: Role.user, name: "other" }),
+      ]);
+      (h.members as TestMember[]).push({ name: "solar", signer: solar, roles: ["user", "renewable"] }, { name: "other", signer: other, roles: ["user"] });
+      const next = intervalStartOf(t, I) + I;
+      t += 1_000;
+      go(t, [
+        h.tx(4, order({ side: "sell", energyWh: 500, priceMicroPerKWh: 100_000, intervalStartMs: next, expiresAtMs: next + I })),
+        h.tx(3, order({ side: "buy", energyWh: 500, priceMicroPerKWh: 200_000, intervalStartMs: next, expiresAtMs: next + I, flags: OrderFlag.localRenewableOnly })),
+      ]);
+      go(next + 1_000, []);
+      assert.equal(ledger.store.marketInterval(next)?.trades.length, 1, "the renewable-only buy traded with member 4");
+      ledger.close();
+      const r = await runCli("market", "replay", d, "--interval", String(next));
+      assert.equal(r.code, 0, r.out);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test("an interval that is not a boundary, or was never cleared, is a usage error naming the fix", async () => {
     const start = cleared[0] as number;
     const off = await runCli("market", "replay", dir, "--interval", String(start + 1_000));
