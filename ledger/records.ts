@@ -9,12 +9,15 @@
 //   x                     MarketRecord   the last clearing and settlement (hashes of their lists)
 //   t/<interval>/<n>      TradeRecord    a trade of the last cleared interval, until it is settled
 //   b/<account>           BalanceRecord  a member's (or the utility's, the community's) balance
+//   s/<premise>/<breaker> BreakerRecord  a premise's breaker as last switched by the controller
 import { assertNever } from "./assert.js";
 import { Reader, Writer } from "./codec.js";
 import { DecodeReason } from "./errors.js";
 import { HASH_BYTES, type Hash, HashTag, hashTagged, toHex } from "./hash.js";
 import {
   AUTHOR_MAX,
+  BreakerState,
+  type BreakerStateName,
   ENERGY_WH_MAX,
   MEMBER_NAME_BYTES_MAX,
   ORDER_ENERGY_WH_MAX,
@@ -34,8 +37,12 @@ export interface GlobalRecord {
   readonly memberCount: number; // next member index
   readonly activeAdmins: number;
   readonly activeBoxes: number;
-  /** The microgrid runs without the utility: settlement is at the community's imbalance price. */
-  readonly islanded: boolean;
+  /** Island state (island transactions): since when the microgrid runs without the utility (-1: connected). */
+  readonly islandedSinceMs: number;
+  /** Islanded time in the current settlement period before islandedSinceMs (market/interval.ts prorates by it). */
+  readonly islandedMsInPeriod: number;
+  /** The time of the last island transition (-1: none). */
+  readonly islandChangeMs: number;
 }
 
 export interface MemberRecord {
@@ -132,7 +139,18 @@ export interface BalanceRecord {
   readonly balanceMicro: number;
 }
 
-export type StateRecord = GlobalRecord | MemberRecord | KeyRecord | MeterRecord | OrderRecord | MarketRecord | TradeRecord | BalanceRecord;
+/** A premise's breaker as the microgrid controller last switched it (switch transactions). */
+export interface BreakerRecord {
+  readonly kind: "breaker";
+  readonly premise: number;
+  readonly breaker: number;
+  readonly commandedClose: boolean;
+  readonly readback: BreakerStateName;
+  readonly changeMs: number; // the last command's time
+  readonly operations: number; // commands so far
+}
+
+export type StateRecord = GlobalRecord | MemberRecord | KeyRecord | MeterRecord | OrderRecord | MarketRecord | TradeRecord | BalanceRecord | BreakerRecord;
 
 export const GLOBAL_KEY = "g";
 export const memberKey = (member: number): string => `m/${member}`;
@@ -142,8 +160,9 @@ export const orderKey = (id: Hash): string => `o/${toHex(id)}`;
 export const MARKET_KEY = "x";
 export const tradeKey = (intervalStartMs: number, index: number): string => `t/${intervalStartMs}/${index}`;
 export const balanceKey = (account: AccountName): string => `b/${account}`;
+export const breakerKey = (premise: number, breaker: number): string => `s/${premise}/${breaker}`;
 
-const RecordKind = { global: 1, member: 2, key: 3, meter: 4, order: 5, market: 6, trade: 7, balance: 8 } as const;
+const RecordKind = { global: 1, member: 2, key: 3, meter: 4, order: 5, market: 6, trade: 7, balance: 8, breaker: 9 } as const;
 
 /** Accounts on the wire: 0 the utility, 1 the community, member n as n + 2. */
 export function accountCode(a: AccountName): number {
@@ -162,7 +181,7 @@ export function encodeRecord(rec: StateRecord): Uint8Array {
   w.u8(RecordKind[rec.kind]);
   switch (rec.kind) {
     case "global":
-      w.uvar(rec.memberCount).uvar(rec.activeAdmins).uvar(rec.activeBoxes).bool(rec.islanded);
+      w.uvar(rec.memberCount).uvar(rec.activeAdmins).uvar(rec.activeBoxes).svar(rec.islandedSinceMs).uvar(rec.islandedMsInPeriod).svar(rec.islandChangeMs);
       break;
     case "member":
       w.uvar(rec.index).fixed(rec.publicKey, PUBLIC_KEY_BYTES).u8(rec.roles).bool(rec.active);
@@ -191,6 +210,9 @@ export function encodeRecord(rec: StateRecord): Uint8Array {
     case "balance":
       w.uvar(accountCode(rec.account)).svar(rec.balanceMicro);
       break;
+    case "breaker":
+      w.uvar(rec.premise).u8(rec.breaker).bool(rec.commandedClose).u8(BreakerState[rec.readback]).uvar(rec.changeMs).uvar(rec.operations);
+      break;
     default:
       assertNever(rec, "state record");
   }
@@ -209,7 +231,9 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
         memberCount: r.uvar("memberCount", AUTHOR_MAX + 1),
         activeAdmins: r.uvar("activeAdmins", AUTHOR_MAX + 1),
         activeBoxes: r.uvar("activeBoxes", AUTHOR_MAX + 1),
-        islanded: r.bool("islanded"),
+        islandedSinceMs: r.svar("islandedSinceMs", TIME_MS_MAX),
+        islandedMsInPeriod: r.uvar("islandedMsInPeriod", TIME_MS_MAX),
+        islandChangeMs: r.svar("islandChangeMs", TIME_MS_MAX),
       };
       break;
     case RecordKind.member:
@@ -276,6 +300,16 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
     case RecordKind.trade:
       rec = decodeTrade(r);
       break;
+    case RecordKind.breaker: {
+      const premise = r.uvar("premise", AUTHOR_MAX);
+      const breaker = r.u8("breaker");
+      const commandedClose = r.bool("commandedClose");
+      const state = r.u8("readback");
+      const readback = (Object.keys(BreakerState) as BreakerStateName[]).find((k) => BreakerState[k] === state);
+      if (readback === undefined) r.fail(DecodeReason.outOfRange, `breaker state ${state}`);
+      rec = { kind: "breaker", premise, breaker, commandedClose, readback, changeMs: r.uvar("changeMs", TIME_MS_MAX), operations: r.uvar("operations") };
+      break;
+    }
     case RecordKind.balance:
       rec = { kind: "balance", account: accountOf(r.uvar("account", AUTHOR_MAX + 2)), balanceMicro: r.svar("balanceMicro", BALANCE_MICRO_ABS_MAX) };
       break;

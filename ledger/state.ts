@@ -25,8 +25,12 @@ import { type Genesis, genesisBlock, rolesMask } from "./genesis.js";
 import { type Hash, parseHex, toHex } from "./hash.js";
 import { merkleRoot } from "./merkle.js";
 import {
+  type BreakerRecord,
   GLOBAL_KEY,
   type GlobalRecord,
+  MARKET_KEY,
+  type MarketRecord,
+  breakerKey,
   type MemberRecord,
   type MeterRecord,
   type OrderRecord,
@@ -38,10 +42,12 @@ import {
   publicKeyKey,
 } from "./records.js";
 import { StateTree } from "./state-tree.js";
-import { type MarketOutcome, entersInterval, intervalStep } from "../market/interval.js";
+import { type MarketOutcome, entersInterval, intervalStartOf, intervalStep } from "../market/interval.js";
 import {
   AUTHOR_MAX,
   type CancelBody,
+  type IslandBody,
+  type SwitchBody,
   type MemberBody,
   type OrderBody,
   Quality,
@@ -103,6 +109,11 @@ export const ResultCode = {
   noRoles: 33,
   lastBox: 34,
   memberLimit: 35,
+  islandUnchanged: 40,
+  islandTimeOrder: 41,
+  eventTimeWindow: 42,
+  unknownPremise: 43,
+  switchTimeOrder: 44,
 } as const;
 export type ResultCode = (typeof ResultCode)[keyof typeof ResultCode];
 
@@ -131,7 +142,7 @@ export function genesisState(chain: Chain): LedgerState {
     changes.set(memberKey(index), { kind: "member", index, publicKey, roles, active: true, name: m.name, lastSeq: 0, openOrders: 0 });
     changes.set(publicKeyKey(publicKey), { kind: "key", member: index });
   });
-  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins, activeBoxes, islanded: false });
+  changes.set(GLOBAL_KEY, { kind: "global", memberCount: g.members.length, activeAdmins, activeBoxes, islandedSinceMs: -1, islandedMsInPeriod: 0, islandChangeMs: -1 });
   return { chain, height: 0, blockHash: chain.hash, timeMs: g.genesisTimeMs, raftTerm: 0, raftIndex: 0, tree: emptyTree().withUpdates(changes) };
 }
 
@@ -258,6 +269,12 @@ export function applyTx(ctx: TxContext, t: SignedTx): ResultCode {
     case "member":
       code = applyMember(ctx, author, body);
       break;
+    case "island":
+      code = applyIsland(ctx, author, body);
+      break;
+    case "switch":
+      code = applySwitch(ctx, author, body);
+      break;
     default:
       return assertNever(body, "tx body");
   }
@@ -366,6 +383,48 @@ function applyCancel(ctx: TxContext, author: MemberRecord, c: CancelBody): Resul
   assert(author.openOrders > 0, "an author with an open order counts it");
   ctx.overlay.set(key, null);
   ctx.overlay.set(memberKey(author.index), { ...author, openOrders: author.openOrders - 1 });
+  return ResultCode.ok;
+}
+
+/** An event a controller stamps (island, switch) must be as recent as a reading would have to be. */
+function outsideTimeWindow(ctx: TxContext, timeMs: number): boolean {
+  const p = ctx.state.chain.genesis.ledger;
+  return timeMs > ctx.blockTimeMs + p.readingSkewMaxMs || timeMs + p.readingAgeMaxMs < ctx.blockTimeMs;
+}
+
+/**
+ * The microgrid islands or reconnects. The islanded time is kept per settlement period (the market
+ * step prorates the period's imbalance by it): a transition stamped before the current period began
+ * counts from the period's start.
+ */
+function applyIsland(ctx: TxContext, author: MemberRecord, b: IslandBody): ResultCode {
+  if ((author.roles & Role.controller) === 0) return ResultCode.notPermitted;
+  if (outsideTimeWindow(ctx, b.timeMs)) return ResultCode.eventTimeWindow;
+  const global = ctx.overlay.get<GlobalRecord>(GLOBAL_KEY, "global");
+  assert(global !== undefined, "the global record exists from genesis");
+  if (b.islanded === global.islandedSinceMs >= 0) return ResultCode.islandUnchanged;
+  if (b.timeMs < global.islandChangeMs) return ResultCode.islandTimeOrder;
+  const g = ctx.state.chain.genesis;
+  const periodStartMs = ctx.overlay.get<MarketRecord>(MARKET_KEY, "market")?.settledEndMs ?? intervalStartOf(g.genesisTimeMs, g.market.intervalMs);
+  const atMs = Math.max(b.timeMs, periodStartMs);
+  if (b.islanded) {
+    ctx.overlay.set(GLOBAL_KEY, { ...global, islandedSinceMs: atMs, islandChangeMs: b.timeMs });
+  } else {
+    assert(atMs >= global.islandedSinceMs, "an island period ends after it began");
+    ctx.overlay.set(GLOBAL_KEY, { ...global, islandedSinceMs: -1, islandedMsInPeriod: global.islandedMsInPeriod + (atMs - global.islandedSinceMs), islandChangeMs: b.timeMs });
+  }
+  return ResultCode.ok;
+}
+
+/** A breaker command and its read-back, recorded for the audit trail (who was powered, when, why). */
+function applySwitch(ctx: TxContext, author: MemberRecord, b: SwitchBody): ResultCode {
+  if ((author.roles & Role.controller) === 0) return ResultCode.notPermitted;
+  if (outsideTimeWindow(ctx, b.timeMs)) return ResultCode.eventTimeWindow;
+  if (ctx.overlay.get<MemberRecord>(memberKey(b.premise), "member") === undefined) return ResultCode.unknownPremise;
+  const key = breakerKey(b.premise, b.breaker);
+  const prev = ctx.overlay.get<BreakerRecord>(key, "breaker");
+  if (prev !== undefined && b.timeMs < prev.changeMs) return ResultCode.switchTimeOrder;
+  ctx.overlay.set(key, { kind: "breaker", premise: b.premise, breaker: b.breaker, commandedClose: b.close, readback: b.readback, changeMs: b.timeMs, operations: (prev?.operations ?? 0) + 1 });
   return ResultCode.ok;
 }
 

@@ -140,7 +140,7 @@ CREATE TABLE market_settlements (
   period_start_ms INTEGER NOT NULL,
   height INTEGER NOT NULL,
   trades_interval_start_ms INTEGER,
-  islanded INTEGER NOT NULL,
+  islanded_permille INTEGER NOT NULL,
   shadow INTEGER NOT NULL,
   hash BLOB NOT NULL
 );
@@ -364,7 +364,7 @@ export class LedgerStore {
         "INSERT INTO market_closed_orders (id, height, author, side, interval_start_ms, energy_wh, filled_wh, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       insertSettlement: db.prepare(
-        "INSERT INTO market_settlements (period_end_ms, period_start_ms, height, trades_interval_start_ms, islanded, shadow, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO market_settlements (period_end_ms, period_start_ms, height, trades_interval_start_ms, islanded_permille, shadow, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
       ),
       insertMetered: db.prepare("INSERT INTO market_metered (period_end_ms, member, import_wh, export_wh, meters, silent_meters) VALUES (?, ?, ?, ?, ?, ?)"),
       insertTransfer: db.prepare(
@@ -476,7 +476,7 @@ export class LedgerStore {
 
   private writeMarket(height: number, m: MarketOutcome): void {
     const s = m.settlement;
-    this.stmts.insertSettlement.run(s.periodEndMs, s.periodStartMs, height, s.tradesIntervalStartMs, s.islanded ? 1 : 0, s.shadow ? 1 : 0, Buffer.from(s.hash));
+    this.stmts.insertSettlement.run(s.periodEndMs, s.periodStartMs, height, s.tradesIntervalStartMs, s.islandedPermille, s.shadow ? 1 : 0, Buffer.from(s.hash));
     s.trades.forEach((t, i) => this.stmts.setDelivered.run(s.deliveredWh[i] as number, t.intervalStartMs, t.index));
     for (const e of s.metered) this.stmts.insertMetered.run(s.periodEndMs, e.member, e.importWh, e.exportWh, e.meters, e.silentMeters);
     s.transfers.forEach((t, i) => this.stmts.insertTransfer.run(s.periodEndMs, i, String(t.from), String(t.to), t.amountMicro, t.why, t.trade ?? null));
@@ -560,7 +560,7 @@ export class LedgerStore {
       periodEndMs,
       height: row.height as number,
       tradesIntervalStartMs: row.trades_interval_start_ms as number | null,
-      islanded: row.islanded === 1,
+      islandedPermille: row.islanded_permille as number,
       shadow: row.shadow === 1,
       hash: new Uint8Array(row.hash as Buffer),
       metered: (this.stmts.meteredOf.all(periodEndMs) as Row[]).map((e) => ({

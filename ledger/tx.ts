@@ -9,8 +9,10 @@
 // so a transaction signed for one chain is worthless on another. The id is
 // SHA-256 (tagged) of the whole encoding, signature included.
 //
-// New types (vote, proposal, switch) add a body codec and a type code; the
-// envelope does not change. A decoder that does not know a type refuses it
+// Types: reading, order, cancel, member, switch (a breaker command and its
+// read-back) and island (the microgrid islanded or reconnected), both from a
+// member with the controller role. New types (vote, proposal) add a body
+// codec and a type code; the envelope does not change. A decoder that does not know a type refuses it
 // with DecodeError(unknown_type).
 import { assert, assertNever } from "./assert.js";
 import { Reader, Writer } from "./codec.js";
@@ -30,6 +32,7 @@ export const TxType = {
   vote: 5,
   proposal: 6,
   switch: 7,
+  island: 8,
 } as const;
 export type TxTypeName = keyof typeof TxType;
 
@@ -39,6 +42,8 @@ export const TX_BYTES_MAX = {
   order: 160,
   cancel: 128,
   member: 200,
+  switch: 128,
+  island: 128,
 } as const;
 export const TX_BYTES_MAX_ANY = 200;
 
@@ -105,6 +110,25 @@ export const ORDER_FLAG_MASK = 0x01;
 
 export const MemberAction = { enrol: 0, remove: 1, setRoles: 2 } as const;
 
+/**
+ * Why the microgrid islanded or reconnected (an island transaction's reason). The trip names are IEEE
+ * 1547-2018's: UV1/UV2 under-voltage, OV1/OV2 over-voltage, UF1/UF2 under-frequency, OF1/OF2
+ * over-frequency; the others: the controller's grid-available input, no reading from the PCC meter yet,
+ * a stale or flagged reading (an unknown grid is unsafe), an operator's command, and reconnection after
+ * the grid held inside the reconnection window for its delay.
+ */
+export const ISLAND_REASONS = ["manual", "controller", "noReading", "stale", "badQuality", "UV1", "UV2", "OV1", "OV2", "UF1", "UF2", "OF1", "OF2", "reconnected"] as const;
+export type IslandReason = (typeof ISLAND_REASONS)[number];
+
+/** Why a breaker was switched (a switch transaction's reason; market/dispatch.ts decides). */
+export const SWITCH_REASONS = ["manual", "deficit", "restore", "gridUp", "retry"] as const;
+export type SwitchReason = (typeof SWITCH_REASONS)[number];
+
+/** A breaker's state as read back after a command. */
+export const BreakerState = { open: 0, closed: 1, unknown: 2 } as const;
+export type BreakerStateName = keyof typeof BreakerState;
+const BREAKER_STATE_NAMES: readonly BreakerStateName[] = ["open", "closed", "unknown"];
+
 export interface ReadingBody {
   readonly type: "reading";
   readonly meterId: number; // the box's meter channel, 0..255
@@ -138,7 +162,31 @@ export type MemberBody =
   | { readonly type: "member"; readonly action: "remove"; readonly subject: number }
   | { readonly type: "member"; readonly action: "setRoles"; readonly subject: number; readonly roles: number };
 
-export type TxBody = ReadingBody | OrderBody | CancelBody | MemberBody;
+/** The microgrid controller records that the microgrid islanded or reconnected. */
+export interface IslandBody {
+  readonly type: "island";
+  readonly islanded: boolean;
+  readonly timeMs: number; // when the controller decided
+  readonly reason: IslandReason;
+  /** The measurement that decided it, in the unit its reason implies (deci-volts, milli-Hz; 0 when none). */
+  readonly measured: number;
+}
+
+/** The microgrid controller switched a premise's breaker: the command and what the device read back. */
+export interface SwitchBody {
+  readonly type: "switch";
+  readonly premise: number; // the premise's member index
+  readonly breaker: number; // the premise's breaker channel, 0..255
+  readonly close: boolean; // the command: close (power on) or open (shed)
+  readonly readback: BreakerStateName; // what the device reported afterwards
+  readonly timeMs: number;
+  readonly reason: SwitchReason;
+  /** The figures behind the decision: supply and the premise's demand, W. */
+  readonly supplyW: number;
+  readonly demandW: number;
+}
+
+export type TxBody = ReadingBody | OrderBody | CancelBody | MemberBody | IslandBody | SwitchBody;
 
 export interface Tx {
   readonly author: number;
@@ -166,6 +214,13 @@ function encodeBody(w: Writer, body: TxBody): void {
       return;
     case "cancel":
       w.fixed(body.orderId, HASH_BYTES);
+      return;
+    case "island":
+      w.bool(body.islanded).uvar(body.timeMs).u8(ISLAND_REASONS.indexOf(body.reason)).svar(body.measured);
+      return;
+    case "switch":
+      w.uvar(body.premise).u8(body.breaker).bool(body.close).u8(BreakerState[body.readback]).uvar(body.timeMs);
+      w.u8(SWITCH_REASONS.indexOf(body.reason)).uvar(body.supplyW).uvar(body.demandW);
       return;
     case "member":
       w.u8(MemberAction[body.action]);
@@ -273,7 +328,30 @@ function decodeMember(r: Reader): MemberBody {
   }
 }
 
-function typeName(code: number): Exclude<TxTypeName, "vote" | "proposal" | "switch"> | null {
+function decodeIsland(r: Reader): IslandBody {
+  const islanded = r.bool("islanded");
+  const timeMs = r.uvar("timeMs", TIME_MS_MAX);
+  const code = r.u8("reason");
+  const reason = ISLAND_REASONS[code];
+  if (reason === undefined) r.fail(DecodeReason.outOfRange, `unknown island reason ${code}`);
+  return { type: "island", islanded, timeMs, reason, measured: r.svar("measured", POWER_W_ABS_MAX) };
+}
+
+function decodeSwitch(r: Reader): SwitchBody {
+  const premise = r.uvar("premise", AUTHOR_MAX);
+  const breaker = r.u8("breaker");
+  const close = r.bool("close");
+  const state = r.u8("readback");
+  const readback = BREAKER_STATE_NAMES[state];
+  if (readback === undefined) r.fail(DecodeReason.outOfRange, `unknown breaker state ${state}`);
+  const timeMs = r.uvar("timeMs", TIME_MS_MAX);
+  const code = r.u8("reason");
+  const reason = SWITCH_REASONS[code];
+  if (reason === undefined) r.fail(DecodeReason.outOfRange, `unknown switch reason ${code}`);
+  return { type: "switch", premise, breaker, close, readback, timeMs, reason, supplyW: r.uvar("supplyW", POWER_W_ABS_MAX), demandW: r.uvar("demandW", POWER_W_ABS_MAX) };
+}
+
+function typeName(code: number): Exclude<TxTypeName, "vote" | "proposal"> | null {
   switch (code) {
     case TxType.reading:
       return "reading";
@@ -283,6 +361,10 @@ function typeName(code: number): Exclude<TxTypeName, "vote" | "proposal" | "swit
       return "cancel";
     case TxType.member:
       return "member";
+    case TxType.switch:
+      return "switch";
+    case TxType.island:
+      return "island";
     default:
       return null;
   }
@@ -329,6 +411,12 @@ export function decodeTx(bytes: Uint8Array): SignedTx {
       break;
     case "member":
       body = decodeMember(r);
+      break;
+    case "island":
+      body = decodeIsland(r);
+      break;
+    case "switch":
+      body = decodeSwitch(r);
       break;
     default:
       return assertNever(name, "tx type");

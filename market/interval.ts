@@ -24,7 +24,8 @@
 //      trade records until now) are settled against that energy by
 //      settle() (settlement.ts): delivery pro rata, payments on delivered
 //      energy, fees and spread to the community, imbalance against the
-//      utility at the genesis tariffs, or islanded against the community at
+//      utility at the genesis tariffs, or (for the share of the period the
+//      microgrid ran islanded) against the community at
 //      its imbalance price. Each account's change is added to its balance
 //      record. In shadow mode (genesis settlementMode) the same balances are
 //      kept and shown, but they are not money owed.
@@ -107,7 +108,8 @@ export interface SettlementOutcome {
   readonly deliveredWh: readonly number[];
   readonly metered: readonly MeteredMember[];
   readonly transfers: readonly Transfer[];
-  readonly islanded: boolean;
+  /** The share of the period the microgrid ran islanded, permille. */
+  readonly islandedPermille: number;
   readonly shadow: boolean;
   readonly hash: Hash;
 }
@@ -151,7 +153,7 @@ export function entersInterval(params: MarketParams, parentTimeMs: number, block
 /** A settlement's canonical encoding, hashed into the market record. */
 export function settlementHash(s: Omit<SettlementOutcome, "hash">): Hash {
   const w = new Writer(64 + s.metered.length * 16 + s.transfers.length * 16);
-  w.uvar(s.periodStartMs).uvar(s.periodEndMs).bool(s.islanded).bool(s.shadow);
+  w.uvar(s.periodStartMs).uvar(s.periodEndMs).uvar(s.islandedPermille).bool(s.shadow);
   w.fixed(tradesHash(s.trades), 32);
   for (const d of s.deliveredWh) w.uvar(d);
   w.uvar(s.metered.length);
@@ -271,14 +273,17 @@ export function intervalStep(
   const metered: MeteredMember[] = [...byMember].sort((a, b) => a[0] - b[0]).map(([member, e]) => ({ member, ...e }));
   const global = view.get(GLOBAL_KEY) as GlobalRecord | undefined;
   assert(global !== undefined, "the global record exists from genesis");
-  const islanded = global.islanded;
+  // The share of the period the microgrid ran islanded (island transactions, ledger/state.ts applyIsland).
+  const islandedMs = global.islandedMsInPeriod + (global.islandedSinceMs >= 0 ? boundaryMs - Math.max(global.islandedSinceMs, periodStartMs) : 0);
+  const islandedPermille = Math.floor((Math.min(islandedMs, boundaryMs - periodStartMs) * 1_000) / (boundaryMs - periodStartMs));
+  changes.set(GLOBAL_KEY, { ...global, islandedMsInPeriod: 0, islandedSinceMs: global.islandedSinceMs >= 0 ? boundaryMs : -1 });
   const settled = settle(
     kept.map(tradeOf),
     new Map<number, Metered>(metered.map((m) => [m.member, m])),
     {
       utilityImportMicroPerKWh: params.utilityImportMicroPerKWh,
       utilityExportMicroPerKWh: params.utilityExportMicroPerKWh,
-      islanded,
+      islandedPermille,
       imbalanceMicroPerKWh: params.imbalanceMicroPerKWh,
       buyerFeeMicroPerKWh: params.buyerFeeMicroPerKWh,
       sellerFeeMicroPerKWh: params.sellerFeeMicroPerKWh,
@@ -300,7 +305,7 @@ export function intervalStep(
     deliveredWh: settled.deliveries.map((d) => d.deliveredWh),
     metered,
     transfers: settled.transfers,
-    islanded,
+    islandedPermille,
     shadow: params.settlementMode === "shadow",
   };
   const settlement: SettlementOutcome = { ...settlementBody, hash: settlementHash(settlementBody) };

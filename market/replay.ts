@@ -113,7 +113,7 @@ function checkSettlement(genesis: Genesis, recorded: StoredInterval, s: StoredSe
   const again = settle(trades.map(tradeOf), new Map(s.metered.map((e) => [e.member, e])), {
     utilityImportMicroPerKWh: m.utilityImportMicroPerKWh,
     utilityExportMicroPerKWh: m.utilityExportMicroPerKWh,
-    islanded: s.islanded,
+    islandedPermille: s.islandedPermille,
     imbalanceMicroPerKWh: m.imbalanceMicroPerKWh,
     buyerFeeMicroPerKWh: m.buyerFeeMicroPerKWh,
     sellerFeeMicroPerKWh: m.sellerFeeMicroPerKWh,

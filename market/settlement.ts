@@ -21,7 +21,10 @@
 //    utility's export tariff; energy a buyer was delivered beyond its
 //    metered import (it bought more than it used) is sold back at the
 //    export tariff. In island mode there is no utility: the same imbalance
-//    settles against the community at its imbalance price (both ways).
+//    settles against the community at its imbalance price (both ways). A
+//    period that was islanded for part of its time splits each imbalance:
+//    the islanded share (permille of the period, rounded down to whole Wh)
+//    with the community, the rest with the utility.
 // A member with no metered energy for the interval (its meters silent)
 // counts as 0 Wh both ways: a seller delivers nothing and is paid nothing,
 // and a buyer's purchase is sold back as surplus. The caller knows which
@@ -47,8 +50,12 @@ export interface Metered {
 export interface SettlementParams {
   readonly utilityImportMicroPerKWh: number;
   readonly utilityExportMicroPerKWh: number;
-  /** No utility (grid down): imbalance settles against the community at imbalanceMicroPerKWh. */
-  readonly islanded: boolean;
+  /**
+   * The share of the period the microgrid ran islanded, in permille (0: connected throughout, 1000:
+   * islanded throughout). That share of each member's imbalance energy (rounded down) settles against
+   * the community at imbalanceMicroPerKWh; the rest against the utility at its tariffs.
+   */
+  readonly islandedPermille: number;
   readonly imbalanceMicroPerKWh: number;
   readonly buyerFeeMicroPerKWh: number;
   readonly sellerFeeMicroPerKWh: number;
@@ -100,6 +107,7 @@ export function largestRemainder(total: number, weights: readonly number[]): num
 export function settle(trades: readonly Trade[], metered: ReadonlyMap<number, Metered>, p: SettlementParams): SettlementResult {
   for (const [m, e] of metered) assert(isSafeUint(e.importWh) && isSafeUint(e.exportWh), `member ${m}'s metered energy is whole Wh, at least 0`);
   for (const t of trades) assert(isSafeUint(t.energyWh) && isSafeUint(t.buyerPriceMicroPerKWh) && isSafeUint(t.sellerPriceMicroPerKWh), "a trade's energy and prices are whole and at least 0");
+  assert(Number.isInteger(p.islandedPermille) && p.islandedPermille >= 0 && p.islandedPermille <= 1_000, "islandedPermille is 0..1000");
   for (const k of ["utilityImportMicroPerKWh", "utilityExportMicroPerKWh", "imbalanceMicroPerKWh", "buyerFeeMicroPerKWh", "sellerFeeMicroPerKWh"] as const) assert(isSafeUint(p[k]), `${k} is whole and at least 0 (negative tariffs are not supported yet)`);
   // 1. Delivery, seller by seller.
   const delivered = new Array<number>(trades.length).fill(0);
@@ -132,18 +140,26 @@ export function settle(trades: readonly Trade[], metered: ReadonlyMap<number, Me
     pay(t.seller, COMMUNITY, valueMicro(p.sellerFeeMicroPerKWh, d), "seller fee", i);
   });
 
-  // 3. Imbalance against the utility (or, islanded, the community).
-  const grid: Account = p.islanded ? COMMUNITY : UTILITY;
-  const importPrice = p.islanded ? p.imbalanceMicroPerKWh : p.utilityImportMicroPerKWh;
-  const exportPrice = p.islanded ? p.imbalanceMicroPerKWh : p.utilityExportMicroPerKWh;
+  // 3. Imbalance against the utility, and for the islanded share of the period against the community.
+  const islandShare = (wh: number) => Math.floor((wh * p.islandedPermille) / 1_000); // wh < 2^40: exact
+  const imbalance = (from: number, wh: number, why: Transfer["why"], inward: boolean, utilityPrice: number) => {
+    const island = islandShare(wh);
+    if (inward) {
+      pay(from, UTILITY, valueMicro(utilityPrice, wh - island), why);
+      pay(from, COMMUNITY, valueMicro(p.imbalanceMicroPerKWh, island), why);
+    } else {
+      pay(UTILITY, from, valueMicro(utilityPrice, wh - island), why);
+      pay(COMMUNITY, from, valueMicro(p.imbalanceMicroPerKWh, island), why);
+    }
+  };
   const members = [...new Set([...metered.keys(), ...boughtLocally.keys(), ...soldLocally.keys()])].sort((a, b) => a - b);
   for (const m of members) {
     const e = metered.get(m) ?? { importWh: 0, exportWh: 0 };
     const bought = boughtLocally.get(m) ?? 0;
     const sold = soldLocally.get(m) ?? 0;
-    pay(m, grid, valueMicro(importPrice, Math.max(0, e.importWh - bought)), "import");
-    pay(grid, m, valueMicro(exportPrice, e.exportWh - sold), "export"); // sold <= exported, by delivery
-    pay(grid, m, valueMicro(exportPrice, Math.max(0, bought - e.importWh)), "surplus purchase");
+    imbalance(m, Math.max(0, e.importWh - bought), "import", true, p.utilityImportMicroPerKWh);
+    imbalance(m, e.exportWh - sold, "export", false, p.utilityExportMicroPerKWh); // sold <= exported, by delivery
+    imbalance(m, Math.max(0, bought - e.importWh), "surplus purchase", false, p.utilityExportMicroPerKWh);
   }
 
   const balances = new Map<Account, number>();

@@ -128,7 +128,7 @@ function main(): void {
   const trades = clear(book, { rule: "pay-as-clear", isLocalRenewable }).trades;
   const rng = new Rng(o.seed + 1);
   const metered = new Map(Array.from({ length: o.members }, (_, m) => [m, { importWh: rng.int(0, 20_000), exportWh: rng.int(0, 20_000) }] as const));
-  const params = { utilityImportMicroPerKWh: 300_000, utilityExportMicroPerKWh: 80_000, islanded: false, imbalanceMicroPerKWh: 400_000, buyerFeeMicroPerKWh: 2_000, sellerFeeMicroPerKWh: 2_000 };
+  const params = { utilityImportMicroPerKWh: 300_000, utilityExportMicroPerKWh: 80_000, islandedPermille: 0, imbalanceMicroPerKWh: 400_000, buyerFeeMicroPerKWh: 2_000, sellerFeeMicroPerKWh: 2_000 };
   const s0 = performance.now();
   settle(trades, metered, params);
   const settleColdMs = performance.now() - s0;

@@ -7,7 +7,7 @@ import { BlockRejectedError } from "../../ledger/errors.js";
 import { genesisBlock, parseGenesis } from "../../ledger/genesis.js";
 import { hash, toHex, utf8 } from "../../ledger/hash.js";
 import { NodeSigner } from "../../ledger/keys.js";
-import { type GlobalRecord, type MemberRecord, type MeterRecord, type OrderRecord, GLOBAL_KEY, memberKey, meterKey, orderKey } from "../../ledger/records.js";
+import { type GlobalRecord, breakerKey, type MemberRecord, type MeterRecord, type OrderRecord, GLOBAL_KEY, memberKey, meterKey, orderKey } from "../../ledger/records.js";
 import { type LedgerState, ResultCode, applyBlock, energyBoundWh, genesisState, makeChain, resultName } from "../../ledger/state.js";
 import { AUTHOR_MAX, type SignedTx, type TxBody, Quality, Role } from "../../ledger/tx.js";
 import { Harness, INTERVAL_MS, type TestMember, deepFreeze, genesisJson, order, reading, treeDump, verifier } from "./fixtures.js";
@@ -95,7 +95,7 @@ describe("state: genesis", () => {
     assert.equal(s.height, 0);
     assert.deepEqual(s.blockHash, genesisBlock(h.genesis).hash);
     assert.equal(s.tree.size, 2 * MEMBERS.length + 1);
-    assert.deepEqual(get(GLOBAL_KEY), { kind: "global", memberCount: 4, activeAdmins: 1, activeBoxes: 2, islanded: false });
+    assert.deepEqual(get(GLOBAL_KEY), { kind: "global", memberCount: 4, activeAdmins: 1, activeBoxes: 2, islandedSinceMs: -1, islandedMsInPeriod: 0, islandChangeMs: -1 });
     const a = get<MemberRecord>(memberKey(BOX_A));
     assert.equal(a?.roles, Role.box | Role.admin);
     assert.equal(a?.lastSeq, 0);
@@ -306,9 +306,49 @@ describe("state: every result code", () => {
       "readingTimeOrder", "readingTimeWindow", "readingCounterBackwards", "readingCounterJump",
       "orderEnergy", "orderPrice", "orderInterval", "orderExpired", "orderCounterparty", "openOrdersLimit",
       "orderNotFound", "notOrderAuthor", "keyAlreadyEnrolled", "unknownSubject", "lastAdmin", "noRoles",
-      "lastBox", "memberLimit",
+      "lastBox", "memberLimit", "islandUnchanged", "islandTimeOrder", "eventTimeWindow", "unknownPremise", "switchTimeOrder",
     ];
     assert.deepEqual(Object.keys(ResultCode).filter((k) => k !== "ok").sort(), [...covered].sort());
+  });
+});
+
+describe("state: island and switch transactions (the microgrid controller)", () => {
+  // BOX_A gains the controller role; Ann (a user) may not island the microgrid or switch breakers.
+  const island = (author: number, islanded: boolean, timeMs: number, reason: "UV1" | "reconnected" | "manual" = islanded ? "UV1" : "reconnected") =>
+    h.tx(author, { type: "island", islanded, timeMs, reason, measured: islanded ? 1_500 : 0 });
+  const sw = (author: number, premise: number, close: boolean, timeMs: number) =>
+    h.tx(author, { type: "switch", premise, breaker: 0, close, readback: close ? "closed" : "open", timeMs, reason: close ? "restore" : "deficit", supplyW: 10_000, demandW: 2_000 });
+  beforeEach(() => accepts(memberTx(BOX_A, { action: "setRoles", subject: BOX_A, roles: Role.box | Role.admin | Role.controller })));
+
+  test("notPermitted: only a controller islands the microgrid or switches a breaker", () => {
+    rejects(island(ANN, true, h.nextTimeMs - 500), ResultCode.notPermitted);
+    rejects(sw(ANN, ANN, false, h.nextTimeMs - 500), ResultCode.notPermitted);
+  });
+
+  test("ok, then islandUnchanged and islandTimeOrder: a transition is a change, in time order", () => {
+    accepts(island(BOX_A, true, h.nextTimeMs - 500));
+    const g = get<GlobalRecord>(GLOBAL_KEY);
+    assert.ok(g !== undefined && g.islandedSinceMs > 0 && g.islandChangeMs === h.state.timeMs - 500);
+    rejects(island(BOX_A, true, h.nextTimeMs - 400), ResultCode.islandUnchanged);
+    rejects(island(BOX_A, false, h.state.timeMs - 600), ResultCode.islandTimeOrder);
+    accepts(island(BOX_A, false, h.nextTimeMs - 300));
+    const after = get<GlobalRecord>(GLOBAL_KEY);
+    assert.equal(after?.islandedSinceMs, -1);
+    assert.ok((after?.islandedMsInPeriod ?? 0) > 0, "the islanded time is kept for settlement");
+  });
+
+  test("eventTimeWindow: an island or switch event stamped too far ahead of, or behind, its block", () => {
+    rejects(island(BOX_A, true, h.nextTimeMs + SKEW_MS + 1), ResultCode.eventTimeWindow);
+    rejects(sw(BOX_A, BOX_B, false, h.nextTimeMs - AGE_MS - 1), ResultCode.eventTimeWindow);
+  });
+
+  test("ok, unknownPremise and switchTimeOrder: a breaker record per premise, commands in time order", () => {
+    accepts(sw(BOX_A, BOX_B, false, h.nextTimeMs - 500));
+    assert.deepEqual(get(breakerKey(BOX_B, 0)), { kind: "breaker", premise: BOX_B, breaker: 0, commandedClose: false, readback: "open", changeMs: h.state.timeMs - 500, operations: 1 });
+    rejects(sw(BOX_A, 77, false, h.nextTimeMs - 500), ResultCode.unknownPremise);
+    rejects(sw(BOX_A, BOX_B, true, h.state.timeMs - 600), ResultCode.switchTimeOrder);
+    accepts(sw(BOX_A, BOX_B, true, h.nextTimeMs - 500));
+    assert.equal(get<{ operations: number }>(breakerKey(BOX_B, 0))?.operations, 2);
   });
 });
 

@@ -6,6 +6,10 @@ import { Writer } from "../../ledger/codec.js";
 import { DecodeError, DecodeReason } from "../../ledger/errors.js";
 import { hash, utf8 } from "../../ledger/hash.js";
 import {
+  ISLAND_REASONS,
+  type IslandBody,
+  SWITCH_REASONS,
+  type SwitchBody,
   type OrderBody,
   type ReadingBody,
   type SignedTx,
@@ -72,6 +76,9 @@ const BODIES: Record<string, TxBody> = {
   "member enrol": { type: "member", action: "enrol", publicKey: bob.publicKey, roles: Role.user | Role.auditor, name: "Bob's flat ⚡" },
   "member remove": { type: "member", action: "remove", subject: 3 },
   "member setRoles": { type: "member", action: "setRoles", subject: 300, roles: Role.box | Role.controller },
+  island: { type: "island", islanded: true, timeMs: 1_700_000_000_123, reason: "UV2", measured: -1 },
+  "island reconnected": { type: "island", islanded: false, timeMs: 1, reason: "reconnected", measured: 0 },
+  switch: { type: "switch", premise: 2 ** 24 - 1, breaker: 255, close: false, readback: "unknown", timeMs: 1_700_000_000_000, reason: "deficit", supplyW: 12_000, demandW: 2 ** 31 - 1 },
 };
 
 function sign(body: TxBody, seq = 7, author = 1): SignedTx {
@@ -200,8 +207,8 @@ describe("tx: decoding refuses", () => {
     for (const version of [0, 2, 255]) refused(envelope(TxType.reading, readingBody, { version }), DecodeReason.unsupportedVersion);
   });
 
-  test("unknown and reserved types 0, 5, 6, 7, 99 (unknown_type)", () => {
-    for (const type of [0, TxType.vote, TxType.proposal, TxType.switch, 99]) {
+  test("unknown and reserved types 0, 5, 6, 99 (unknown_type)", () => {
+    for (const type of [0, TxType.vote, TxType.proposal, 99]) {
       refused(envelope(type, readingBody), DecodeReason.unknownType);
     }
   });
@@ -251,6 +258,16 @@ describe("tx: decoding refuses", () => {
     for (const flags of [0x02, 0x80]) refused(envelope(TxType.order, (w) => orderBody(w, { flags })), DecodeReason.outOfRange);
     refused(envelope(TxType.order, (w) => orderBody(w, { side: 2 })), DecodeReason.outOfRange);
     assert.equal((decodeTx(envelope(TxType.order, (w) => orderBody(w, { side: 1, flags: 1 }))).tx.body as OrderBody).side, "sell");
+  });
+
+  test("an island reason, a switch reason or a breaker state beyond the known ones", () => {
+    const island = (reason: number) => envelope(TxType.island, (w) => w.bool(true).uvar(5).u8(reason).svar(0));
+    const swtch = (readback: number, reason: number) => envelope(TxType.switch, (w) => w.uvar(3).u8(0).bool(true).u8(readback).uvar(5).u8(reason).uvar(0).uvar(0));
+    assert.equal((decodeTx(island(ISLAND_REASONS.length - 1)).tx.body as IslandBody).reason, "reconnected");
+    refused(island(ISLAND_REASONS.length), DecodeReason.outOfRange);
+    assert.equal((decodeTx(swtch(2, SWITCH_REASONS.length - 1)).tx.body as SwitchBody).readback, "unknown");
+    refused(swtch(3, 0), DecodeReason.outOfRange);
+    refused(swtch(0, SWITCH_REASONS.length), DecodeReason.outOfRange);
   });
 
   test("unknown role bits in enrol and setRoles, and an unknown member action", () => {

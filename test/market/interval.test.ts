@@ -35,7 +35,7 @@ const BUYER = 1; // box: buys
 const ANN = 2; // user without a meter: buys renewable only
 const GAS = 3; // box without the renewable role: sells
 const MEMBERS: TestMember[] = [
-  { name: "solar box", signer: NodeSigner.generate(), roles: ["box", "admin", "renewable"] },
+  { name: "solar box", signer: NodeSigner.generate(), roles: ["box", "admin", "renewable", "controller"] },
   { name: "buyer box", signer: NodeSigner.generate(), roles: ["box"] },
   { name: "Ann", signer: NodeSigner.generate(), roles: ["user"] },
   { name: "generator box", signer: NodeSigner.generate(), roles: ["box"] },
@@ -144,6 +144,27 @@ describe("market interval step", () => {
     const back = at(h, N + 2 * I + 5, []);
     assert.deepEqual(back.market?.settlement.metered.map((m) => [m.member, m.importWh, m.silentMeters]), [[BUYER, 700, 0]]);
     assert.equal(balance(h, BUYER), -210_000); // 700 Wh at 300,000 per kWh
+  });
+
+  test("an island transaction moves the period's imbalance to the community, prorated by the islanded time", () => {
+    const h = harness();
+    const N = intervalStartOf(h.state.timeMs, I) + I;
+    at(h, h.nextTimeMs, [readingAt(h, BUYER, h.nextTimeMs - 500, 0, 0)]);
+    at(h, N + 5, []);
+    const island = (islanded: boolean, timeMs: number) => h.tx(SOLAR, { type: "island", islanded, timeMs, reason: islanded ? "UF2" : "reconnected", measured: islanded ? 56_000 : 0 });
+    at(h, N + I / 4 + 500, [island(true, N + I / 4)]); // the grid is lost a quarter into the period
+    at(h, N + I - 2_000, [readingAt(h, BUYER, N + I - 2_500, 1_000, 0)]);
+    const first = at(h, N + I + 5, []).market?.settlement;
+    assert.equal(first?.islandedPermille, 750);
+    assert.equal(balance(h, "community"), 750 * 250); // 750 Wh at the imbalance price (250,000 per kWh)
+    assert.equal(balance(h, "utility"), 250 * 300); // 250 Wh at the import tariff
+    // Islanded through the next period, then back half-way through the one after.
+    at(h, N + I + 400_000, [readingAt(h, BUYER, N + I + 399_500, 2_000, 0)]);
+    assert.equal(at(h, N + 2 * I + 5, []).market?.settlement.islandedPermille, 1_000);
+    at(h, N + 2 * I + I / 2 + 500, [island(false, N + 2 * I + I / 2)]);
+    assert.equal(at(h, N + 3 * I + 5, []).market?.settlement.islandedPermille, 500);
+    assert.equal(at(h, N + 4 * I + 5, []).market?.settlement.islandedPermille, 0);
+    assert.equal([SOLAR, BUYER].reduce((a, m) => a + balance(h, m), 0) + balance(h, "utility") + balance(h, "community"), 0);
   });
 
   test("pay-as-bid, binding settlement and fees come from the genesis", () => {

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { type ClearingOrder, type Trade, clear } from "../../market/clearing.js";
 import { COMMUNITY, type Metered, type SettlementParams, UTILITY, largestRemainder, settle } from "../../market/settlement.js";
 
-const PARAMS: SettlementParams = { utilityImportMicroPerKWh: 300_000, utilityExportMicroPerKWh: 80_000, islanded: false, imbalanceMicroPerKWh: 400_000, buyerFeeMicroPerKWh: 0, sellerFeeMicroPerKWh: 0 };
+const PARAMS: SettlementParams = { utilityImportMicroPerKWh: 300_000, utilityExportMicroPerKWh: 80_000, islandedPermille: 0, imbalanceMicroPerKWh: 400_000, buyerFeeMicroPerKWh: 0, sellerFeeMicroPerKWh: 0 };
 
 function trade(buyer: number, seller: number, energyWh: number, buyerPrice: number, sellerPrice = buyerPrice): Trade {
   const id = new Uint8Array(32);
@@ -35,6 +35,15 @@ describe("settlement: the rules on worked examples", () => {
     assert.equal(sum(r.balances), 0);
   });
 
+  it("a period islanded for part of its time splits each imbalance: that share with the community, the rest with the utility", () => {
+    const metered = new Map<number, Metered>([[1, { importWh: 1_001, exportWh: 0 }]]);
+    const r = settle([], metered, { ...PARAMS, islandedPermille: 250 }); // islanded a quarter of the period
+    const island = Math.floor((1_001 * 250) / 1_000); // 250 Wh
+    assert.equal(r.balances.get(COMMUNITY), Math.floor((400_000 * island) / 1_000));
+    assert.equal(r.balances.get(UTILITY), Math.floor((300_000 * (1_001 - island)) / 1_000));
+    assert.equal(sum(r.balances), 0);
+  });
+
   it("a seller exporting more than it sold: the rest sold to the utility; pay-as-bid spread and fees to the community", () => {
     const trades = [trade(1, 9, 1_000, 300_000, 100_000)];
     const metered = new Map<number, Metered>([
@@ -54,7 +63,7 @@ describe("settlement: the rules on worked examples", () => {
       [1, { importWh: 1_000, exportWh: 0 }],
       [9, { importWh: 0, exportWh: 250 }],
     ]);
-    const r = settle([], metered, { ...PARAMS, islanded: true });
+    const r = settle([], metered, { ...PARAMS, islandedPermille: 1_000 });
     assert.equal(r.balances.get(1), -400_000);
     assert.equal(r.balances.get(9), 100_000);
     assert.equal(r.balances.get(UTILITY), 0);
@@ -88,10 +97,10 @@ describe("settlement: properties", () => {
 
   it("money is conserved to the micro-unit; deliveries never exceed trades or exports; buyers never pay above their limits", () => {
     fc.assert(
-      fc.property(arbBook, arbMetered, fc.constantFrom("pay-as-clear" as const, "pay-as-bid" as const), fc.boolean(), fc.nat({ max: 20_000 }), (book, energies, rule, islanded, fee) => {
+      fc.property(arbBook, arbMetered, fc.constantFrom("pay-as-clear" as const, "pay-as-bid" as const), fc.constantFrom(0, 1, 333, 999, 1_000), fc.nat({ max: 20_000 }), (book, energies, rule, islandedPermille, fee) => {
         const { trades } = clear(book, { rule, isLocalRenewable: () => true });
         const metered = new Map(energies.map((e, m) => [m, e]));
-        const r = settle(trades, metered, { ...PARAMS, islanded, buyerFeeMicroPerKWh: fee, sellerFeeMicroPerKWh: fee >> 1 });
+        const r = settle(trades, metered, { ...PARAMS, islandedPermille, buyerFeeMicroPerKWh: fee, sellerFeeMicroPerKWh: fee >> 1 });
         assert.equal(sum(r.balances), 0, "all accounts' changes sum to zero");
         const perSeller = new Map<number, [number, number]>();
         r.deliveries.forEach(({ trade: i, deliveredWh }) => {
@@ -108,7 +117,8 @@ describe("settlement: properties", () => {
             const d = r.deliveries[t.trade as number]?.deliveredWh ?? 0;
             assert.ok(t.amountMicro * 1_000 <= tr.buyerPriceMicroPerKWh * d && t.amountMicro * 1_000 > tr.sellerPriceMicroPerKWh * d - 1_000);
           }
-          if (islanded) assert.ok(t.from !== UTILITY && t.to !== UTILITY);
+          if (islandedPermille === 1_000) assert.ok(t.from !== UTILITY && t.to !== UTILITY);
+          if (islandedPermille === 0) assert.ok(t.why === "local energy" || t.why.endsWith("fee") || t.why === "spread" || t.from === UTILITY || t.to === UTILITY, "connected: imbalance only with the utility");
         }
       }),
       { numRuns: 400 },
