@@ -9,7 +9,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { assert } from "./assert.js";
 import { type Block, BLOCK_VERSION, blockHash, type BlockHeader } from "./block.js";
-import { Writer } from "./codec.js";
+import { type Reader, Writer } from "./codec.js";
 import { ConfigError } from "./errors.js";
 import { type Hash, HashTag, ZERO_HASH, hashTagged, parseHex } from "./hash.js";
 import { EMPTY_STATE_ROOT } from "./state-tree.js";
@@ -58,6 +58,17 @@ export const LedgerParamsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const GovernanceParamsSchema = Type.Object(
+  {
+    quorumPermille: Int(1, 1_000, "share of the members entitled to vote who must vote for a proposal to count, permille"),
+    thresholdPermille: Int(0, 999, "a proposal is accepted when its approvals are more than this share of the votes cast, permille"),
+    votingBlocksMin: Int(1, 100_000_000, "shortest voting period a proposal may set, blocks"),
+    votingBlocksMax: Int(1, 100_000_000, "longest voting period, and longest wait from its end to taking effect, blocks"),
+    openProposalsMax: Int(1, 1_024, "proposals open (voting, or accepted and waiting to take effect) at once"),
+  },
+  { additionalProperties: false },
+);
+
 export const GenesisMemberSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: MEMBER_NAME_BYTES_MAX }),
@@ -74,12 +85,14 @@ export const GenesisSchema = Type.Object(
     members: Type.Array(GenesisMemberSchema, { minItems: 1, maxItems: 10_000 }),
     market: MarketParamsSchema,
     ledger: LedgerParamsSchema,
+    governance: GovernanceParamsSchema,
   },
   { additionalProperties: false },
 );
 
 export type MarketParams = Static<typeof MarketParamsSchema>;
 export type LedgerParams = Static<typeof LedgerParamsSchema>;
+export type GovernanceParams = Static<typeof GovernanceParamsSchema>;
 export type GenesisMember = Static<typeof GenesisMemberSchema>;
 export type Genesis = Static<typeof GenesisSchema>;
 
@@ -97,6 +110,14 @@ export const DEFAULT_MARKET_PARAMS: MarketParams = {
   imbalanceMicroPerKWh: 250_000,
   buyerFeeMicroPerKWh: 0,
   sellerFeeMicroPerKWh: 0,
+};
+
+export const DEFAULT_GOVERNANCE_PARAMS: GovernanceParams = {
+  quorumPermille: 500, // half the members take part
+  thresholdPermille: 500, // a simple majority of the votes cast
+  votingBlocksMin: 3_600, // an hour at one block a second
+  votingBlocksMax: 2_592_000, // thirty days
+  openProposalsMax: 32,
 };
 
 export const DEFAULT_LEDGER_PARAMS: LedgerParams = {
@@ -117,7 +138,12 @@ export const DEFAULT_LEDGER_PARAMS: LedgerParams = {
 export function parseGenesis(value: unknown): Genesis {
   const withDefaults =
     isPlainObject(value)
-      ? { ...value, market: withDefaultsFor(DEFAULT_MARKET_PARAMS, value.market), ledger: withDefaultsFor(DEFAULT_LEDGER_PARAMS, value.ledger) }
+      ? {
+          ...value,
+          market: withDefaultsFor(DEFAULT_MARKET_PARAMS, value.market),
+          ledger: withDefaultsFor(DEFAULT_LEDGER_PARAMS, value.ledger),
+          governance: withDefaultsFor(DEFAULT_GOVERNANCE_PARAMS, value.governance),
+        }
       : value;
   const problems = [...Value.Errors(GenesisSchema, withDefaults)].slice(0, 20).map((e) => `${e.path || "/"}: ${e.message}`);
   if (problems.length > 0) throw new ConfigError("genesis", problems);
@@ -131,13 +157,27 @@ export function parseGenesis(value: unknown): Genesis {
   });
   if (!g.members.some((m) => m.roles.includes("admin"))) problems.push("/members: no member has the admin role, so nobody could ever enrol another");
   if (!g.members.some((m) => m.roles.includes("box"))) problems.push("/members: no member has the box role, so nobody could propose a block");
-  if (g.market.priceMinMicroPerKWh > g.market.priceMaxMicroPerKWh) problems.push("/market: priceMinMicroPerKWh is above priceMaxMicroPerKWh");
-  // The same inequality clear() asserts: price x energy <= ORDER_VALUE_MICRO_MAX x 1000.
-  if (BigInt(g.market.priceMaxMicroPerKWh) * BigInt(g.market.orderEnergyMaxWh) > BigInt(ORDER_VALUE_MICRO_MAX) * 1000n) {
-    problems.push(`/market: an order of orderEnergyMaxWh at priceMaxMicroPerKWh would be worth more than ${ORDER_VALUE_MICRO_MAX} micro-currency; lower one of them (their product / 1000 must stay within it)`);
-  }
+  problems.push(...marketCrossProblems(g.market));
+  if (g.governance.votingBlocksMin > g.governance.votingBlocksMax) problems.push("/governance: votingBlocksMin is above votingBlocksMax");
   if (problems.length > 0) throw new ConfigError("genesis", problems);
   return g;
+}
+
+/** Rules across market parameters (the schema checks each alone). */
+function marketCrossProblems(m: MarketParams): string[] {
+  const problems: string[] = [];
+  if (m.priceMinMicroPerKWh > m.priceMaxMicroPerKWh) problems.push("/market: priceMinMicroPerKWh is above priceMaxMicroPerKWh");
+  // The same inequality clear() asserts: price x energy <= ORDER_VALUE_MICRO_MAX x 1000.
+  if (BigInt(m.priceMaxMicroPerKWh) * BigInt(m.orderEnergyMaxWh) > BigInt(ORDER_VALUE_MICRO_MAX) * 1000n) {
+    problems.push(`/market: an order of orderEnergyMaxWh at priceMaxMicroPerKWh would be worth more than ${ORDER_VALUE_MICRO_MAX} micro-currency; lower one of them (their product / 1000 must stay within it)`);
+  }
+  return problems;
+}
+
+/** Everything wrong with a set of market parameters (a governance proposal's result is checked with it). */
+export function marketParamProblems(m: MarketParams): string[] {
+  const schema = [...Value.Errors(MarketParamsSchema, m)].slice(0, 20).map((e) => `/market${e.path}: ${e.message}`);
+  return schema.length > 0 ? schema : marketCrossProblems(m);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -163,16 +203,39 @@ export function encodeGenesis(g: Genesis): Uint8Array {
     assert(key !== null, "genesis member keys were validated");
     w.str(m.name, MEMBER_NAME_BYTES_MAX).fixed(key, 32).u8(rolesMask(m.roles));
   }
-  const mk = g.market;
+  encodeMarketParams(w, g.market);
+  const lg = g.ledger;
+  w.uvar(lg.blockIntervalMs).uvar(lg.txsPerBlockMax).uvar(lg.blockBytesMax).uvar(lg.readingSkewMaxMs);
+  w.uvar(lg.readingAgeMaxMs).uvar(lg.meterPowerMaxW).uvar(lg.seqGapMax);
+  const gv = g.governance;
+  w.uvar(gv.quorumPermille).uvar(gv.thresholdPermille).uvar(gv.votingBlocksMin).uvar(gv.votingBlocksMax).uvar(gv.openProposalsMax);
+  return w.finish();
+}
+
+/** Market parameters in their canonical encoding (the genesis document, and the state's current parameters). */
+export function encodeMarketParams(w: Writer, mk: MarketParams): void {
   w.uvar(mk.intervalMs).uvar(mk.priceMinMicroPerKWh).uvar(mk.priceMaxMicroPerKWh);
   w.uvar(mk.orderEnergyMaxWh).uvar(mk.openOrdersPerMemberMax).uvar(mk.orderIntervalsAheadMax);
   w.u8(mk.clearingRule === "pay-as-clear" ? 0 : 1).u8(mk.settlementMode === "shadow" ? 0 : 1);
   w.uvar(mk.utilityImportMicroPerKWh).uvar(mk.utilityExportMicroPerKWh).uvar(mk.imbalanceMicroPerKWh);
   w.uvar(mk.buyerFeeMicroPerKWh).uvar(mk.sellerFeeMicroPerKWh);
-  const lg = g.ledger;
-  w.uvar(lg.blockIntervalMs).uvar(lg.txsPerBlockMax).uvar(lg.blockBytesMax).uvar(lg.readingSkewMaxMs);
-  w.uvar(lg.readingAgeMaxMs).uvar(lg.meterPowerMaxW).uvar(lg.seqGapMax);
-  return w.finish();
+}
+
+export function decodeMarketParams(r: Reader): MarketParams {
+  const v = (what: string) => r.uvar(what);
+  const intervalMs = v("intervalMs");
+  const priceMinMicroPerKWh = v("priceMin");
+  const priceMaxMicroPerKWh = v("priceMax");
+  const orderEnergyMaxWh = v("orderEnergyMax");
+  const openOrdersPerMemberMax = v("openOrdersPerMemberMax");
+  const orderIntervalsAheadMax = v("orderIntervalsAheadMax");
+  const clearingRule = r.u8("clearingRule") === 0 ? "pay-as-clear" : "pay-as-bid";
+  const settlementMode = r.u8("settlementMode") === 0 ? "shadow" : "binding";
+  return {
+    intervalMs, priceMinMicroPerKWh, priceMaxMicroPerKWh, orderEnergyMaxWh, openOrdersPerMemberMax, orderIntervalsAheadMax, clearingRule, settlementMode,
+    utilityImportMicroPerKWh: v("utilityImport"), utilityExportMicroPerKWh: v("utilityExport"), imbalanceMicroPerKWh: v("imbalance"),
+    buyerFeeMicroPerKWh: v("buyerFee"), sellerFeeMicroPerKWh: v("sellerFee"),
+  };
 }
 
 /** Block 0: unsigned, no transactions; its txRoot commits to the genesis document. */

@@ -10,14 +10,24 @@
 //   t/<interval>/<n>      TradeRecord    a trade of the last cleared interval, until it is settled
 //   b/<account>           BalanceRecord  a member's (or the utility's, the community's) balance
 //   s/<premise>/<breaker> BreakerRecord  a premise's breaker as last switched by the controller
+//   p/<proposal id hex>   ProposalRecord a governance proposal, its tally and fate
+//   v/<proposal>/<member> VoteRecord     one member's vote
+//   gov                   GovernanceRecord the proposals still open or waiting to apply
+//   c                     CriticalLoadsRecord the voted critical-load priority list
+//   mp                    MarketParamsRecord the market parameters once a vote changed them
 import { assertNever } from "./assert.js";
 import { Reader, Writer } from "./codec.js";
 import { DecodeReason } from "./errors.js";
 import { HASH_BYTES, type Hash, HashTag, hashTagged, toHex } from "./hash.js";
+import { type MarketParams, decodeMarketParams, encodeMarketParams } from "./genesis.js";
 import {
   AUTHOR_MAX,
   BreakerState,
   type BreakerStateName,
+  CRITICAL_LOADS_MAX,
+  type ProposalAction,
+  decodeProposalAction,
+  encodeProposalAction,
   ENERGY_WH_MAX,
   MEMBER_NAME_BYTES_MAX,
   ORDER_ENERGY_WH_MAX,
@@ -150,7 +160,70 @@ export interface BreakerRecord {
   readonly operations: number; // commands so far
 }
 
-export type StateRecord = GlobalRecord | MemberRecord | KeyRecord | MeterRecord | OrderRecord | MarketRecord | TradeRecord | BalanceRecord | BreakerRecord;
+export type ProposalStatus = "open" | "accepted" | "rejected" | "applied" | "failed";
+const PROPOSAL_STATUSES: readonly ProposalStatus[] = ["open", "accepted", "rejected", "applied", "failed"];
+
+/** A governance proposal (ledger/governance.ts): what it would do, its votes so far, its fate. */
+export interface ProposalRecord {
+  readonly kind: "proposal";
+  readonly id: Hash;
+  readonly author: number;
+  readonly action: ProposalAction;
+  readonly createdHeight: number;
+  readonly votingEndsHeight: number;
+  readonly effectiveHeight: number;
+  readonly yes: number;
+  readonly no: number;
+  /** Members entitled to vote when voting closed (0 while open). */
+  readonly electorate: number;
+  readonly status: ProposalStatus;
+  /** Why an accepted proposal failed to apply (a result name), "" otherwise. */
+  readonly outcome: string;
+}
+
+/** One member's vote on one proposal (one member, one vote). */
+export interface VoteRecord {
+  readonly kind: "vote";
+  readonly proposal: Hash;
+  readonly member: number;
+  readonly approve: boolean;
+}
+
+/** The proposals still to decide or to apply, in the order they were made. */
+export interface GovernanceRecord {
+  readonly kind: "governance";
+  readonly open: readonly Hash[];
+}
+
+/** The community's critical premises in priority order (first = most critical), as last voted. */
+export interface CriticalLoadsRecord {
+  readonly kind: "criticalLoads";
+  readonly premises: readonly number[];
+  readonly sinceHeight: number;
+}
+
+/** The market parameters in force, once a vote has changed the genesis ones. */
+export interface MarketParamsRecord {
+  readonly kind: "marketParams";
+  readonly params: MarketParams;
+  readonly sinceHeight: number;
+}
+
+export type StateRecord =
+  | GlobalRecord
+  | MemberRecord
+  | KeyRecord
+  | MeterRecord
+  | OrderRecord
+  | MarketRecord
+  | TradeRecord
+  | BalanceRecord
+  | BreakerRecord
+  | ProposalRecord
+  | VoteRecord
+  | GovernanceRecord
+  | CriticalLoadsRecord
+  | MarketParamsRecord;
 
 export const GLOBAL_KEY = "g";
 export const memberKey = (member: number): string => `m/${member}`;
@@ -161,8 +234,16 @@ export const MARKET_KEY = "x";
 export const tradeKey = (intervalStartMs: number, index: number): string => `t/${intervalStartMs}/${index}`;
 export const balanceKey = (account: AccountName): string => `b/${account}`;
 export const breakerKey = (premise: number, breaker: number): string => `s/${premise}/${breaker}`;
+export const proposalKey = (id: Hash): string => `p/${toHex(id)}`;
+export const voteKey = (proposal: Hash, member: number): string => `v/${toHex(proposal)}/${member}`;
+export const GOVERNANCE_KEY = "gov";
+export const CRITICAL_LOADS_KEY = "c";
+export const MARKET_PARAMS_KEY = "mp";
 
-const RecordKind = { global: 1, member: 2, key: 3, meter: 4, order: 5, market: 6, trade: 7, balance: 8, breaker: 9 } as const;
+const RecordKind = {
+  global: 1, member: 2, key: 3, meter: 4, order: 5, market: 6, trade: 7, balance: 8, breaker: 9,
+  proposal: 10, vote: 11, governance: 12, criticalLoads: 13, marketParams: 14,
+} as const;
 
 /** Accounts on the wire: 0 the utility, 1 the community, member n as n + 2. */
 export function accountCode(a: AccountName): number {
@@ -212,6 +293,28 @@ export function encodeRecord(rec: StateRecord): Uint8Array {
       break;
     case "breaker":
       w.uvar(rec.premise).u8(rec.breaker).bool(rec.commandedClose).u8(BreakerState[rec.readback]).uvar(rec.changeMs).uvar(rec.operations);
+      break;
+    case "proposal":
+      w.fixed(rec.id, HASH_BYTES).uvar(rec.author);
+      encodeProposalAction(w, rec.action);
+      w.uvar(rec.createdHeight).uvar(rec.votingEndsHeight).uvar(rec.effectiveHeight).uvar(rec.yes).uvar(rec.no).uvar(rec.electorate);
+      w.u8(PROPOSAL_STATUSES.indexOf(rec.status)).str(rec.outcome, 64);
+      break;
+    case "vote":
+      w.fixed(rec.proposal, HASH_BYTES).uvar(rec.member).bool(rec.approve);
+      break;
+    case "governance":
+      w.uvar(rec.open.length);
+      for (const id of rec.open) w.fixed(id, HASH_BYTES);
+      break;
+    case "criticalLoads":
+      w.uvar(rec.premises.length);
+      for (const p of rec.premises) w.uvar(p);
+      w.uvar(rec.sinceHeight);
+      break;
+    case "marketParams":
+      encodeMarketParams(w, rec.params);
+      w.uvar(rec.sinceHeight);
       break;
     default:
       assertNever(rec, "state record");
@@ -310,6 +413,42 @@ export function decodeRecord(bytes: Uint8Array): StateRecord {
       rec = { kind: "breaker", premise, breaker, commandedClose, readback, changeMs: r.uvar("changeMs", TIME_MS_MAX), operations: r.uvar("operations") };
       break;
     }
+    case RecordKind.proposal: {
+      const id = r.copy(HASH_BYTES, "id");
+      const author = r.uvar("author", AUTHOR_MAX);
+      const action = decodeProposalAction(r);
+      const createdHeight = r.uvar("createdHeight");
+      const votingEndsHeight = r.uvar("votingEndsHeight");
+      const effectiveHeight = r.uvar("effectiveHeight");
+      const yes = r.uvar("yes");
+      const no = r.uvar("no");
+      const electorate = r.uvar("electorate");
+      const code = r.u8("status");
+      const status = PROPOSAL_STATUSES[code];
+      if (status === undefined) r.fail(DecodeReason.outOfRange, `proposal status ${code}`);
+      rec = { kind: "proposal", id, author, action, createdHeight, votingEndsHeight, effectiveHeight, yes, no, electorate, status, outcome: r.str(64, "outcome") };
+      break;
+    }
+    case RecordKind.vote:
+      rec = { kind: "vote", proposal: r.copy(HASH_BYTES, "proposal"), member: r.uvar("member", AUTHOR_MAX), approve: r.bool("approve") };
+      break;
+    case RecordKind.governance: {
+      const n = r.uvar("open proposals", 1_024);
+      const open: Hash[] = [];
+      for (let i = 0; i < n; i++) open.push(r.copy(HASH_BYTES, "proposal"));
+      rec = { kind: "governance", open };
+      break;
+    }
+    case RecordKind.criticalLoads: {
+      const n = r.uvar("premises", CRITICAL_LOADS_MAX);
+      const premises: number[] = [];
+      for (let i = 0; i < n; i++) premises.push(r.uvar("premise", AUTHOR_MAX));
+      rec = { kind: "criticalLoads", premises, sinceHeight: r.uvar("sinceHeight") };
+      break;
+    }
+    case RecordKind.marketParams:
+      rec = { kind: "marketParams", params: decodeMarketParams(r), sinceHeight: r.uvar("sinceHeight") };
+      break;
     case RecordKind.balance:
       rec = { kind: "balance", account: accountOf(r.uvar("account", AUTHOR_MAX + 2)), balanceMicro: r.svar("balanceMicro", BALANCE_MICRO_ABS_MAX) };
       break;

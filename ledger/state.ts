@@ -42,6 +42,7 @@ import {
   publicKeyKey,
 } from "./records.js";
 import { StateTree } from "./state-tree.js";
+import { applyProposal, applyVote, changeMembership, currentMarketParams, governanceStep } from "./governance.js";
 import { type MarketOutcome, entersInterval, intervalStartOf, intervalStep } from "../market/interval.js";
 import {
   AUTHOR_MAX,
@@ -83,44 +84,11 @@ export interface LedgerState {
   readonly tree: StateTree<StateRecord>;
 }
 
-export const ResultCode = {
-  ok: 0,
-  unknownAuthor: 1,
-  authorRemoved: 2,
-  badSignature: 3,
-  staleSequence: 4,
-  sequenceGap: 5,
-  notPermitted: 6,
-  readingTimeOrder: 10,
-  readingTimeWindow: 11,
-  readingCounterBackwards: 12,
-  readingCounterJump: 13,
-  orderEnergy: 20,
-  orderPrice: 21,
-  orderInterval: 22,
-  orderExpired: 23,
-  orderCounterparty: 24,
-  openOrdersLimit: 25,
-  orderNotFound: 26,
-  notOrderAuthor: 27,
-  keyAlreadyEnrolled: 30,
-  unknownSubject: 31,
-  lastAdmin: 32,
-  noRoles: 33,
-  lastBox: 34,
-  memberLimit: 35,
-  islandUnchanged: 40,
-  islandTimeOrder: 41,
-  eventTimeWindow: 42,
-  unknownPremise: 43,
-  switchTimeOrder: 44,
-} as const;
-export type ResultCode = (typeof ResultCode)[keyof typeof ResultCode];
+import { ResultCode, resultName } from "./results.js";
+export { ResultCode, resultName } from "./results.js";
 
-const RESULT_NAMES = new Map<number, string>(Object.entries(ResultCode).map(([name, code]) => [code, name]));
-
-export function resultName(code: number): string {
-  return RESULT_NAMES.get(code) ?? `unknown(${code})`;
+function* stateValues(tree: StateTree<StateRecord>): Generator<StateRecord> {
+  for (const e of tree.entries()) yield e.value;
 }
 
 export function emptyTree(): StateTree<StateRecord> {
@@ -160,6 +128,12 @@ class Overlay {
 
   set(key: string, rec: StateRecord | null): void {
     this.changes.set(key, rec);
+  }
+
+  /** The record under `key` as this block has it so far, whatever its kind. */
+  peek(key: string): StateRecord | undefined {
+    const rec = this.changes.has(key) ? this.changes.get(key) : this.tree.get(key);
+    return rec ?? undefined;
   }
 }
 
@@ -212,10 +186,13 @@ export function applyBlock(state: LedgerState, block: Block, verifier: Signature
   const overlay = new Overlay(state.tree);
   // The market first: an interval's orders clear as it starts, before this block's transactions
   // (an order or cancel for it in this block comes too late), and the ended period settles.
-  let market: MarketOutcome | null = null;
+  // Governance first: a decision taking effect at this height applies to this block's market step too.
   const g = state.chain.genesis;
-  if (entersInterval(g.market, state.timeMs, block.header.timeMs)) {
-    const step = intervalStep(state.tree, g.market, g.genesisTimeMs, block.header.timeMs);
+  governanceStep(overlay, () => stateValues(state.tree), g, block.header.height, resultName);
+  let market: MarketOutcome | null = null;
+  const params = currentMarketParams(overlay, g);
+  if (entersInterval(params, state.timeMs, block.header.timeMs)) {
+    const step = intervalStep({ get: (key) => overlay.peek(key), entries: () => state.tree.entries() }, params, g.genesisTimeMs, block.header.timeMs);
     for (const [key, rec] of step.changes) overlay.set(key, rec);
     market = step.outcome;
   }
@@ -274,6 +251,12 @@ export function applyTx(ctx: TxContext, t: SignedTx): ResultCode {
       break;
     case "switch":
       code = applySwitch(ctx, author, body);
+      break;
+    case "proposal":
+      code = applyProposal(ctx.overlay, ctx.state.chain.genesis, author, body, t.id, ctx.height);
+      break;
+    case "vote":
+      code = applyVote(ctx.overlay, author, body, ctx.height);
       break;
     default:
       return assertNever(body, "tx body");
@@ -341,7 +324,7 @@ function applyReading(ctx: TxContext, author: MemberRecord, r: ReadingBody): Res
 }
 
 function applyOrder(ctx: TxContext, author: MemberRecord, o: OrderBody, id: Hash): ResultCode {
-  const m = ctx.state.chain.genesis.market;
+  const m = currentMarketParams(ctx.overlay, ctx.state.chain.genesis);
   if ((author.roles & (Role.user | Role.box)) === 0) return ResultCode.notPermitted;
   if (o.energyWh < 1 || o.energyWh > m.orderEnergyMaxWh) return ResultCode.orderEnergy;
   if (o.priceMicroPerKWh < m.priceMinMicroPerKWh || o.priceMicroPerKWh > m.priceMaxMicroPerKWh) return ResultCode.orderPrice;
@@ -430,42 +413,5 @@ function applySwitch(ctx: TxContext, author: MemberRecord, b: SwitchBody): Resul
 
 function applyMember(ctx: TxContext, author: MemberRecord, b: MemberBody): ResultCode {
   if ((author.roles & Role.admin) === 0) return ResultCode.notPermitted;
-  const global = ctx.overlay.get<GlobalRecord>(GLOBAL_KEY, "global");
-  assert(global !== undefined, "the global record exists from genesis");
-  switch (b.action) {
-    case "enrol": {
-      if (b.roles === 0) return ResultCode.noRoles;
-      if (ctx.overlay.get(publicKeyKey(b.publicKey), "key") !== undefined) return ResultCode.keyAlreadyEnrolled;
-      const index = global.memberCount;
-      if (index > AUTHOR_MAX) return ResultCode.memberLimit; // member indexes must stay encodable
-      ctx.overlay.set(memberKey(index), { kind: "member", index, publicKey: b.publicKey, roles: b.roles, active: true, name: b.name, lastSeq: 0, openOrders: 0 });
-      ctx.overlay.set(publicKeyKey(b.publicKey), { kind: "key", member: index });
-      ctx.overlay.set(GLOBAL_KEY, {
-        ...global,
-        memberCount: index + 1,
-        activeAdmins: global.activeAdmins + ((b.roles & Role.admin) !== 0 ? 1 : 0),
-        activeBoxes: global.activeBoxes + ((b.roles & Role.box) !== 0 ? 1 : 0),
-      });
-      return ResultCode.ok;
-    }
-    case "remove":
-    case "setRoles": {
-      const subject = ctx.overlay.get<MemberRecord>(memberKey(b.subject), "member");
-      if (subject === undefined || !subject.active) return ResultCode.unknownSubject;
-      const newRoles = b.action === "remove" ? 0 : b.roles;
-      if (b.action === "setRoles" && newRoles === 0) return ResultCode.noRoles;
-      const count = (role: number, roles: number): number => ((roles & role) !== 0 ? 1 : 0);
-      const admins = global.activeAdmins - count(Role.admin, subject.roles) + count(Role.admin, newRoles);
-      const boxes = global.activeBoxes - count(Role.box, subject.roles) + count(Role.box, newRoles);
-      // Someone must stay able to enrol members, and someone able to propose blocks.
-      if (admins < 1) return ResultCode.lastAdmin;
-      if (boxes < 1) return ResultCode.lastBox;
-      const roles = b.action === "remove" ? subject.roles : newRoles; // a removed member keeps its record for the audit trail
-      ctx.overlay.set(memberKey(b.subject), { ...subject, roles, active: b.action !== "remove" });
-      ctx.overlay.set(GLOBAL_KEY, { ...global, activeAdmins: admins, activeBoxes: boxes });
-      return ResultCode.ok;
-    }
-    default:
-      return assertNever(b, "member action");
-  }
+  return changeMembership(ctx.overlay, b);
 }

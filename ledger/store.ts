@@ -49,7 +49,7 @@ import {
   meterKey,
 } from "./records.js";
 import type { ClearingRule } from "../market/clearing.js";
-import type { ClosedOrder, CloseReason, MarketOutcome, SettlementOutcome } from "../market/interval.js";
+import type { ClosedOrder, CloseReason, MarketOutcome, SettlementOutcome, Tariffs } from "../market/interval.js";
 import type { Transfer } from "../market/settlement.js";
 import { type Chain, type LedgerState, ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
 import { type SignedTx, TxType, decodeTx, txId } from "./tx.js";
@@ -142,6 +142,7 @@ CREATE TABLE market_settlements (
   trades_interval_start_ms INTEGER,
   islanded_permille INTEGER NOT NULL,
   shadow INTEGER NOT NULL,
+  tariffs TEXT NOT NULL,
   hash BLOB NOT NULL
 );
 CREATE TABLE market_metered (
@@ -364,7 +365,7 @@ export class LedgerStore {
         "INSERT INTO market_closed_orders (id, height, author, side, interval_start_ms, energy_wh, filled_wh, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       insertSettlement: db.prepare(
-        "INSERT INTO market_settlements (period_end_ms, period_start_ms, height, trades_interval_start_ms, islanded_permille, shadow, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO market_settlements (period_end_ms, period_start_ms, height, trades_interval_start_ms, islanded_permille, shadow, tariffs, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       insertMetered: db.prepare("INSERT INTO market_metered (period_end_ms, member, import_wh, export_wh, meters, silent_meters) VALUES (?, ?, ?, ?, ?, ?)"),
       insertTransfer: db.prepare(
@@ -476,7 +477,7 @@ export class LedgerStore {
 
   private writeMarket(height: number, m: MarketOutcome): void {
     const s = m.settlement;
-    this.stmts.insertSettlement.run(s.periodEndMs, s.periodStartMs, height, s.tradesIntervalStartMs, s.islandedPermille, s.shadow ? 1 : 0, Buffer.from(s.hash));
+    this.stmts.insertSettlement.run(s.periodEndMs, s.periodStartMs, height, s.tradesIntervalStartMs, s.islandedPermille, s.shadow ? 1 : 0, JSON.stringify(s.tariffs), Buffer.from(s.hash));
     s.trades.forEach((t, i) => this.stmts.setDelivered.run(s.deliveredWh[i] as number, t.intervalStartMs, t.index));
     for (const e of s.metered) this.stmts.insertMetered.run(s.periodEndMs, e.member, e.importWh, e.exportWh, e.meters, e.silentMeters);
     s.transfers.forEach((t, i) => this.stmts.insertTransfer.run(s.periodEndMs, i, String(t.from), String(t.to), t.amountMicro, t.why, t.trade ?? null));
@@ -562,6 +563,7 @@ export class LedgerStore {
       tradesIntervalStartMs: row.trades_interval_start_ms as number | null,
       islandedPermille: row.islanded_permille as number,
       shadow: row.shadow === 1,
+      tariffs: JSON.parse(row.tariffs as string) as Tariffs,
       hash: new Uint8Array(row.hash as Buffer),
       metered: (this.stmts.meteredOf.all(periodEndMs) as Row[]).map((e) => ({
         member: e.member as number,

@@ -11,8 +11,8 @@
 //
 // Types: reading, order, cancel, member, switch (a breaker command and its
 // read-back) and island (the microgrid islanded or reconnected), both from a
-// member with the controller role. New types (vote, proposal) add a body
-// codec and a type code; the envelope does not change. A decoder that does not know a type refuses it
+// member with the controller role, proposal and vote (governance). A new
+// type adds a body codec and a type code; the envelope does not change. A decoder that does not know a type refuses it
 // with DecodeError(unknown_type).
 import { assert, assertNever } from "./assert.js";
 import { Reader, Writer } from "./codec.js";
@@ -44,8 +44,12 @@ export const TX_BYTES_MAX = {
   member: 200,
   switch: 128,
   island: 128,
+  vote: 128,
+  proposal: 1024, // a critical-load list of a few hundred premises
 } as const;
-export const TX_BYTES_MAX_ANY = 200;
+export const TX_BYTES_MAX_ANY = 1024;
+/** The most premises a critical-load list names. */
+export const CRITICAL_LOADS_MAX = 256;
 
 export const AUTHOR_MAX = 2 ** 24 - 1; // member indexes: 16 million members is plenty
 export const SEQ_MAX = 2 ** 48 - 1;
@@ -186,7 +190,51 @@ export interface SwitchBody {
   readonly demandW: number;
 }
 
-export type TxBody = ReadingBody | OrderBody | CancelBody | MemberBody | IslandBody | SwitchBody;
+/**
+ * Market parameters the community may change by vote (ledger/governance.ts); the others (the interval
+ * length above all) are fixed for the life of the chain. clearingRule and settlementMode travel as
+ * 0/1 (pay-as-clear/pay-as-bid, shadow/binding).
+ */
+export const GOVERNABLE_MARKET_PARAMS = [
+  "priceMinMicroPerKWh",
+  "priceMaxMicroPerKWh",
+  "orderEnergyMaxWh",
+  "openOrdersPerMemberMax",
+  "orderIntervalsAheadMax",
+  "clearingRule",
+  "settlementMode",
+  "utilityImportMicroPerKWh",
+  "utilityExportMicroPerKWh",
+  "imbalanceMicroPerKWh",
+  "buyerFeeMicroPerKWh",
+  "sellerFeeMicroPerKWh",
+] as const;
+export type GovernableParam = (typeof GOVERNABLE_MARKET_PARAMS)[number];
+
+/** What a proposal would do once accepted. */
+export type ProposalAction =
+  | { readonly kind: "criticalLoads"; readonly premises: readonly number[] } // in priority order, first = most critical
+  | { readonly kind: "marketParams"; readonly changes: readonly { readonly param: GovernableParam; readonly value: number }[] }
+  | { readonly kind: "enrol"; readonly publicKey: Uint8Array; readonly roles: number; readonly name: string }
+  | { readonly kind: "remove"; readonly subject: number }
+  | { readonly kind: "setRoles"; readonly subject: number; readonly roles: number };
+const PROPOSAL_KINDS = ["criticalLoads", "marketParams", "enrol", "remove", "setRoles"] as const;
+
+/** A member proposes a change; the members vote; accepted, it takes effect at effectiveHeight. */
+export interface ProposalBody {
+  readonly type: "proposal";
+  readonly action: ProposalAction;
+  readonly votingEndsHeight: number; // the last block that may carry a vote
+  readonly effectiveHeight: number; // when accepted, applied at the start of this block (> votingEndsHeight)
+}
+
+export interface VoteBody {
+  readonly type: "vote";
+  readonly proposal: Hash; // the proposal transaction's id
+  readonly approve: boolean;
+}
+
+export type TxBody = ReadingBody | OrderBody | CancelBody | MemberBody | IslandBody | SwitchBody | ProposalBody | VoteBody;
 
 export interface Tx {
   readonly author: number;
@@ -222,6 +270,13 @@ function encodeBody(w: Writer, body: TxBody): void {
       w.uvar(body.premise).u8(body.breaker).bool(body.close).u8(BreakerState[body.readback]).uvar(body.timeMs);
       w.u8(SWITCH_REASONS.indexOf(body.reason)).uvar(body.supplyW).uvar(body.demandW);
       return;
+    case "vote":
+      w.fixed(body.proposal, HASH_BYTES).bool(body.approve);
+      return;
+    case "proposal":
+      encodeProposalAction(w, body.action);
+      w.uvar(body.votingEndsHeight).uvar(body.effectiveHeight);
+      return;
     case "member":
       w.u8(MemberAction[body.action]);
       switch (body.action) {
@@ -240,6 +295,81 @@ function encodeBody(w: Writer, body: TxBody): void {
     default:
       return assertNever(body, "tx body");
   }
+}
+
+export function encodeProposalAction(w: Writer, a: ProposalAction): void {
+  w.u8(PROPOSAL_KINDS.indexOf(a.kind));
+  switch (a.kind) {
+    case "criticalLoads":
+      w.uvar(a.premises.length);
+      for (const p of a.premises) w.uvar(p);
+      return;
+    case "marketParams":
+      w.uvar(a.changes.length);
+      for (const c of a.changes) w.u8(GOVERNABLE_MARKET_PARAMS.indexOf(c.param)).uvar(c.value);
+      return;
+    case "enrol":
+      w.fixed(a.publicKey, PUBLIC_KEY_BYTES).u8(a.roles).str(a.name, MEMBER_NAME_BYTES_MAX);
+      return;
+    case "remove":
+      w.uvar(a.subject);
+      return;
+    case "setRoles":
+      w.uvar(a.subject).u8(a.roles);
+      return;
+    default:
+      return assertNever(a, "proposal action");
+  }
+}
+
+function decodeProposal(r: Reader): ProposalBody {
+  const action = decodeProposalAction(r);
+  const votingEndsHeight = r.uvar("votingEndsHeight");
+  const effectiveHeight = r.uvar("effectiveHeight");
+  if (effectiveHeight <= votingEndsHeight) r.fail(DecodeReason.outOfRange, "a proposal takes effect after its voting ends");
+  return { type: "proposal", action, votingEndsHeight, effectiveHeight };
+}
+
+export function decodeProposalAction(r: Reader): ProposalAction {
+  const code = r.u8("proposal kind");
+  const kind = PROPOSAL_KINDS[code];
+  let action: ProposalAction;
+  switch (kind) {
+    case "criticalLoads": {
+      const n = r.uvar("premise count", CRITICAL_LOADS_MAX);
+      const premises: number[] = [];
+      for (let i = 0; i < n; i++) premises.push(r.uvar("premise", AUTHOR_MAX));
+      if (new Set(premises).size !== premises.length) r.fail(DecodeReason.outOfRange, "a premise named twice in a critical-load list");
+      action = { kind, premises };
+      break;
+    }
+    case "marketParams": {
+      const n = r.uvar("change count", GOVERNABLE_MARKET_PARAMS.length);
+      const changes: { param: GovernableParam; value: number }[] = [];
+      for (let i = 0; i < n; i++) {
+        const pc = r.u8("parameter");
+        const param = GOVERNABLE_MARKET_PARAMS[pc];
+        if (param === undefined) r.fail(DecodeReason.outOfRange, `unknown market parameter ${pc}`);
+        if (changes.some((c) => c.param === param)) r.fail(DecodeReason.outOfRange, `market parameter ${param} changed twice`);
+        changes.push({ param, value: r.uvar(param, PRICE_MICRO_PER_KWH_MAX) });
+      }
+      if (n === 0) r.fail(DecodeReason.outOfRange, "a market-parameter proposal changes nothing");
+      action = { kind, changes };
+      break;
+    }
+    case "enrol":
+      action = { kind, publicKey: r.copy(PUBLIC_KEY_BYTES, "publicKey"), roles: decodeRoles(r), name: r.str(MEMBER_NAME_BYTES_MAX, "member name") };
+      break;
+    case "remove":
+      action = { kind, subject: r.uvar("subject", AUTHOR_MAX) };
+      break;
+    case "setRoles":
+      action = { kind, subject: r.uvar("subject", AUTHOR_MAX), roles: decodeRoles(r) };
+      break;
+    default:
+      return r.fail(DecodeReason.outOfRange, `unknown proposal kind ${code}`);
+  }
+  return action;
 }
 
 /** The bytes an author signs over (everything but the signature). */
@@ -351,7 +481,7 @@ function decodeSwitch(r: Reader): SwitchBody {
   return { type: "switch", premise, breaker, close, readback, timeMs, reason, supplyW: r.uvar("supplyW", POWER_W_ABS_MAX), demandW: r.uvar("demandW", POWER_W_ABS_MAX) };
 }
 
-function typeName(code: number): Exclude<TxTypeName, "vote" | "proposal"> | null {
+function typeName(code: number): TxTypeName | null {
   switch (code) {
     case TxType.reading:
       return "reading";
@@ -365,6 +495,10 @@ function typeName(code: number): Exclude<TxTypeName, "vote" | "proposal"> | null
       return "switch";
     case TxType.island:
       return "island";
+    case TxType.vote:
+      return "vote";
+    case TxType.proposal:
+      return "proposal";
     default:
       return null;
   }
@@ -417,6 +551,12 @@ export function decodeTx(bytes: Uint8Array): SignedTx {
       break;
     case "switch":
       body = decodeSwitch(r);
+      break;
+    case "vote":
+      body = { type: "vote", proposal: r.copy(HASH_BYTES, "proposal"), approve: r.bool("approve") };
+      break;
+    case "proposal":
+      body = decodeProposal(r);
       break;
     default:
       return assertNever(name, "tx type");

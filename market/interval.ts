@@ -111,6 +111,8 @@ export interface SettlementOutcome {
   /** The share of the period the microgrid ran islanded, permille. */
   readonly islandedPermille: number;
   readonly shadow: boolean;
+  /** The tariffs, imbalance price and fees it was settled at (the genesis ones, or as a vote changed them). */
+  readonly tariffs: Tariffs;
   readonly hash: Hash;
 }
 
@@ -141,6 +143,13 @@ export interface MarketOutcome {
  */
 export const METER_PERIOD_WH_MAX = 2 ** 24;
 
+export const TARIFF_KEYS = ["utilityImportMicroPerKWh", "utilityExportMicroPerKWh", "imbalanceMicroPerKWh", "buyerFeeMicroPerKWh", "sellerFeeMicroPerKWh"] as const;
+export type Tariffs = Readonly<Record<(typeof TARIFF_KEYS)[number], number>>;
+
+export function tariffsOf(m: Tariffs): Tariffs {
+  return Object.fromEntries(TARIFF_KEYS.map((k) => [k, m[k]])) as Tariffs;
+}
+
 export function intervalStartOf(timeMs: number, intervalMs: number): number {
   return timeMs - (timeMs % intervalMs);
 }
@@ -154,6 +163,7 @@ export function entersInterval(params: MarketParams, parentTimeMs: number, block
 export function settlementHash(s: Omit<SettlementOutcome, "hash">): Hash {
   const w = new Writer(64 + s.metered.length * 16 + s.transfers.length * 16);
   w.uvar(s.periodStartMs).uvar(s.periodEndMs).uvar(s.islandedPermille).bool(s.shadow);
+  for (const k of TARIFF_KEYS) w.uvar(s.tariffs[k]);
   w.fixed(tradesHash(s.trades), 32);
   for (const d of s.deliveredWh) w.uvar(d);
   w.uvar(s.metered.length);
@@ -280,14 +290,7 @@ export function intervalStep(
   const settled = settle(
     kept.map(tradeOf),
     new Map<number, Metered>(metered.map((m) => [m.member, m])),
-    {
-      utilityImportMicroPerKWh: params.utilityImportMicroPerKWh,
-      utilityExportMicroPerKWh: params.utilityExportMicroPerKWh,
-      islandedPermille,
-      imbalanceMicroPerKWh: params.imbalanceMicroPerKWh,
-      buyerFeeMicroPerKWh: params.buyerFeeMicroPerKWh,
-      sellerFeeMicroPerKWh: params.sellerFeeMicroPerKWh,
-    },
+    { ...tariffsOf(params), islandedPermille },
   );
   for (const [account, delta] of settled.balances) {
     if (delta === 0) continue;
@@ -307,6 +310,7 @@ export function intervalStep(
     transfers: settled.transfers,
     islandedPermille,
     shadow: params.settlementMode === "shadow",
+    tariffs: tariffsOf(params),
   };
   const settlement: SettlementOutcome = { ...settlementBody, hash: settlementHash(settlementBody) };
 

@@ -27,6 +27,7 @@ import { clearingOrderOf, intervalStartOf, settlementHash, tradeOf } from "./int
 import { settle } from "./settlement.js";
 
 const ALL = 2 ** 31; // "no limit" for the store's paged queries
+const ORDER_INTERVALS_AHEAD_BOUND = 10_000; // the genesis schema's most for orderIntervalsAheadMax
 
 export interface ReplayReport {
   readonly intervalStartMs: number;
@@ -75,7 +76,8 @@ function membersAt(store: LedgerStore, genesis: Genesis, height: number, timeMs:
 /** The open orders of the interval as the step saw them in the block at `height`, time `timeMs`. */
 function bookAt(store: LedgerStore, genesis: Genesis, startMs: number, height: number, timeMs: number, members: readonly MemberState[]): OrderRecord[] {
   const I = genesis.market.intervalMs;
-  const from = startMs - (genesis.market.orderIntervalsAheadMax + 1) * I; // no order for it can be older
+  // No order for it can be older (a vote may have raised orderIntervalsAheadMax up to the schema's bound).
+  const from = Math.max(genesis.genesisTimeMs, startMs - (ORDER_INTERVALS_AHEAD_BOUND + 1) * I);
   const open = new Map<string, OrderRecord>();
   for (const t of store.txsByTypeTime("order", from, startMs, ALL)) {
     const b = t.signed.tx.body;
@@ -107,17 +109,10 @@ function compareClearing(recorded: StoredInterval, derived: ClearingResult, diff
   if (!bytesEqual(hash, recorded.tradesHash)) differences.push(`the recorded trades hash to ${toHex(hash)}, not to the ${toHex(recorded.tradesHash)} the state committed to`);
 }
 
-function checkSettlement(genesis: Genesis, recorded: StoredInterval, s: StoredSettlement, differences: string[]): void {
+function checkSettlement(recorded: StoredInterval, s: StoredSettlement, differences: string[]): void {
   const trades = recorded.trades.map((t) => t.trade);
-  const m = genesis.market;
-  const again = settle(trades.map(tradeOf), new Map(s.metered.map((e) => [e.member, e])), {
-    utilityImportMicroPerKWh: m.utilityImportMicroPerKWh,
-    utilityExportMicroPerKWh: m.utilityExportMicroPerKWh,
-    islandedPermille: s.islandedPermille,
-    imbalanceMicroPerKWh: m.imbalanceMicroPerKWh,
-    buyerFeeMicroPerKWh: m.buyerFeeMicroPerKWh,
-    sellerFeeMicroPerKWh: m.sellerFeeMicroPerKWh,
-  });
+  // At the tariffs the settlement names: verify re-derives those from the chain (a vote may change them).
+  const again = settle(trades.map(tradeOf), new Map(s.metered.map((e) => [e.member, e])), { ...s.tariffs, islandedPermille: s.islandedPermille });
   recorded.trades.forEach((t, i) => {
     const d = again.deliveries[i]?.deliveredWh;
     if (t.deliveredWh !== d) differences.push(`trade ${i} delivered: recorded ${t.deliveredWh} Wh, derived ${d} Wh`);
@@ -151,18 +146,18 @@ export function replayInterval(store: LedgerStore, startMs: number): ReplayRepor
   const members = membersAt(store, genesis, recorded.height, timeMs);
   const book = bookAt(store, genesis, startMs, recorded.height, timeMs, members);
   const derived = clear(book.map(clearingOrderOf), {
-    rule: genesis.market.clearingRule,
+    rule: recorded.rule, // a vote may change the rule; verify re-derives the recorded one from the chain
     isLocalRenewable: (a) => members[a]?.active === true && ((members[a]?.roles ?? 0) & Role.renewable) !== 0,
   });
   const differences: string[] = [];
   compareClearing(recorded, derived, differences);
   const settled = store.settlementOfInterval(startMs);
-  if (settled !== null) checkSettlement(genesis, recorded, settled, differences);
+  if (settled !== null) checkSettlement(recorded, settled, differences);
   return {
     intervalStartMs: startMs,
     intervalStart: new Date(startMs).toISOString(),
     clearedAtHeight: recorded.height,
-    rule: genesis.market.clearingRule,
+    rule: recorded.rule,
     orders: { buy: book.filter((o) => o.side === "buy").length, sell: book.filter((o) => o.side === "sell").length },
     recorded: { priceMicroPerKWh: recorded.priceMicroPerKWh, volumeWh: recorded.volumeWh, trades: recorded.trades.length },
     derived: { priceMicroPerKWh: derived.priceMicroPerKWh, volumeWh: derived.volumeWh, trades: derived.trades.length },

@@ -18,7 +18,7 @@ import { DecodeError, DecodeReason } from "../../ledger/errors.js";
 import { hash, utf8 } from "../../ledger/hash.js";
 import { merkleRoot } from "../../ledger/merkle.js";
 import { EMPTY_STATE_ROOT } from "../../ledger/state-tree.js";
-import { type SignedTx, signTx } from "../../ledger/tx.js";
+import { type SignedTx, TX_BYTES_MAX_ANY, signTx } from "../../ledger/tx.js";
 import { T0, keyFor, reading, verifier } from "./fixtures.js";
 
 const CHAIN = hash(utf8("block test chain"));
@@ -141,7 +141,7 @@ describe("block", () => {
   test("a transaction length above the largest transaction is oversized", () => {
     const b = block(0);
     const header = encodeHeader({ ...b.header, txCount: 1 }, b.signature);
-    const bytes = new Writer().raw(header).uvar(201).raw(new Uint8Array(201)).finish();
+    const bytes = new Writer().raw(header).uvar(TX_BYTES_MAX_ANY + 1).raw(new Uint8Array(TX_BYTES_MAX_ANY + 1)).finish();
     refused(bytes, DecodeReason.oversized);
   });
 

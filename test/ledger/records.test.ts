@@ -93,7 +93,7 @@ describe("records", () => {
       }
       return "accepted";
     };
-    assert.equal(reason(Uint8Array.of(10)), DecodeReason.unknownType);
+    assert.equal(reason(Uint8Array.of(99)), DecodeReason.unknownType);
     for (const rec of RECORDS) {
       const bytes = encodeRecord(rec);
       for (let n = 0; n < bytes.length; n++) assert.equal(reason(bytes.subarray(0, n)), DecodeReason.truncated, `${rec.kind} cut at ${n}`);

@@ -78,6 +78,17 @@ const BODIES: Record<string, TxBody> = {
   "member setRoles": { type: "member", action: "setRoles", subject: 300, roles: Role.box | Role.controller },
   island: { type: "island", islanded: true, timeMs: 1_700_000_000_123, reason: "UV2", measured: -1 },
   "island reconnected": { type: "island", islanded: false, timeMs: 1, reason: "reconnected", measured: 0 },
+  vote: { type: "vote", proposal: hash(utf8("a proposal")), approve: false },
+  "proposal criticalLoads": { type: "proposal", action: { kind: "criticalLoads", premises: [7, 2 ** 24 - 1, 0] }, votingEndsHeight: 100, effectiveHeight: 101 },
+  "proposal marketParams": {
+    type: "proposal",
+    action: { kind: "marketParams", changes: [{ param: "clearingRule", value: 1 }, { param: "utilityImportMicroPerKWh", value: 350_000 }] },
+    votingEndsHeight: 2 ** 40,
+    effectiveHeight: 2 ** 40 + 1,
+  },
+  "proposal enrol": { type: "proposal", action: { kind: "enrol", publicKey: bob.publicKey, roles: Role.user, name: "Bob" }, votingEndsHeight: 5, effectiveHeight: 9 },
+  "proposal remove": { type: "proposal", action: { kind: "remove", subject: 3 }, votingEndsHeight: 5, effectiveHeight: 6 },
+  "proposal setRoles": { type: "proposal", action: { kind: "setRoles", subject: 3, roles: Role.controller }, votingEndsHeight: 5, effectiveHeight: 6 },
   switch: { type: "switch", premise: 2 ** 24 - 1, breaker: 255, close: false, readback: "unknown", timeMs: 1_700_000_000_000, reason: "deficit", supplyW: 12_000, demandW: 2 ** 31 - 1 },
 };
 
@@ -207,8 +218,8 @@ describe("tx: decoding refuses", () => {
     for (const version of [0, 2, 255]) refused(envelope(TxType.reading, readingBody, { version }), DecodeReason.unsupportedVersion);
   });
 
-  test("unknown and reserved types 0, 5, 6, 99 (unknown_type)", () => {
-    for (const type of [0, TxType.vote, TxType.proposal, 99]) {
+  test("unknown types 0, 9, 99 (unknown_type)", () => {
+    for (const type of [0, 9, 99]) {
       refused(envelope(type, readingBody), DecodeReason.unknownType);
     }
   });
@@ -258,6 +269,17 @@ describe("tx: decoding refuses", () => {
     for (const flags of [0x02, 0x80]) refused(envelope(TxType.order, (w) => orderBody(w, { flags })), DecodeReason.outOfRange);
     refused(envelope(TxType.order, (w) => orderBody(w, { side: 2 })), DecodeReason.outOfRange);
     assert.equal((decodeTx(envelope(TxType.order, (w) => orderBody(w, { side: 1, flags: 1 }))).tx.body as OrderBody).side, "sell");
+  });
+
+  test("a proposal that takes effect before its voting ends, names a premise twice, or changes a parameter twice or none", () => {
+    const proposal = (action: (w: Writer) => void, ends = 5, effective = 6) => envelope(TxType.proposal, (w) => (action(w), w.uvar(ends).uvar(effective)));
+    assert.equal(decodeTx(proposal((w) => w.u8(3).uvar(2))).tx.body.type, "proposal");
+    refused(proposal((w) => w.u8(3).uvar(2), 6, 6), DecodeReason.outOfRange);
+    refused(proposal((w) => w.u8(0).uvar(2).uvar(4).uvar(4)), DecodeReason.outOfRange);
+    refused(proposal((w) => w.u8(1).uvar(2).u8(0).uvar(1).u8(0).uvar(2)), DecodeReason.outOfRange);
+    refused(proposal((w) => w.u8(1).uvar(0)), DecodeReason.outOfRange);
+    refused(proposal((w) => w.u8(1).uvar(1).u8(99).uvar(1)), DecodeReason.outOfRange);
+    refused(proposal((w) => w.u8(9).uvar(1)), DecodeReason.outOfRange);
   });
 
   test("an island reason, a switch reason or a breaker state beyond the known ones", () => {
