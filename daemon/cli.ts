@@ -21,6 +21,7 @@ import { type ClearingRule, clear } from "../market/clearing.js";
 import { optionsFor, parseOrderFile, resultJson } from "../market/order-file.js";
 import { parseIntervalStart, replayInterval } from "../market/replay.js";
 import { parseBiddingPolicy } from "./auto-bidder.js";
+import { parseControllerConfig } from "./controller.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
@@ -185,13 +186,14 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .option("--peer <index=host:port>", "another box: its member index and Raft address; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--http-listen <host:port>", "the HTTP API (\"off\" for none)", "127.0.0.1:8400")
     .option("--meter <spec>", "a meter of this box: ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT], MAP a shipped map, a map file, or sunspec; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--controller <controller.json>", "this box is the microgrid controller: grid-loss detection at its PCC meter, islanding, and dispatch of the premises' breakers (README: microgrid controller)")
     .option("--auto-bid <policy.json>", "trade for this box's member each market interval by this policy (sell surplus at a floor, buy shortfall up to a ceiling; README: automatic bidding)")
     .addOption(new Option("--synthetic-readings <n>", "sign n synthetic meter readings a second (benchmarks and tests, until real meters are configured)").default(0).argParser(parseIntOption("synthetic-readings")))
     .addOption(new Option("--tick-ms <ms>", "Raft tick").default(100).argParser(parseIntOption("tick-ms")))
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
     .addOption(new Option("--heartbeat-ticks <n>", "ticks between a leader's heartbeats").default(1).argParser(parseIntOption("heartbeat-ticks")))
     .addOption(new Option("--block-interval-ms <ms>", "one block per interval").default(1000).argParser(parseIntOption("block-interval-ms")))
-    .action(async (o: { dataDir: string; key: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }) => {
+    .action(async (o: { dataDir: string; key: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }) => {
       if (o.tickMs < 10 || o.tickMs > 10_000) throw new UsageError("--tick-ms must be 10..10000");
       if (o.heartbeatTicks < 1 || o.electionTicks <= o.heartbeatTicks) throw new UsageError("--election-ticks must be more than --heartbeat-ticks, which must be at least 1");
       if (o.blockIntervalMs < 100 || o.blockIntervalMs > 3_600_000) throw new UsageError("--block-interval-ms must be 100..3600000");
@@ -200,6 +202,8 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       const meters = o.meter.map((m) => parseMeterSpec(m));
       if (o.autoBid !== undefined && meters.length === 0) throw new UsageError("--auto-bid forecasts from this box's meters: give at least one --meter");
       const autoBid = o.autoBid === undefined ? undefined : parseBiddingPolicy(readJsonFile(o.autoBid, "auto-bid policy"), o.autoBid);
+      if (o.controller !== undefined && meters.length === 0) throw new UsageError("--controller watches the grid at this box's PCC meter: give it with --meter");
+      const controller = o.controller === undefined ? undefined : parseControllerConfig(readJsonFile(o.controller, "controller file"), o.controller);
       const code = await runBox(
         {
           dataDir: o.dataDir,
@@ -210,6 +214,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
           syntheticReadingsPerS: o.syntheticReadings,
           meters,
           autoBid,
+          controller,
           timing: { tickMs: o.tickMs, electionTicks: o.electionTicks, heartbeatTicks: o.heartbeatTicks, blockIntervalMs: o.blockIntervalMs },
         },
         log,

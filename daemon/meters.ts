@@ -36,20 +36,33 @@ export function parseMeterSpec(text: string, loadKind: (nameOrPath: string) => M
   const factory = factoryDefaults(kind);
   const unit = unitText === undefined ? factory.unit : Number(unitText);
   if (unit < UNIT_ID_MIN || unit > UNIT_ID_MAX) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": unit ${unit} outside ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
-  let address: MeterAddress;
+  const address = parseBusAddress(via as "tcp" | "serial", where, factory.serial, `--meter "${text}"`, usage);
+  return { meterId: Number(id), meter: { layout: layoutSource(kind), unit }, address };
+}
+
+/**
+ * Where a Modbus device is: `tcp` with HOST:PORT, or `serial` with DEVICE[:BAUD[:PARITY]] (the
+ * serial defaults fill what is left out). `what` names the setting in errors; `usage` is the error
+ * for a malformed address.
+ */
+export function parseBusAddress(
+  via: "tcp" | "serial",
+  where: string,
+  serial: { readonly baud: number; readonly parity: "none" | "even" | "odd"; readonly dataBits: 7 | 8; readonly stopBits: 1 | 2 },
+  what: string,
+  usage: string,
+): MeterAddress {
   if (via === "tcp") {
     const hp = /^(.+):(\d{1,5})$/.exec(where);
     if (hp === null || Number(hp[2]) < 1 || Number(hp[2]) > 65_535) throw new PeergridError("PG_ERR_USAGE", usage);
-    address = { kind: "tcp", host: hp[1] as string, port: Number(hp[2]) };
-  } else {
-    const [path, baudText, parityText] = where.split(":") as [string, string | undefined, string | undefined];
-    const baud = baudText === undefined ? factory.serial.baud : Number(baudText);
-    if (!Number.isInteger(baud) || baud < 300 || baud > 115_200) throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": baud ${baudText} outside 300..115200`);
-    const parity = parityText ?? factory.serial.parity;
-    if (parity !== "none" && parity !== "even" && parity !== "odd") throw new PeergridError("PG_ERR_USAGE", `--meter "${text}": parity is none, even or odd`);
-    address = { kind: "rtu", path, baud, parity, dataBits: factory.serial.dataBits, stopBits: factory.serial.stopBits };
+    return { kind: "tcp", host: hp[1] as string, port: Number(hp[2]) };
   }
-  return { meterId: Number(id), meter: { layout: layoutSource(kind), unit }, address };
+  const [path, baudText, parityText] = where.split(":") as [string, string | undefined, string | undefined];
+  const baud = baudText === undefined ? serial.baud : Number(baudText);
+  if (!Number.isInteger(baud) || baud < 300 || baud > 115_200) throw new PeergridError("PG_ERR_USAGE", `${what}: baud ${baudText} outside 300..115200`);
+  const parity = parityText ?? serial.parity;
+  if (parity !== "none" && parity !== "even" && parity !== "odd") throw new PeergridError("PG_ERR_USAGE", `${what}: parity is none, even or odd`);
+  return { kind: "rtu", path, baud, parity, dataBits: serial.dataBits, stopBits: serial.stopBits };
 }
 
 export interface MeterSpec {
@@ -159,9 +172,18 @@ export class BoxMeters {
     };
   }
 
+  private readonly readingListeners = new Set<(meterId: number, r: CheckedReading) => void>();
+
+  /** Be told of every checked reading as it is taken (the microgrid controller watches its PCC meter). */
+  onReading(listener: (meterId: number, r: CheckedReading) => void): () => void {
+    this.readingListeners.add(listener);
+    return () => this.readingListeners.delete(listener);
+  }
+
   private submit(meterId: number, r: CheckedReading): void {
     this.stats.readings++;
     this.last.set(meterId, r);
+    for (const l of this.readingListeners) l(meterId, r);
     this.submitting = this.submitting.then(async () => {
       const { out } = await this.sequence.submit({
         type: "reading",

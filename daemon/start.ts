@@ -1,7 +1,8 @@
 // `peergrid start`: run one box until SIGTERM or SIGINT. The box's Raft
 // node, its HTTP API, its meters (or, for benchmarks and cluster tests, a
-// synthetic meter load) and, with a policy, automatic bidding for its owner
-// (daemon/auto-bidder.ts). Shutdown is graceful: the HTTP server
+// synthetic meter load), with a policy automatic bidding for its owner
+// (daemon/auto-bidder.ts), and on a controller box the grid monitor and the
+// islanding dispatch (daemon/controller.ts). Shutdown is graceful: the HTTP server
 // stops taking requests, the Raft log finishes the saves it has, the SQLite
 // files are closed; nothing is torn (and a kill -9 tears nothing either: every
 // write is one SQLite transaction).
@@ -10,6 +11,9 @@ import type { NodeId } from "../ledger/raft/raft.js";
 import { PeergridError } from "../ledger/errors.js";
 import type { BiddingPolicy } from "../market/auto-bid.js";
 import { AutoBidder } from "./auto-bidder.js";
+import { type ControllerConfig, MicrogridController } from "./controller.js";
+import { memberKey } from "../ledger/records.js";
+import { Role } from "../ledger/tx.js";
 import { BoxSequence } from "./box-sequence.js";
 import { buildHttp } from "./http.js";
 import { BoxNode, type NodeLog, type NodeTiming } from "./node.js";
@@ -28,6 +32,8 @@ export interface StartOptions {
   readonly meters?: readonly MeterSpec[];
   /** Bid for the box's member each market interval by this policy (`--auto-bid <policy.json>`, parseBiddingPolicy). */
   readonly autoBid?: BiddingPolicy;
+  /** This box is the microgrid controller (its member must have the controller role). */
+  readonly controller?: ControllerConfig;
   readonly timing: Partial<NodeTiming>;
 }
 
@@ -83,6 +89,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   let load: SyntheticLoad | null = null;
   let meters: BoxMeters | null = null;
   let bidder: AutoBidder | null = null;
+  let controller: MicrogridController | null = null;
   // Readings and orders are signed with one key: they share one sequence (daemon/box-sequence.ts).
   const sequence = new BoxSequence(node, readKeyFile(o.keyFile), node.id);
   const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters });
@@ -106,11 +113,24 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       bidder = new AutoBidder(node, sequence, o.autoBid, { log });
       log("info", "automatic bidding", { member: bidder.member, policy: o.autoBid });
     }
+    if (o.controller !== undefined) {
+      const me = node.ledger.state.tree.get(memberKey(node.id));
+      if (me?.kind !== "member" || (me.roles & Role.controller) === 0) {
+        throw new PeergridError("PG_ERR_USAGE", `--controller: this box's member (${node.id}) lacks the controller role; an admin's member transaction (setRoles) or a vote must give it first`);
+      }
+      if (meters === null || !o.meters?.some((m) => m.meterId === o.controller?.pccMeterId)) {
+        throw new PeergridError("PG_ERR_USAGE", `--controller: pccMeterId ${o.controller.pccMeterId} is not one of this box's --meter channels`);
+      }
+      controller = new MicrogridController(node, sequence, o.controller, meters, { log });
+      controller.start();
+      log("info", "microgrid controller", { premises: o.controller.premises.length, pccMeterId: o.controller.pccMeterId });
+    }
     log("info", "ready", { box: node.id, raftPort: node.raftPort });
     onStopSignal(log, wake);
     await stopped;
   } finally {
     load?.stop();
+    await controller?.stop();
     await bidder?.stop();
     await meters?.stop();
     await http?.close();

@@ -125,7 +125,7 @@ export const ISLAND_REASONS = ["manual", "controller", "noReading", "stale", "ba
 export type IslandReason = (typeof ISLAND_REASONS)[number];
 
 /** Why a breaker was switched (a switch transaction's reason; market/dispatch.ts decides). */
-export const SWITCH_REASONS = ["manual", "deficit", "restore", "gridUp", "retry"] as const;
+export const SWITCH_REASONS = ["manual", "deficit", "restore", "gridUp", "retry", "supplied", "headroom", "minOff", "closeBudget", "order"] as const;
 export type SwitchReason = (typeof SWITCH_REASONS)[number];
 
 /** A breaker's state as read back after a command. */

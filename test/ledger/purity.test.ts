@@ -38,7 +38,8 @@ const PURE_CORES = [
   "market/auto-bid.ts",
   "market/interval.ts",
   "market/grid-monitor.ts",
-]; // market/dispatch.ts joins once it lands
+  "market/dispatch.ts",
+];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));

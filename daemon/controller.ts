@@ -1,0 +1,329 @@
+// The microgrid controller: a box with the controller role and switchgear
+// (`peergrid start --controller controller.json`). The shell around two pure
+// cores:
+//   - market/grid-monitor.ts watches this box's meter at the point of common
+//     coupling (every checked reading it takes, and a tick each second) and
+//     decides connected or islanded; each change is signed and committed as
+//     an `island` transaction (the ledger then settles that share of the
+//     period at the community's imbalance price). At start the monitor knows
+//     nothing, which is unsafe: the controller records an island transition
+//     at once unless the ledger already says islanded, and the microgrid
+//     reconnects only after the grid has held inside its window for the
+//     reconnection delay (300 s by default).
+//   - market/dispatch.ts each second: the premises in the community's order
+//     (the voted critical-load list first, ledger/governance.ts; then every
+//     other configured premise by member number), each one's demand from its
+//     meters' latest readings in the ledger (import power while its breaker
+//     was closed; its breaker rating when there is none fresh), the supply
+//     (the net export of every metered premise in the ledger, fresh readings
+//     only, plus the configured storage discharge limit), and the breakers'
+//     read-backs. Every command goes to the breaker through device/
+//     switchgear.ts, which reads the state back; the command and what was
+//     read back are signed and committed as a `switch` transaction (who was
+//     powered, when, why, on what supply and demand).
+// One step at a time: a second whose step has not finished is skipped and
+// counted. Errors (a breaker that does not answer, a refused submission)
+// are counted and kept in status(); they never stop the loop.
+import { type Static, Type } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { Bus } from "../device/bus.js";
+import { linkFor, type MeterAddress } from "../device/commission.js";
+import { type SwitchPoint, Switch } from "../device/switchgear.js";
+import { criticalLoads } from "../ledger/governance.js";
+import { ConfigError } from "../ledger/errors.js";
+import { GLOBAL_KEY, type GlobalRecord, type MeterRecord, breakerKey } from "../ledger/records.js";
+import type { LedgerState } from "../ledger/state.js";
+import { Quality, SWITCH_REASONS, type SwitchReason } from "../ledger/tx.js";
+import { type DispatchParams, type DispatchStep, type PremiseInput, type SwitchRecord, checkDispatchParams, dispatch } from "../market/dispatch.js";
+import { type GridEvent, type GridMonitorConfig, type GridMonitorState, type GridInput, initialGridState, parseGridMonitorConfig, stepGrid } from "../market/grid-monitor.js";
+import type { BoxSequence } from "./box-sequence.js";
+import type { BoxMeters } from "./meters.js";
+import { parseBusAddress } from "./meters.js";
+import type { BoxNode, NodeLog } from "./node.js";
+
+const SERIAL_DEFAULTS = { baud: 9_600, parity: "none", dataBits: 8, stopBits: 1 } as const;
+
+const PremiseSchema = Type.Object(
+  {
+    member: Type.Integer({ minimum: 0, maximum: 2 ** 24 - 1, description: "the premise's member number" }),
+    breaker: Type.Integer({ minimum: 0, maximum: 255, description: "the premise's breaker channel (in switch transactions)" }),
+    ratingW: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: "the breaker's rating: the demand assumed when no fresh reading says otherwise" }),
+    device: Type.String({ pattern: "^(tcp|serial):.+$", description: "tcp:HOST:PORT or serial:DEVICE[:BAUD[:PARITY]]" }),
+    unit: Type.Integer({ minimum: 1, maximum: 247 }),
+    coil: Type.Optional(Type.Integer({ minimum: 0, maximum: 65_535, description: "a coil: on = closed" })),
+    register: Type.Optional(
+      Type.Object({ address: Type.Integer({ minimum: 0, maximum: 65_535 }), closedValue: Type.Integer({ minimum: 0, maximum: 65_535 }), openValue: Type.Integer({ minimum: 0, maximum: 65_535 }) }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ControllerFileSchema = Type.Object(
+  {
+    pccMeterId: Type.Integer({ minimum: 0, maximum: 255, description: "this box's meter (--meter ID) at the point of common coupling" }),
+    grid: Type.Unknown({ description: "market/grid-monitor.ts settings: nominalVoltageDeciV, nominalFrequencyMilliHz, and any trip or reconnection setting to change" }),
+    storageDischargeMaxW: Type.Integer({ minimum: 0, maximum: 1_000_000_000, description: "what the community storage can discharge at most, W (0: none)" }),
+    dispatch: Type.Object(
+      {
+        hysteresisPermille: Type.Integer({ minimum: 0, maximum: 10_000 }),
+        minOnMs: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
+        minOffMs: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
+        closesPerStepMax: Type.Integer({ minimum: 1, maximum: 10_000 }),
+        demandFreshMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000 }),
+      },
+      { additionalProperties: false },
+    ),
+    premises: Type.Array(PremiseSchema, { minItems: 1, maxItems: 10_000 }),
+  },
+  { additionalProperties: false },
+);
+
+export interface ControllerPremise {
+  readonly member: number;
+  readonly breaker: number;
+  readonly ratingW: number;
+  readonly address: MeterAddress;
+  readonly point: SwitchPoint;
+}
+
+export interface ControllerConfig {
+  readonly pccMeterId: number;
+  readonly grid: GridMonitorConfig;
+  readonly storageDischargeMaxW: number;
+  readonly dispatch: DispatchParams;
+  readonly premises: readonly ControllerPremise[];
+}
+
+/** Parse and check a controller file; every mistake named by its path (ConfigError). */
+export function parseControllerConfig(value: unknown, source: string): ControllerConfig {
+  const problems = [...Value.Errors(ControllerFileSchema, value)].slice(0, 20).map((e) => `${e.path || "/"}: ${e.message}`);
+  if (problems.length > 0) throw new ConfigError(`controller file ${source}`, problems);
+  const f = value as Static<typeof ControllerFileSchema>;
+  let grid: GridMonitorConfig | null = null;
+  try {
+    grid = parseGridMonitorConfig(f.grid);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems.map((p) => `/grid${p.startsWith("/") ? "" : ": "}${p}`));
+  }
+  problems.push(...checkDispatchParams(f.dispatch).map((p) => `/dispatch: ${p}`));
+  const premises: ControllerPremise[] = [];
+  const seen = new Set<string>();
+  f.premises.forEach((p, i) => {
+    const at = `/premises/${i}`;
+    if (seen.has(`${p.member}/${p.breaker}`)) problems.push(`${at}: member ${p.member} breaker ${p.breaker} is listed twice`);
+    seen.add(`${p.member}/${p.breaker}`);
+    if ((p.coil === undefined) === (p.register === undefined)) {
+      problems.push(`${at}: give either "coil" (a coil address) or "register" ({address, closedValue, openValue})`);
+      return;
+    }
+    const via = p.device.startsWith("tcp:") ? "tcp" : "serial";
+    let address: MeterAddress;
+    try {
+      address = parseBusAddress(via, p.device.slice(via.length + 1), SERIAL_DEFAULTS, `${at}/device`, `${at}/device: "${p.device}" is not tcp:HOST:PORT or serial:DEVICE[:BAUD[:PARITY]]`);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+      return;
+    }
+    const point: SwitchPoint = p.coil !== undefined ? { kind: "coil", unit: p.unit, address: p.coil } : { kind: "register", unit: p.unit, ...(p.register as NonNullable<typeof p.register>) };
+    premises.push({ member: p.member, breaker: p.breaker, ratingW: p.ratingW, address, point });
+  });
+  if (problems.length > 0 || grid === null) throw new ConfigError(`controller file ${source}`, problems);
+  return { pccMeterId: f.pccMeterId, grid, storageDischargeMaxW: f.storageDischargeMaxW, dispatch: f.dispatch, premises };
+}
+
+export interface ControllerStatus {
+  readonly decision: "connected" | "islanded";
+  readonly steps: number;
+  readonly skipped: number;
+  readonly islandTransitions: number;
+  readonly commands: number;
+  readonly switchErrors: number;
+  readonly refusedSubmissions: number;
+  readonly lastError: string | null;
+  readonly lastFigures: DispatchStep["figures"] | null;
+}
+
+/** The premises in the community's order: the voted critical list first, then the rest by member number. */
+export function priorityOrder(state: LedgerState, premises: readonly ControllerPremise[]): { readonly premise: ControllerPremise; readonly critical: boolean }[] {
+  const critical = criticalLoads({ get: (k) => state.tree.get(k) as never });
+  const rank = new Map(critical.map((m, i) => [m, i]));
+  return [...premises]
+    .map((premise) => ({ premise, critical: rank.has(premise.member) }))
+    .sort((a, b) => (rank.get(a.premise.member) ?? Infinity) - (rank.get(b.premise.member) ?? Infinity) || a.premise.member - b.premise.member || a.premise.breaker - b.premise.breaker);
+}
+
+/** A member's import power and export power now, from its meters' latest readings in the ledger (fresh ones only). */
+function meteredPower(state: LedgerState, nowMs: number, freshMs: number): Map<number, { importW: number; exportW: number; atMs: number }> {
+  const out = new Map<number, { importW: number; exportW: number; atMs: number }>();
+  for (const { value } of state.tree.entries()) {
+    if (value.kind !== "meter") continue;
+    const m: MeterRecord = value;
+    if (m.quality !== Quality.good || nowMs - m.timeMs > freshMs || m.timeMs > nowMs) continue;
+    const e = out.get(m.author) ?? { importW: 0, exportW: 0, atMs: m.timeMs };
+    out.set(m.author, { importW: e.importW + Math.max(0, m.powerW), exportW: e.exportW + Math.max(0, -m.powerW), atMs: Math.min(e.atMs, m.timeMs) });
+  }
+  return out;
+}
+
+export class MicrogridController {
+  private grid: GridMonitorState = initialGridState();
+  private readonly buses = new Map<string, Bus>();
+  private readonly switches = new Map<string, Switch>(); // member/breaker -> switch
+  private readonly lastSwitch = new Map<string, SwitchRecord>();
+  private readonly readBack = new Map<string, "closed" | "open" | "unknown">();
+  private readonly lastDemand = new Map<number, { demandW: number; atMs: number }>();
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  private recordedIslanded: boolean | null = null;
+  private readonly counters = { steps: 0, skipped: 0, islandTransitions: 0, commands: 0, switchErrors: 0, refusedSubmissions: 0 };
+  private lastError: string | null = null;
+  private lastFigures: DispatchStep["figures"] | null = null;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly node: Pick<BoxNode, "ledger">,
+    private readonly sequence: BoxSequence,
+    readonly config: ControllerConfig,
+    meters: Pick<BoxMeters, "onReading">,
+    private readonly options: { readonly now?: () => number; readonly log?: NodeLog } = {},
+  ) {
+    for (const p of config.premises) {
+      const busKey = p.address.kind === "tcp" ? `tcp ${p.address.host}:${p.address.port}` : `rtu ${p.address.path}`;
+      let bus = this.buses.get(busKey);
+      if (bus === undefined) this.buses.set(busKey, (bus = new Bus(linkFor(p.address))));
+      this.switches.set(`${p.member}/${p.breaker}`, new Switch(bus, p.point, `member ${p.member} breaker ${p.breaker}`));
+    }
+    this.unsubscribe = meters.onReading((meterId, r) => {
+      if (meterId === config.pccMeterId) this.feed({ type: "reading", reading: { timeMs: r.timeMs, voltagesDeciV: r.voltagesDeciV, frequencyMilliHz: r.frequencyMilliHz, good: r.quality === Quality.good } });
+    });
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), 1_000);
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe();
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    while (this.busy) await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([...this.buses.values()].map((b) => b.close()));
+  }
+
+  status(): ControllerStatus {
+    return { decision: this.grid.decision, ...this.counters, lastError: this.lastError, lastFigures: this.lastFigures };
+  }
+
+  /** One input to the grid monitor; its events become island transactions. */
+  feed(input: GridInput): void {
+    const step = stepGrid(this.config.grid, this.grid, input);
+    this.grid = step.state;
+    for (const e of step.events) void this.recordIsland(e);
+  }
+
+  private async recordIsland(e: GridEvent): Promise<void> {
+    if (this.recordedIslanded === e.islanded) return;
+    this.recordedIslanded = e.islanded;
+    this.counters.islandTransitions++;
+    const { out } = await this.sequence.submit({ type: "island", islanded: e.islanded, timeMs: e.timeMs, reason: e.reason, measured: e.measured });
+    if (!out.ok) this.noteRefused(`island: ${out.code}: ${out.message}`);
+    this.options.log?.("info", e.islanded ? "islanded" : "reconnected", { reason: e.reason, measured: e.measured, atMs: e.timeMs });
+  }
+
+  /** One second: staleness, the first island record, then dispatch and the breakers. */
+  async tick(): Promise<void> {
+    if (this.busy) {
+      this.counters.skipped++;
+      return;
+    }
+    this.busy = true;
+    try {
+      const nowMs = this.now();
+      this.feed({ type: "tick", nowMs });
+      const state = this.node.ledger.state;
+      const global = state.tree.get(GLOBAL_KEY) as GlobalRecord;
+      if (this.recordedIslanded === null) {
+        // The monitor starts unknown (islanded); the ledger may say connected: record where we stand.
+        this.recordedIslanded = global.islandedSinceMs >= 0;
+        if (this.grid.decision === "islanded" && !this.recordedIslanded) await this.recordIsland({ timeMs: nowMs, islanded: true, reason: this.grid.reason, measured: 0 });
+      }
+      await this.dispatchStep(state, nowMs);
+      this.counters.steps++;
+    } catch (err) {
+      this.lastError = err instanceof Error ? err.message : String(err);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async dispatchStep(state: LedgerState, nowMs: number): Promise<void> {
+    const power = meteredPower(state, nowMs, this.config.dispatch.demandFreshMs);
+    let generationW = 0;
+    for (const p of power.values()) generationW += p.exportW;
+    const ordered = priorityOrder(state, this.config.premises);
+    const premises: PremiseInput[] = ordered.map(({ premise, critical }) => {
+      const key = `${premise.member}/${premise.breaker}`;
+      const recorded = state.tree.get(breakerKey(premise.member, premise.breaker));
+      const readBack = this.readBack.get(key) ?? (recorded?.kind === "breaker" ? recorded.readback : "unknown");
+      const p = power.get(premise.member);
+      if (p !== undefined && readBack === "closed") this.lastDemand.set(premise.member, { demandW: p.importW, atMs: p.atMs });
+      const d = this.lastDemand.get(premise.member);
+      return { id: premise.member, critical, demandW: d?.demandW ?? 0, demandAtMs: d?.atMs ?? null, fallbackDemandW: premise.ratingW, breaker: readBack, lastSwitch: this.lastSwitch.get(key) ?? null };
+    });
+    const step = dispatch(this.config.dispatch, { nowMs, islanded: this.grid.decision === "islanded", generationW, storageDischargeMaxW: this.config.storageDischargeMaxW, premises });
+    this.lastFigures = step.figures;
+    for (const t of step.targets) {
+      const premise = ordered.find((o) => o.premise.member === t.id)?.premise;
+      if (premise !== undefined && t.lastSwitch !== null) this.lastSwitch.set(`${premise.member}/${premise.breaker}`, t.lastSwitch);
+    }
+    for (const c of step.commands) {
+      const premise = ordered.find((o) => o.premise.member === c.id)?.premise;
+      if (premise === undefined) continue;
+      await this.command(premise, c.action === "close", c.repeat ? "retry" : (c.reason as SwitchReason), step.figures.supplyW, step.targets.find((t) => t.id === c.id)?.demandW ?? 0, nowMs);
+    }
+  }
+
+  /** Switch one breaker, read it back, and record both on the ledger. */
+  private async command(p: ControllerPremise, close: boolean, reason: SwitchReason, supplyW: number, demandW: number, nowMs: number): Promise<void> {
+    const key = `${p.member}/${p.breaker}`;
+    const sw = this.switches.get(key);
+    if (sw === undefined) return;
+    this.counters.commands++;
+    let readback: "closed" | "open" | "unknown";
+    try {
+      await sw.set(close);
+      readback = close ? "closed" : "open";
+    } catch (err) {
+      this.counters.switchErrors++;
+      this.lastError = `${sw.label}: ${err instanceof Error ? err.message : String(err)}`;
+      try {
+        readback = (await sw.isClosed()) ? "closed" : "open";
+      } catch {
+        readback = "unknown";
+      }
+    }
+    this.readBack.set(key, readback);
+    const { out } = await this.sequence.submit({
+      type: "switch",
+      premise: p.member,
+      breaker: p.breaker,
+      close,
+      readback,
+      timeMs: nowMs,
+      reason: SWITCH_REASONS.includes(reason) ? reason : "manual",
+      supplyW: Math.min(supplyW, 2 ** 31 - 1),
+      demandW: Math.min(demandW, 2 ** 31 - 1),
+    });
+    if (!out.ok) this.noteRefused(`switch: ${out.code}: ${out.message}`);
+  }
+
+  private noteRefused(message: string): void {
+    this.counters.refusedSubmissions++;
+    this.lastError = message;
+  }
+}

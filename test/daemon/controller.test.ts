@@ -1,0 +1,99 @@
+// The microgrid controller on a real box: a grid outage seen at the PCC
+// meter islands the microgrid (an island transaction in the ledger), the
+// dispatch sheds what the island cannot carry through real breakers (coils
+// on a pymodbus server, read back), every command is a switch transaction,
+// and the critical premise stays powered.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { BoxSequence } from "../../daemon/box-sequence.js";
+import { MicrogridController, parseControllerConfig } from "../../daemon/controller.js";
+import type { BoxNode } from "../../daemon/node.js";
+import { ConfigError } from "../../ledger/errors.js";
+import { GLOBAL_KEY, type GlobalRecord, breakerKey } from "../../ledger/records.js";
+import { Role, type SignedTx } from "../../ledger/tx.js";
+import type { NodeSigner } from "../../ledger/keys.js";
+import { BoxCluster } from "../helpers/box-cluster.js";
+import { type PymodbusServer, startPymodbus } from "../helpers/pymodbus.js";
+
+describe("microgrid controller", () => {
+  const c = new BoxCluster(1, { extraMembers: 3 }); // box 0 (admin), users 1-3: the premises
+  let node: BoxNode;
+  let server: PymodbusServer;
+  let controller: MicrogridController;
+  let seq: BoxSequence;
+  let clockMs = Date.now();
+  const listeners: ((meterId: number, r: never) => void)[] = [];
+  const CLINIC = 3;
+
+  const fileFor = (port: number) => ({
+    pccMeterId: 0,
+    grid: { nominalVoltageDeciV: 2300, nominalFrequencyMilliHz: 50_000, reconnectDelayMs: 5_000 },
+    storageDischargeMaxW: 3_000, // the island's whole supply: no metered export in this test
+    dispatch: { hysteresisPermille: 100, minOnMs: 0, minOffMs: 0, closesPerStepMax: 3, demandFreshMs: 10_000 },
+    premises: [1, 2, CLINIC].map((member) => ({ member, breaker: 0, ratingW: 2_000, device: `tcp:127.0.0.1:${port}`, unit: 1, coil: member })),
+  });
+
+  before(async () => {
+    server = await startPymodbus({ 1: { holding: [[0, new Array<number>(8).fill(0)]] } });
+    node = await c.start(0);
+    await c.waitFor("leadership", () => node.role === "leader" && node.ledger.state.height >= 1);
+    const signer = c.signers[0] as NodeSigner;
+    seq = new BoxSequence(node, signer, 0);
+    // The box becomes the controller; the community votes nothing yet: no critical list, so order by member.
+    const roles = await seq.submit({ type: "member", action: "setRoles", subject: 0, roles: Role.box | Role.admin | Role.controller });
+    assert.equal(roles.out.ok, true);
+    await c.waitFor("the controller role", () => node.fate(roles.tx.id).status === "committed");
+    controller = new MicrogridController(node, seq, parseControllerConfig(fileFor(server.port), "controller.json"), { onReading: (l) => (listeners.push(l as never), () => {}) }, { now: () => clockMs });
+  });
+  after(async () => {
+    await controller?.stop();
+    await c.close();
+    await server?.stop();
+  });
+
+  const pcc = (timeMs: number, volts: number) => controller.feed({ type: "reading", reading: { timeMs, voltagesDeciV: [volts * 10, volts * 10, volts * 10], frequencyMilliHz: 50_000, good: true } });
+  const islandTxs = () =>
+    node.ledger.store.txsByTypeTime("island", 0, Number.MAX_SAFE_INTEGER, 100).filter((t) => t.result === 0).map((t) => t.signed.tx.body as Extract<SignedTx["tx"]["body"], { type: "island" }>);
+
+  it("at start the grid is unknown, which is unsafe: it records an island transition; a healthy grid for the delay reconnects", async () => {
+    await controller.tick();
+    await c.waitFor("the first island transaction", () => islandTxs().length === 1);
+    assert.deepEqual([islandTxs()[0]?.islanded, islandTxs()[0]?.reason], [true, "noReading"]);
+    for (let s = 0; s <= 6; s++) pcc(clockMs + s * 1_000, 230);
+    clockMs += 7_000;
+    await controller.tick();
+    await c.waitFor("reconnected", () => islandTxs().length === 2);
+    assert.equal(islandTxs()[1]?.reason, "reconnected");
+    assert.equal((node.ledger.state.tree.get(GLOBAL_KEY) as GlobalRecord).islandedSinceMs, -1);
+    // Connected: every breaker is closed (gridUp), each a switch transaction with its read-back.
+    await c.waitFor("all three breakers closed and recorded", () => [1, 2, CLINIC].every((m) => (node.ledger.state.tree.get(breakerKey(m, 0)) as { readback?: string } | undefined)?.readback === "closed"));
+  });
+
+  it("an outage at the PCC islands within its clearing time; the island sheds from the end of the order and keeps the first premises on", async () => {
+    const before = islandTxs().length;
+    pcc(clockMs + 1_000, 0); // the voltage collapses: UV2 (0.45 pu, 0.16 s) trips on the first sample
+    clockMs += 1_000;
+    await c.waitFor("islanded on UV2", () => islandTxs().length === before + 1);
+    assert.deepEqual([islandTxs()[before]?.islanded, islandTxs()[before]?.reason], [true, "UV2"]);
+    await controller.tick(); // 3,000 W of storage, 2,000 W assumed per premise (no readings): one premise fits
+    const breakers = await c.waitFor("the shed recorded", () => {
+      const states = [1, 2, CLINIC].map((m) => (node.ledger.state.tree.get(breakerKey(m, 0)) as { readback: string; commandedClose: boolean }).readback);
+      return states[1] === "open" && states[2] === "open" ? states : null;
+    });
+    assert.deepEqual(breakers, ["closed", "open", "open"], "the first in the order stays on; the others are shed");
+    assert.equal(controller.status().lastFigures?.supplyW, 3_000);
+    assert.equal(controller.status().switchErrors, 0, controller.status().lastError ?? "");
+  });
+
+  it("a bad controller file is refused with every mistake named", () => {
+    const file = fileFor(502) as Record<string, unknown>;
+    const bad = { ...file, pccMeterId: 300, dispatch: { ...(file.dispatch as object), closesPerStepMax: 0 }, premises: [{ member: 1, breaker: 0, ratingW: 5, device: "ftp:x", unit: 1 }], extra: 1 };
+    assert.throws(
+      () => parseControllerConfig(bad, "controller.json"),
+      (e: unknown) => e instanceof ConfigError && /pccMeterId/.test(e.message) && /closesPerStepMax/.test(e.message) && /device/.test(e.message),
+    );
+    const neither = { ...file, premises: [{ member: 1, breaker: 0, ratingW: 5, device: "tcp:127.0.0.1:502", unit: 1 }] };
+    assert.throws(() => parseControllerConfig(neither, "c.json"), (e: unknown) => e instanceof ConfigError && /give either "coil"/.test(e.message));
+  });
+});
+
