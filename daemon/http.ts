@@ -16,6 +16,9 @@
 //                                (?resetTimings=true: then forget jitter and round times)
 //   GET  /api/v1/market          the market's rules (interval, clearing rule, shadow or
 //                                binding), the last clearing and settlement, every balance
+//   GET  /api/v1/grid            island state, the voted critical-load list, every breaker
+//                                as last switched, open proposals, and on the controller box
+//                                its grid decision and dispatch figures
 //   GET  /api/v1/market/intervals/:start
 //                                one recorded interval: its clearing with every trade (and
 //                                the Wh delivered once settled), closed orders, settlement
@@ -24,7 +27,10 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { PeergridError } from "../ledger/errors.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { resultName } from "../ledger/state.js";
-import { MARKET_KEY } from "../ledger/records.js";
+import { GLOBAL_KEY, MARKET_KEY } from "../ledger/records.js";
+import { assert } from "../ledger/assert.js";
+import { criticalLoads } from "../ledger/governance.js";
+import type { MicrogridController } from "./controller.js";
 import type { StoredInterval, StoredSettlement } from "../ledger/store.js";
 import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
 import type { BoxMeters, MetersStatus } from "./meters.js";
@@ -152,6 +158,8 @@ export interface HttpOptions {
   readonly logger?: boolean;
   /** The box's meters, if it polls any (daemon/meters.ts). */
   readonly meters?: () => BoxMeters | null;
+  /** The microgrid controller, on the box that is one (daemon/controller.ts). */
+  readonly controller?: () => MicrogridController | null;
 }
 
 export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInstance {
@@ -236,6 +244,31 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
       return status;
     },
   );
+
+  app.get("/api/v1/grid", { schema: { response: { 200: GridSchema } } }, async () => {
+    const state = node.ledger.state;
+    const global = state.tree.get(GLOBAL_KEY);
+    assert(global?.kind === "global", "the global record exists from genesis");
+    const breakers: Static<typeof GridSchema>["breakers"] = [];
+    const proposals: Static<typeof GridSchema>["proposals"] = [];
+    for (const { value } of state.tree.entries()) {
+      if (value.kind === "breaker") breakers.push({ premise: value.premise, breaker: value.breaker, commandedClose: value.commandedClose, readback: value.readback, changeMs: value.changeMs, operations: value.operations });
+      if (value.kind === "proposal" && (value.status === "open" || value.status === "accepted")) {
+        proposals.push({ id: toHex(value.id), author: value.author, kind: value.action.kind, status: value.status, yes: value.yes, no: value.no, votingEndsHeight: value.votingEndsHeight, effectiveHeight: value.effectiveHeight });
+      }
+    }
+    breakers.sort((a, b) => a.premise - b.premise || a.breaker - b.breaker);
+    const c = options.controller?.() ?? null;
+    return {
+      islanded: global.islandedSinceMs >= 0,
+      islandedSinceMs: global.islandedSinceMs >= 0 ? global.islandedSinceMs : null,
+      lastChangeMs: global.islandChangeMs >= 0 ? global.islandChangeMs : null,
+      criticalLoads: [...criticalLoads({ get: (k) => state.tree.get(k) as never })],
+      breakers,
+      proposals,
+      controller: c === null ? null : { ...c.status(), lastFigures: c.status().lastFigures === null ? null : { ...c.status().lastFigures } },
+    };
+  });
 
   app.get("/api/v1/market", { schema: { response: { 200: MarketSchema } } }, async () => {
     const state = node.ledger.state;
@@ -359,6 +392,30 @@ function settlementJson(s: StoredSettlement): Static<typeof SettlementSchema> {
     transfers: s.transfers.map((t) => ({ from: String(t.from), to: String(t.to), amountMicro: t.amountMicro, why: t.why, trade: t.trade ?? null })),
   };
 }
+
+const GridSchema = Type.Object({
+  islanded: Type.Boolean(),
+  islandedSinceMs: Nullable(Count),
+  lastChangeMs: Nullable(Count),
+  criticalLoads: Type.Array(Count),
+  breakers: Type.Array(Type.Object({ premise: Count, breaker: Count, commandedClose: Type.Boolean(), readback: Type.String(), changeMs: Count, operations: Count })),
+  proposals: Type.Array(
+    Type.Object({ id: Hex(32), author: Count, kind: Type.String(), status: Type.String(), yes: Count, no: Count, votingEndsHeight: Count, effectiveHeight: Count }),
+  ),
+  controller: Nullable(
+    Type.Object({
+      decision: Type.String(),
+      steps: Count,
+      skipped: Count,
+      islandTransitions: Count,
+      commands: Count,
+      switchErrors: Count,
+      refusedSubmissions: Count,
+      lastError: Nullable(Type.String()),
+      lastFigures: Nullable(Type.Record(Type.String(), Type.Integer())),
+    }),
+  ),
+});
 
 const NO_METERS: MetersStatus = { submitted: { readings: 0, accepted: 0, refused: 0, lastRefusal: null }, buses: [] };
 

@@ -92,7 +92,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   let controller: MicrogridController | null = null;
   // Readings and orders are signed with one key: they share one sequence (daemon/box-sequence.ts).
   const sequence = new BoxSequence(node, readKeyFile(o.keyFile), node.id);
-  const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters });
+  const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters, controller: () => controller });
   try {
     if (http !== null && o.httpListen !== null) {
       await http.listen({ host: o.httpListen.host, port: o.httpListen.port });

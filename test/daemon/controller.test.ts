@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { BoxSequence } from "../../daemon/box-sequence.js";
 import { MicrogridController, parseControllerConfig } from "../../daemon/controller.js";
+import { buildHttp } from "../../daemon/http.js";
 import type { BoxNode } from "../../daemon/node.js";
 import { ConfigError } from "../../ledger/errors.js";
 import { GLOBAL_KEY, type GlobalRecord, breakerKey } from "../../ledger/records.js";
@@ -83,6 +84,15 @@ describe("microgrid controller", () => {
     assert.deepEqual(breakers, ["closed", "open", "open"], "the first in the order stays on; the others are shed");
     assert.equal(controller.status().lastFigures?.supplyW, 3_000);
     assert.equal(controller.status().switchErrors, 0, controller.status().lastError ?? "");
+    const app = buildHttp(node, { controller: () => controller });
+    try {
+      const grid = (await app.inject({ url: "/api/v1/grid" })).json() as { islanded: boolean; breakers: { premise: number; readback: string }[]; controller: { decision: string } };
+      assert.equal(grid.islanded, true);
+      assert.deepEqual(grid.breakers.map((b) => [b.premise, b.readback]), [[1, "closed"], [2, "open"], [CLINIC, "open"]]);
+      assert.equal(grid.controller.decision, "islanded");
+    } finally {
+      await app.close();
+    }
   });
 
   it("a bad controller file is refused with every mistake named", () => {
