@@ -5,12 +5,12 @@ import { Command, CommanderError, Option } from "commander";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PeergridError, StoreError } from "../ledger/errors.js";
-import { type Genesis, parseGenesis } from "../ledger/genesis.js";
+import { type Genesis, parseGenesis, rolesMask } from "../ledger/genesis.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { NodeSigner, NodeVerifier, readKeyFile, writeKeyFile } from "../ledger/keys.js";
 import { Ledger, ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
-import { Role, type RoleName } from "../ledger/tx.js";
+import { type ProposalAction, Role, type RoleName } from "../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../ledger/verify.js";
 import { type MeterAddress, meterRead, meterScan } from "../device/commission.js";
 import { SHIPPED_METERS, SUNSPEC, builtInKinds, factoryDefaults, loadMeterKind, loadRegisterMap } from "../device/meter-kind.js";
@@ -22,6 +22,7 @@ import { optionsFor, parseOrderFile, resultJson } from "../market/order-file.js"
 import { parseIntervalStart, replayInterval } from "../market/replay.js";
 import { parseBiddingPolicy } from "./auto-bidder.js";
 import { parseControllerConfig } from "./controller.js";
+import { type SubmitResult, parseMemberList, parseParamChanges, proposalBody, signAndSubmit } from "./governance-cli.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 
@@ -65,10 +66,16 @@ function parseMemberSpec(spec: string): Genesis["members"][number] {
   const parts = spec.split(":");
   if (parts.length !== 3) throw new UsageError(`--member "${spec}" must be NAME:ROLES:KEY, e.g. box-1:box+admin:box-1.key`);
   const [name, roleList, key] = parts as [string, string, string];
-  const roles = roleList.split("+");
-  for (const r of roles) if (!(r in Role)) throw new UsageError(`--member "${spec}": unknown role "${r}" (roles: ${Object.keys(Role).join(", ")})`);
+  const roles = parseRoleList(roleList, `--member "${spec}"`);
   const publicKey = parseHex(key, 32) !== null ? key.toLowerCase() : toHex(readKeyFile(key).publicKey);
-  return { name, publicKey, roles: roles as RoleName[] };
+  return { name, publicKey, roles };
+}
+
+/** ROLE[+ROLE...], e.g. box+admin. */
+function parseRoleList(list: string, what: string): RoleName[] {
+  const roles = list.split("+");
+  for (const r of roles) if (!(r in Role)) throw new UsageError(`${what}: unknown role "${r}" (roles: ${Object.keys(Role).join(", ")})`);
+  return roles as RoleName[];
 }
 
 function printReport(report: VerifyReport, json: boolean, log: (s: string) => void): void {
@@ -297,6 +304,54 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (listen.port !== 0 && listen.port + o.count - 1 > 65_535) throw new UsageError(`--listen port ${listen.port} + --count ${o.count} passes 65535`);
       const map = loadRegisterMap(o.map);
       setExit(await runSimulatedMeters({ map, listen, count: o.count, unit: o.unit, solarPeakW: o.solarPeakW, loadBaseW: o.loadBaseW, utcOffsetHours: offset }, log));
+    });
+
+  const submitted = (r: SubmitResult) => {
+    log(JSON.stringify(r, null, 2));
+    setExit(r.status === 200 || r.status === 202 ? Exit.ok : Exit.fault);
+  };
+  program
+    .command("propose")
+    .description("sign a governance proposal with a member's key and submit it to a box; members then vote (peergrid vote)")
+    .requiredOption("--box <url>", "a box's HTTP API, e.g. http://192.168.1.20:8400")
+    .requiredOption("--key <file>", "the proposing member's key file")
+    .option("--critical-loads <members>", "the critical-load priority list: member numbers, most critical first, e.g. 12,3,40")
+    .option("--set <PARAM=VALUE>", "a market parameter to change (e.g. utilityImportMicroPerKWh=320000, clearingRule=pay-as-bid); repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--enrol <NAME:ROLES:KEY>", "enrol a member by vote (as peergrid genesis --member)")
+    .option("--remove <member>", "remove a member by vote")
+    .option("--set-roles <member:ROLES>", "change a member's roles by vote, e.g. 7:user+renewable")
+    .addOption(new Option("--voting-blocks <n>", "how long the vote runs, in blocks (one a second)").default(3_600).argParser(parseIntOption("voting-blocks")))
+    .addOption(new Option("--effective-after <n>", "blocks from the end of the vote until it takes effect").default(60).argParser(parseIntOption("effective-after")))
+    .action(async (o: { box: string; key: string; criticalLoads?: string; set: string[]; enrol?: string; remove?: string; setRoles?: string; votingBlocks: number; effectiveAfter: number }) => {
+      const given = [o.criticalLoads !== undefined, o.set.length > 0, o.enrol !== undefined, o.remove !== undefined, o.setRoles !== undefined].filter(Boolean).length;
+      if (given !== 1) throw new UsageError("propose exactly one of --critical-loads, --set (repeatable), --enrol, --remove, --set-roles");
+      let action: ProposalAction;
+      if (o.criticalLoads !== undefined) action = { kind: "criticalLoads", premises: parseMemberList(o.criticalLoads, "--critical-loads") };
+      else if (o.set.length > 0) action = { kind: "marketParams", changes: parseParamChanges(o.set) };
+      else if (o.enrol !== undefined) {
+        const m = parseMemberSpec(o.enrol);
+        action = { kind: "enrol", publicKey: parseHex(m.publicKey, 32) as Uint8Array, roles: rolesMask(m.roles), name: m.name };
+      } else if (o.remove !== undefined) action = { kind: "remove", subject: parseMemberList(o.remove, "--remove")[0] as number };
+      else {
+        const [who, roles] = (o.setRoles as string).split(":") as [string, string | undefined];
+        if (roles === undefined) throw new UsageError(`--set-roles "${o.setRoles}" is not MEMBER:ROLES, e.g. 7:user+renewable`);
+        action = { kind: "setRoles", subject: parseMemberList(who, "--set-roles")[0] as number, roles: rolesMask(parseRoleList(roles, `--set-roles "${o.setRoles}"`)) };
+      }
+      submitted(await signAndSubmit(o.box, readKeyFile(o.key), proposalBody(action, o.votingBlocks, o.effectiveAfter)));
+    });
+  program
+    .command("vote")
+    .description("sign a vote on a governance proposal with a member's key and submit it to a box")
+    .requiredOption("--box <url>", "a box's HTTP API, e.g. http://192.168.1.20:8400")
+    .requiredOption("--key <file>", "the voting member's key file")
+    .requiredOption("--proposal <id>", "the proposal's transaction id (64 hex digits; GET /api/v1/grid lists open ones)")
+    .option("--yes", "approve")
+    .option("--no", "reject")
+    .action(async (o: { box: string; key: string; proposal: string; yes?: boolean; no?: boolean }) => {
+      if ((o.yes === true) === (o.no === true)) throw new UsageError("vote with exactly one of --yes or --no");
+      const proposal = parseHex(o.proposal.toLowerCase(), 32);
+      if (proposal === null) throw new UsageError(`--proposal "${o.proposal}" is not a transaction id (64 hex digits)`);
+      submitted(await signAndSubmit(o.box, readKeyFile(o.key), () => ({ type: "vote", proposal, approve: o.yes === true })));
     });
 
   const market = program.command("market").description("the neighbourhood market's clearing, for auditors and what-if studies; replay of a recorded interval");

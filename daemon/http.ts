@@ -16,6 +16,9 @@
 //                                (?resetTimings=true: then forget jitter and round times)
 //   GET  /api/v1/market          the market's rules (interval, clearing rule, shadow or
 //                                binding), the last clearing and settlement, every balance
+//   GET  /api/v1/members/by-key/:publicKey
+//                                a member by its public key: number, roles, active, last
+//                                sequence number, and the chain hash a signer signs for
 //   GET  /api/v1/grid            island state, the voted critical-load list, every breaker
 //                                as last switched, open proposals, and on the controller box
 //                                its grid decision and dispatch figures
@@ -27,12 +30,12 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { PeergridError } from "../ledger/errors.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { resultName } from "../ledger/state.js";
-import { GLOBAL_KEY, MARKET_KEY } from "../ledger/records.js";
+import { GLOBAL_KEY, MARKET_KEY, memberKey, publicKeyKey } from "../ledger/records.js";
 import { assert } from "../ledger/assert.js";
 import { criticalLoads } from "../ledger/governance.js";
 import type { MicrogridController } from "./controller.js";
 import type { StoredInterval, StoredSettlement } from "../ledger/store.js";
-import { TX_BYTES_MAX_ANY } from "../ledger/tx.js";
+import { TX_BYTES_MAX_ANY, roleNames } from "../ledger/tx.js";
 import type { BoxMeters, MetersStatus } from "./meters.js";
 import type { BoxNode, TxFate } from "./node.js";
 
@@ -242,6 +245,34 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
       const status = meters?.status() ?? NO_METERS;
       if (req.query.resetTimings === true) meters?.resetTimings();
       return status;
+    },
+  );
+
+  app.get<{ Params: { publicKey: string } }>(
+    "/api/v1/members/by-key/:publicKey",
+    {
+      schema: {
+        params: Type.Object({ publicKey: Type.String({ pattern: "^[0-9a-fA-F]{64}$" }) }),
+        response: {
+          200: Type.Object({
+            chainHash: Hex(32),
+            height: Count,
+            member: Type.Object({ index: Count, name: Type.String(), roles: Type.Array(Type.String()), active: Type.Boolean(), lastSeq: Count, openOrders: Count }),
+          }),
+          404: ErrorSchema,
+        },
+      },
+    },
+    async (req) => {
+      const state = node.ledger.state;
+      const key = state.tree.get(publicKeyKey(parseHex(req.params.publicKey.toLowerCase(), 32) as Uint8Array));
+      const m = key?.kind === "key" ? state.tree.get(memberKey(key.member)) : undefined;
+      if (m?.kind !== "member") throw new ApiError(404, "PG_ERR_MEMBER_NOT_FOUND", `no member holds the key ${req.params.publicKey.toLowerCase()} on this chain (an admin's member transaction, or a vote, enrols it)`);
+      return {
+        chainHash: toHex(state.chain.hash),
+        height: state.height,
+        member: { index: m.index, name: m.name, roles: roleNames(m.roles), active: m.active, lastSeq: m.lastSeq, openOrders: m.openOrders },
+      };
     },
   );
 

@@ -26,7 +26,7 @@ export class BoxCluster {
 
   constructor(
     readonly size: number,
-    readonly options: { seed?: number; extraMembers?: number } = {},
+    readonly options: { seed?: number; extraMembers?: number; genesis?: Record<string, unknown> } = {},
   ) {
     this.root = mkdtempSync(join(tmpdir(), "peergrid-cluster-"));
     const seed = options.seed ?? 7;
@@ -36,6 +36,7 @@ export class BoxCluster {
       chainId: "test-cluster",
       genesisTimeMs: Date.now() - 60_000,
       members: this.signers.map((s, i) => ({ name: i < size ? `box-${i}` : `user-${i}`, publicKey: toHex(s.publicKey), roles: i === 0 ? ["box", "admin"] : i < size ? ["box"] : ["user"] })),
+      ...options.genesis,
     });
     for (let i = 0; i < size; i++) Ledger.create(this.dir(i), this.genesis, new NodeVerifier()).close();
   }
