@@ -73,7 +73,10 @@
 // believed off closes ("gridUp") once its min-off time has passed, in
 // priority order within the same close budget (a whole neighbourhood's
 // cold-load pickup at once can trip the feeder's protection too; the
-// stagger costs seconds); nothing is opened.
+// stagger costs seconds); nothing is opened. The first premise still
+// waiting (min-off, budget) holds every one behind it ("order"), so after
+// an outage no household is back before a critical site that is waiting
+// out its min-off time (found by the outage simulation, sim/outage.ts).
 //
 // Invariants (property tested in test/market/dispatch.test.ts):
 //   I1 islanded, the premises targeted closed are a prefix of the priority
@@ -357,11 +360,15 @@ function stopAt(out: Decision[], views: readonly View[], reason: DispatchReason)
 
 function planConnected(views: readonly View[], params: DispatchParams): Decision[] {
   let switchOnsLeft = switchOnBudget(views, params);
+  let held = false; // a premise ahead is waiting (min-off, close budget): none behind it closes before it
   return views.map((v): Decision => {
     if (v.believedOn) return { target: "closed", reason: DispatchReason.gridUp };
+    if (held) return { target: "open", reason: DispatchReason.order };
+    held = true;
     if (!v.minOffPassed) return { target: "open", reason: DispatchReason.minOff };
     if (switchOnsLeft === 0) return { target: "open", reason: DispatchReason.closeBudget };
     switchOnsLeft -= 1;
+    held = false;
     return { target: "closed", reason: DispatchReason.gridUp };
   });
 }

@@ -144,7 +144,7 @@ describe("islanding dispatch: worked examples", () => {
     assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:closed:supplied"]);
   });
 
-  it("grid up: every breaker closes, in order, within the close budget, after its min-off; nothing opens", () => {
+  it("grid up: every breaker closes, in order, within the close budget, after its min-off, none ahead of one still waiting; nothing opens", () => {
     const ps = [
       premise(1, true, 1_000, "open", { to: "open", atMs: T0 - 600_000 }),
       premise(2, false, 1_000, "open", { to: "open", atMs: T0 - 1_000 }),
@@ -153,10 +153,11 @@ describe("islanding dispatch: worked examples", () => {
       premise(5, false, 1_000, "open", { to: "open", atMs: T0 - 600_000 }),
     ];
     const s = step(ps, 0, { islanded: false });
-    assert.deepEqual(targetsOf(s), ["1:closed:gridUp", "2:open:minOff", "3:closed:gridUp", "4:closed:gridUp", "5:open:closeBudget"]);
-    assert.deepEqual(commandsOf(s), ["close 1 gridUp", "close 3 gridUp"]);
+    // Premise 2 waits out its min-off: 3 and 5 wait behind it (4 is on already and stays on).
+    assert.deepEqual(targetsOf(s), ["1:closed:gridUp", "2:open:minOff", "3:open:order", "4:closed:gridUp", "5:open:order"]);
+    assert.deepEqual(commandsOf(s), ["close 1 gridUp"]);
     const later = step(fedBack(ps, s, T0), 0, { islanded: false, nowMs: T0 + 59_000 });
-    assert.deepEqual(commandsOf(later), ["close 2 gridUp", "close 5 gridUp"]);
+    assert.deepEqual(commandsOf(later), ["close 2 gridUp", "close 3 gridUp"]);
   });
 
   it("refuses input that breaks the rule's preconditions, naming the field", () => {

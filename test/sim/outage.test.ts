@@ -210,8 +210,8 @@ describe("outage scenario: small neighbourhoods", () => {
   // on and the clinic is off. The grid carries everyone, so nothing is shed *for* the households, but the
   // issue's rule ("never shed while any non-critical premise is on") is broken as stated. Holding the
   // restoration behind a critical site in min-off (as planIsland does) would close it; dispatch.ts is not
-  // this file's to change. Flip the todo off once it does.
-  it("after the reconnection no household is back before the critical sites", { todo: "market/dispatch.ts planConnected restores households ahead of a critical site in its min-off" }, () => {
+  // this file's to change. Fixed there: the first premise still waiting holds those behind it.
+  it("after the reconnection no household is back before the critical sites", () => {
     const { checks } = run(small({ seed: 1, prosumers: 4, consumers: 12, batteryWh: 1_000, batteryMaxW: 7_000, criticalReserveHours: 0, readBackUnknownPerMillion: 0, ...outageWindow("16:00", "17:00-17:05") }));
     assert.equal(checks.connectedOrderSeconds, 0);
   });
