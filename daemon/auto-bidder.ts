@@ -28,9 +28,12 @@
 // (daemon/box-sequence.ts), which BoxMeters shares: one submission at a
 // time, each with the next number, so neither takes the other's.
 //
-// Cancels go first, then the order (one sequence, so the ledger applies them
-// in that order); if the pool refuses a cancel, the order is not placed: it
-// could sell or buy the same energy twice beside the one still open.
+// Cancels go first; the order is placed only once every cancelled order is
+// gone from the ledger (waiting at most CANCEL_WAIT_MS, never past the
+// target interval's start). A cancel the pool refuses, or one it took but
+// that never commits (a leader that fails before its block), leaves the old
+// order open, and a new one beside it could sell or buy the same energy
+// twice: then nothing is placed, and the run is counted.
 //
 // Limits: one run at a time; a boundary arriving while a run is in flight
 // waits, and a newer boundary replaces a waiting one (counted). A run makes
@@ -52,6 +55,8 @@ import type { MarketOutcome, MeteredMember } from "../market/interval.js";
 import type { BoxSequence } from "./box-sequence.js";
 import type { BoxNode, NodeLog, SubmitOutcome } from "./node.js";
 
+/** How long a run waits for its cancels to commit before it gives up placing (blocks come every second). */
+export const CANCEL_WAIT_MS = 15_000;
 /** Submitted transactions followed to their block; the oldest is forgotten beyond this. */
 export const PENDING_TXS_MAX = 256;
 
@@ -177,6 +182,8 @@ export interface AutoBidCounters {
   runsReplaced: number;
   ordersSubmitted: number;
   cancelsSubmitted: number;
+  /** Runs that placed nothing because a cancel they submitted did not commit in time. */
+  cancelsUnconfirmed: number;
   /** Committed and accepted by the ledger. */
   ordersPlaced: number;
   ordersCancelled: number;
@@ -207,11 +214,13 @@ export interface AutoBidderOptions {
   /** The wall clock (ms since the epoch); the node's, if a test skews it. */
   readonly now?: () => number;
   readonly log?: NodeLog;
+  /** How long a run waits for its cancels to commit (default CANCEL_WAIT_MS). */
+  readonly cancelWaitMs?: number;
 }
 
 export class AutoBidder {
   readonly member: number;
-  readonly counters: AutoBidCounters = { runs: 0, runsSkipped: 0, runsReplaced: 0, ordersSubmitted: 0, cancelsSubmitted: 0, ordersPlaced: 0, ordersCancelled: 0, refused: 0, failed: 0 };
+  readonly counters: AutoBidCounters = { runs: 0, runsSkipped: 0, runsReplaced: 0, ordersSubmitted: 0, cancelsSubmitted: 0, cancelsUnconfirmed: 0, ordersPlaced: 0, ordersCancelled: 0, refused: 0, failed: 0 };
   private lastError: string | null = null;
   private lastRun: LastRun | null = null;
   private readonly pending = new Map<string, "order" | "cancel">(); // hex id -> what it is, until its block
@@ -220,6 +229,7 @@ export class AutoBidder {
   private stopped = false;
   private readonly unsubscribe: () => void;
   private readonly now: () => number;
+  private readonly cancelWaitMs: number;
   private readonly log: NodeLog;
 
   /** Throws ConfigError when the policy asks for orders this chain cannot take, or the signer is no member. */
@@ -233,6 +243,7 @@ export class AutoBidder {
     if (problems.length > 0) throw new ConfigError("auto-bid policy", problems);
     this.member = sequence.author;
     this.now = options.now ?? Date.now;
+    this.cancelWaitMs = options.cancelWaitMs ?? CANCEL_WAIT_MS;
     this.log = options.log ?? (() => {});
     this.unsubscribe = node.onBlock((block, result) => {
       if (this.pending.size > 0) this.noteCommitted(block.txs.map((t) => toHex(t.id)), result.results);
@@ -294,14 +305,32 @@ export class AutoBidder {
     for (const id of plan.cancel) {
       if (!(await this.submit({ type: "cancel", orderId: parseHex(id, 32) as Hash }))) cancelsRefused++;
     }
-    // An order placed beside one that could not be cancelled could sell (or buy) the same energy twice.
-    for (const o of cancelsRefused > 0 ? [] : plan.place) {
+    // An order placed beside one that could not be cancelled could sell (or buy) the same energy twice:
+    // place only once every cancelled order is gone from the ledger (a cancel the pool took can still be
+    // lost, e.g. with a leader that fails before its block).
+    const gone = cancelsRefused === 0 && (await this.cancelledGone(plan.cancel, p.targetStartMs));
+    if (!gone && cancelsRefused === 0) {
+      this.counters.cancelsUnconfirmed++;
+      this.noteError(`auto-bid: the cancel of ${plan.cancel.length} order(s) was not committed in time; nothing placed for the interval starting ${new Date(p.targetStartMs).toISOString()}`);
+    }
+    for (const o of gone ? plan.place : []) {
       const body = { type: "order", side: o.side, energyWh: o.energyWh, priceMicroPerKWh: o.priceMicroPerKWh, intervalStartMs: p.targetStartMs, expiresAtMs: p.expiresAtMs, flags: 0, counterparty: null } as const;
       await this.submit(body);
     }
     const run: LastRun = { kind: "planned", ...at, forecast: p.forecast, cancel: plan.cancel.length, place: plan.place.length, wanted: plan.wanted };
     if (plan.cancel.length + plan.place.length > 0) this.log("info", "auto-bid", { ...run });
     return this.noteRun(run);
+  }
+
+  /** Wait (polling the ledger) until none of these orders is open, at most cancelWaitMs and never past the target interval's start. */
+  private async cancelledGone(ids: readonly string[], targetStartMs: number): Promise<boolean> {
+    const open = () => ids.some((id) => this.node.ledger.state.tree.get(`o/${id}`) !== undefined);
+    const deadline = Date.now() + this.cancelWaitMs;
+    while (open()) {
+      if (Date.now() >= deadline || this.now() >= targetStartMs || this.stopped) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return true;
   }
 
   private noteRun(run: LastRun): LastRun {

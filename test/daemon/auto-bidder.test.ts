@@ -26,7 +26,7 @@ import { Ledger } from "../../ledger/ledger.js";
 import type { OrderRecord } from "../../ledger/records.js";
 import { meterKey } from "../../ledger/records.js";
 import { lastSeqOf } from "../../ledger/state.js";
-import { Quality, signTx } from "../../ledger/tx.js";
+import { Quality, decodeTx, signTx } from "../../ledger/tx.js";
 import type { BiddingPolicy } from "../../market/auto-bid.js";
 import type { MarketOutcome } from "../../market/interval.js";
 import { FAST_TIMING } from "../helpers/box-cluster.js";
@@ -168,6 +168,31 @@ describe("automatic bidding on a cluster of boxes", () => {
     await waitFor("the bidder sees both committed", () => bidder.counters.ordersCancelled === 1 && bidder.counters.ordersPlaced === 2);
     assert.equal(bidder.counters.refused, 0, bidder.status().lastError ?? "");
     assert.equal(bidder.counters.failed, 0, bidder.status().lastError ?? "");
+  });
+
+  it("a cancel the pool took but that never commits leaves the old order alone: nothing is placed beside it", async () => {
+    const s2 = s0 + 2 * INTERVAL_MS;
+    const open = ordersOf(box, box.id, s2);
+    assert.equal(open.length, 1);
+    // A box whose cancels are lost after the pool accepted them (a leader failing before its block).
+    const losing = {
+      ledger: box.ledger,
+      onBlock: box.onBlock.bind(box),
+      submit: async (bytes: Uint8Array) => {
+        const t = decodeTx(bytes);
+        return t.tx.body.type === "cancel" ? ({ ok: true, id: toHex(t.id), fate: { status: "pending", id: toHex(t.id), sinceMs: now() } } as const) : box.submit(bytes);
+      },
+    };
+    const lossy = new AutoBidder(losing, new BoxSequence(losing, signerOf(box), box.id), POLICY, { now, cancelWaitMs: 1_500 });
+    bidders.push(lossy);
+    const first = boundaries[0] as MarketOutcome;
+    const changed: MarketOutcome = { ...first, settlement: { ...first.settlement, metered: first.settlement.metered.map((m) => (m.member === box.id ? { ...m, exportWh: 3_000 } : m)) } };
+    const run = await lossy.runFor(changed);
+    assert.equal(run.kind === "planned" && `${run.cancel} cancel, ${run.place} place`, "1 cancel, 1 place", "the plan replaces the order");
+    assert.equal(lossy.counters.cancelsUnconfirmed, 1);
+    assert.equal(lossy.counters.ordersSubmitted, 0, "no order beside the one still open");
+    assert.match(lossy.status().lastError ?? "", /not committed in time; nothing placed/);
+    assert.deepEqual(ordersOf(box, box.id, s2).map((o) => toHex(o.id)), open.map((o) => toHex(o.id)));
   });
 
   it("a boundary whose next interval has begun on this box's clock (a replay after a restart) is skipped", async () => {
