@@ -186,6 +186,19 @@ export interface StoredSettlement extends Omit<SettlementOutcome, "trades" | "de
   readonly height: number; // the block that settled it
 }
 
+function closedOrderOf(o: Row): ClosedOrder & { readonly height: number } {
+  return {
+    id: new Uint8Array(o.id as Buffer),
+    height: o.height as number,
+    author: o.author as number,
+    side: o.side as "buy" | "sell",
+    intervalStartMs: o.interval_start_ms as number,
+    energyWh: o.energy_wh as number,
+    filledWh: o.filled_wh as number,
+    reason: o.reason as CloseReason,
+  };
+}
+
 export interface StoredTx {
   readonly signed: SignedTx;
   readonly height: number;
@@ -375,6 +388,7 @@ export class LedgerStore {
       intervalsBefore: db.prepare("SELECT * FROM market_intervals WHERE start_ms < ? ORDER BY start_ms DESC LIMIT ?"),
       tradesOf: db.prepare("SELECT * FROM market_trades WHERE interval_start_ms = ? ORDER BY idx"),
       closedOrdersOf: db.prepare("SELECT * FROM market_closed_orders WHERE interval_start_ms = ? ORDER BY id"),
+      closedOrdersAt: db.prepare("SELECT * FROM market_closed_orders WHERE height = ? ORDER BY id"),
       settlement: db.prepare("SELECT * FROM market_settlements WHERE period_end_ms = ?"),
       settlementOfTrades: db.prepare("SELECT * FROM market_settlements WHERE trades_interval_start_ms = ?"),
       meteredOf: db.prepare("SELECT * FROM market_metered WHERE period_end_ms = ? ORDER BY member"),
@@ -517,16 +531,6 @@ export class LedgerStore {
       },
       deliveredWh: t.delivered_wh as number | null,
     }));
-    const closedOrders = (this.stmts.closedOrdersOf.all(startMs) as Row[]).map((o) => ({
-      id: new Uint8Array(o.id as Buffer),
-      height: o.height as number,
-      author: o.author as number,
-      side: o.side as "buy" | "sell",
-      intervalStartMs: o.interval_start_ms as number,
-      energyWh: o.energy_wh as number,
-      filledWh: o.filled_wh as number,
-      reason: o.reason as CloseReason,
-    }));
     return {
       startMs,
       height: row.height as number,
@@ -537,8 +541,13 @@ export class LedgerStore {
       sellOrders: row.sell_orders as number,
       tradesHash: new Uint8Array(row.trades_hash as Buffer),
       trades,
-      closedOrders,
+      closedOrders: (this.stmts.closedOrdersOf.all(startMs) as Row[]).map(closedOrderOf),
     };
+  }
+
+  /** The orders the block at `height` closed (its market step), whatever interval they were for. */
+  closedOrdersAt(height: number): (ClosedOrder & { readonly height: number })[] {
+    return (this.stmts.closedOrdersAt.all(height) as Row[]).map(closedOrderOf);
   }
 
   /** The recorded settlement of the period ending at periodEndMs (null: none), with its metered energy and transfers. */

@@ -159,8 +159,23 @@ function checkMarketRecords(store: LedgerStore, height: number, m: MarketOutcome
   const when = new Date(c.intervalStartMs).toISOString();
   if (interval === null || interval.height !== height) fault(height, "PG_ERR_VERIFY_MARKET", `the clearing of the interval starting ${when} is not recorded at this block`);
   const trades = interval.trades.map((t) => t.trade);
-  if (!bytesEqual(tradesHash(trades), c.hash) || interval.priceMicroPerKWh !== c.priceMicroPerKWh || interval.volumeWh !== c.volumeWh) {
-    fault(height, "PG_ERR_VERIFY_MARKET", `the recorded clearing of the interval starting ${when} (price, volume or trades) differs from the re-applied one`);
+  if (
+    !bytesEqual(tradesHash(trades), c.hash) ||
+    !bytesEqual(interval.tradesHash, c.hash) ||
+    interval.priceMicroPerKWh !== c.priceMicroPerKWh ||
+    interval.volumeWh !== c.volumeWh ||
+    interval.rule !== c.rule ||
+    interval.buyOrders !== c.buyOrders ||
+    interval.sellOrders !== c.sellOrders
+  ) {
+    fault(height, "PG_ERR_VERIFY_MARKET", `the recorded clearing of the interval starting ${when} (price, volume, rule, order counts or trades) differs from the re-applied one`);
+  }
+  // The orders this block closed (cleared, expired, lapsed, of removed members), whatever interval they were for.
+  const closedKey = (o: { id: Uint8Array; reason: string; filledWh: number; author: number }) => `${toHex(o.id)}:${o.reason}:${o.filledWh}:${o.author}`;
+  const recordedClosed = store.closedOrdersAt(height).map(closedKey).sort();
+  const expectedClosed = m.closedOrders.map(closedKey).sort();
+  if (recordedClosed.length !== expectedClosed.length || recordedClosed.some((k, i) => k !== expectedClosed[i])) {
+    fault(height, "PG_ERR_VERIFY_MARKET", `the orders recorded as closed at this block differ from the re-applied step (${recordedClosed.length} recorded, ${expectedClosed.length} re-derived)`);
   }
   const s = m.settlement;
   const recorded = store.marketSettlement(s.periodEndMs);

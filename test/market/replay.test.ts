@@ -123,22 +123,31 @@ describe("market replay", () => {
     }
   });
 
-  test("peergrid verify re-applies every market step and finds a tampered metered figure that replay's arithmetic cannot", async () => {
+  test("peergrid verify re-applies every market step and finds a tampered metered figure, closed order or order count that replay cannot", async () => {
     assert.equal((await runCli("verify", dir)).code, 0);
-    const copy = mkdtempSync(join(tmpdir(), "pg-verify-market-"));
-    try {
-      const db0 = new Database(ledgerPath(dir), { readonly: true });
-      await db0.backup(ledgerPath(copy));
-      db0.close();
-      const db = new Database(ledgerPath(copy));
-      const row = db.prepare("SELECT period_end_ms AS e, member FROM market_metered WHERE import_wh > 0 LIMIT 1").get() as { e: number; member: number };
-      db.prepare("UPDATE market_metered SET import_wh = import_wh + 1 WHERE period_end_ms = ? AND member = ?").run(row.e, row.member);
-      db.close();
-      const r = await runCli("verify", copy);
-      assert.equal(r.code, 1);
-      assert.match(r.out, /PG_ERR_VERIFY_MARKET.*settlement of the period ending/);
-    } finally {
-      rmSync(copy, { recursive: true, force: true });
+    const tampers: [string, (db: Database.Database) => void][] = [
+      ["a metered figure", (db) => {
+        const row = db.prepare("SELECT period_end_ms AS e, member FROM market_metered WHERE import_wh > 0 LIMIT 1").get() as { e: number; member: number };
+        db.prepare("UPDATE market_metered SET import_wh = import_wh + 1 WHERE period_end_ms = ? AND member = ?").run(row.e, row.member);
+      }, ],
+      ["a closed order's reason", (db) => void db.prepare("UPDATE market_closed_orders SET reason = 'expired' WHERE id IN (SELECT id FROM market_closed_orders WHERE reason = 'cleared' LIMIT 1)").run()],
+      ["an interval's order count", (db) => void db.prepare("UPDATE market_intervals SET buy_orders = buy_orders + 1 WHERE start_ms IN (SELECT start_ms FROM market_intervals LIMIT 1)").run()],
+    ];
+    for (const [what, tamper] of tampers) {
+      const copy = mkdtempSync(join(tmpdir(), "pg-verify-market-"));
+      try {
+        const db0 = new Database(ledgerPath(dir), { readonly: true });
+        await db0.backup(ledgerPath(copy));
+        db0.close();
+        const db = new Database(ledgerPath(copy));
+        tamper(db);
+        db.close();
+        const r = await runCli("verify", copy);
+        assert.equal(r.code, 1, `${what}: ${r.out}`);
+        assert.match(r.out, /PG_ERR_VERIFY_MARKET/, what);
+      } finally {
+        rmSync(copy, { recursive: true, force: true });
+      }
     }
   });
 
