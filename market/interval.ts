@@ -268,7 +268,7 @@ export function intervalStep(
   for (const m of meters) {
     const e = byMember.get(m.author) ?? { importWh: 0, exportWh: 0, meters: 0, silentMeters: 0 };
     e.meters++;
-    if (m.goodTimeMs < periodStartMs) e.silentMeters++;
+    let counted = false;
     if (m.goodTimeMs >= 0) {
       // At most METER_PERIOD_WH_MAX per meter per period; the rest stays on the counter for the next periods.
       const importWh = Math.min(m.goodImportWh - m.settledImportWh, METER_PERIOD_WH_MAX);
@@ -276,8 +276,12 @@ export function intervalStep(
       assert(importWh >= 0 && exportWh >= 0, "good counters only grow");
       e.importWh += importWh;
       e.exportWh += exportWh;
-      if (importWh > 0 || exportWh > 0) changes.set(meterKey(m.author, m.meterId), { ...m, settledImportWh: m.settledImportWh + importWh, settledExportWh: m.settledExportWh + exportWh });
+      counted = importWh > 0 || exportWh > 0;
+      if (counted) changes.set(meterKey(m.author, m.meterId), { ...m, settledImportWh: m.settledImportWh + importWh, settledExportWh: m.settledExportWh + exportWh });
     }
+    // Silent: no good reading stamped in the period and none counted (a reading stamped just before the
+    // period but committed after its start still counts its energy here, and the meter is not silent).
+    if (m.goodTimeMs < periodStartMs && !counted) e.silentMeters++;
     byMember.set(m.author, e);
   }
   const metered: MeteredMember[] = [...byMember].sort((a, b) => a[0] - b[0]).map(([member, e]) => ({ member, ...e }));

@@ -167,6 +167,15 @@ describe("market interval step", () => {
     assert.equal([SOLAR, BUYER].reduce((a, m) => a + balance(h, m), 0) + balance(h, "utility") + balance(h, "community"), 0);
   });
 
+  test("a reading stamped just before a period but committed in it counts there, and its meter is not called silent", () => {
+    const h = harness();
+    const N = intervalStartOf(h.state.timeMs, I) + I;
+    at(h, h.nextTimeMs, [readingAt(h, BUYER, h.nextTimeMs - 500, 1_000, 0)]);
+    at(h, N + 5, [readingAt(h, BUYER, N - 2_000, 1_500, 0)]); // stamped before N, applied after N's settlement
+    const s = at(h, N + I + 5, []).market?.settlement;
+    assert.deepEqual(s?.metered.map((m) => [m.member, m.importWh, m.silentMeters]), [[BUYER, 500, 0]]);
+  });
+
   test("pay-as-bid, binding settlement and fees come from the genesis", () => {
     const h = harness({ clearingRule: "pay-as-bid", settlementMode: "binding", buyerFeeMicroPerKWh: 10_000, sellerFeeMicroPerKWh: 5_000 });
     const N = intervalStartOf(h.state.timeMs, I) + I;
