@@ -12,12 +12,14 @@
 //     reconnection delay (300 s by default).
 //   - market/dispatch.ts each second: the premises in the community's order
 //     (the voted critical-load list first, ledger/governance.ts; then every
-//     other configured premise by member number), each one's demand from its
-//     meters' latest readings in the ledger (import power while its breaker
-//     was closed; its breaker rating when there is none fresh), the supply
-//     (the net export of every metered premise in the ledger, fresh readings
-//     only, plus the configured storage discharge limit), and the breakers'
-//     read-backs. Every command goes to the breaker through device/
+//     other configured premise by member number), each one's demand and own
+//     generation from its meters' latest readings in the ledger (import and
+//     export power, kept from the last reading while its breaker was closed;
+//     when there is none fresh, its breaker rating as demand and no
+//     generation), the generation behind no dispatched breaker (the export
+//     of every other metered member, fresh readings only; not the PCC
+//     meter's), the storage's discharge limit as the open tier, and the
+//     breakers' read-backs. Every command goes to the breaker through device/
 //     switchgear.ts, which reads the state back; the command and what was
 //     read back are signed and committed as a `switch` transaction (who was
 //     powered, when, why, on what supply and demand).
@@ -34,7 +36,7 @@ import { ConfigError } from "../ledger/errors.js";
 import { GLOBAL_KEY, type GlobalRecord, type MeterRecord, breakerKey } from "../ledger/records.js";
 import type { LedgerState } from "../ledger/state.js";
 import { Quality, SWITCH_REASONS, type SwitchReason } from "../ledger/tx.js";
-import { type DispatchParams, type DispatchStep, type PremiseInput, type SwitchRecord, checkDispatchParams, dispatch } from "../market/dispatch.js";
+import { type DispatchParams, type DispatchStep, type PremiseInput, type SwitchRecord, checkDispatchParams, dispatch, powerMaxW } from "../market/dispatch.js";
 import { type GridEvent, type GridMonitorConfig, type GridMonitorState, type GridInput, initialGridState, parseGridMonitorConfig, stepGrid } from "../market/grid-monitor.js";
 import type { BoxSequence } from "./box-sequence.js";
 import type { BoxMeters } from "./meters.js";
@@ -153,13 +155,14 @@ export function priorityOrder(state: LedgerState, premises: readonly ControllerP
     .sort((a, b) => (rank.get(a.premise.member) ?? Infinity) - (rank.get(b.premise.member) ?? Infinity) || a.premise.member - b.premise.member || a.premise.breaker - b.premise.breaker);
 }
 
-/** A member's import power and export power now, from its meters' latest readings in the ledger (fresh ones only). */
-function meteredPower(state: LedgerState, nowMs: number, freshMs: number): Map<number, { importW: number; exportW: number; atMs: number }> {
+/** A member's import power and export power now, from its meters' latest readings in the ledger (fresh ones only; `skip`: the PCC meter). */
+function meteredPower(state: LedgerState, nowMs: number, freshMs: number, skip: { readonly author: number; readonly meterId: number }): Map<number, { importW: number; exportW: number; atMs: number }> {
   const out = new Map<number, { importW: number; exportW: number; atMs: number }>();
   for (const { value } of state.tree.entries()) {
     if (value.kind !== "meter") continue;
     const m: MeterRecord = value;
     if (m.quality !== Quality.good || nowMs - m.timeMs > freshMs || m.timeMs > nowMs) continue;
+    if (m.author === skip.author && m.meterId === skip.meterId) continue;
     const e = out.get(m.author) ?? { importW: 0, exportW: 0, atMs: m.timeMs };
     out.set(m.author, { importW: e.importW + Math.max(0, m.powerW), exportW: e.exportW + Math.max(0, -m.powerW), atMs: Math.min(e.atMs, m.timeMs) });
   }
@@ -172,7 +175,8 @@ export class MicrogridController {
   private readonly switches = new Map<string, Switch>(); // member/breaker -> switch
   private readonly lastSwitch = new Map<string, SwitchRecord>();
   private readonly readBack = new Map<string, "closed" | "open" | "unknown">();
-  private readonly lastDemand = new Map<number, { demandW: number; atMs: number }>();
+  /** Each member's last reading taken while its breaker was closed. */
+  private readonly lastReading = new Map<number, { demandW: number; generationW: number; atMs: number }>();
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
   private recordedIslanded: boolean | null = null;
@@ -262,20 +266,21 @@ export class MicrogridController {
   }
 
   private async dispatchStep(state: LedgerState, nowMs: number): Promise<void> {
-    const power = meteredPower(state, nowMs, this.config.dispatch.demandFreshMs);
-    let generationW = 0;
-    for (const p of power.values()) generationW += p.exportW;
+    const power = meteredPower(state, nowMs, this.config.dispatch.demandFreshMs, { author: this.sequence.author, meterId: this.config.pccMeterId });
     const ordered = priorityOrder(state, this.config.premises);
+    const switched = new Set(this.config.premises.map((p) => p.member));
+    let unswitchedGenerationW = 0;
+    for (const [member, p] of power) if (!switched.has(member)) unswitchedGenerationW += p.exportW;
     const premises: PremiseInput[] = ordered.map(({ premise, critical }) => {
       const key = `${premise.member}/${premise.breaker}`;
       const recorded = state.tree.get(breakerKey(premise.member, premise.breaker));
       const readBack = this.readBack.get(key) ?? (recorded?.kind === "breaker" ? recorded.readback : "unknown");
       const p = power.get(premise.member);
-      if (p !== undefined && readBack === "closed") this.lastDemand.set(premise.member, { demandW: p.importW, atMs: p.atMs });
-      const d = this.lastDemand.get(premise.member);
-      return { id: premise.member, critical, demandW: d?.demandW ?? 0, demandAtMs: d?.atMs ?? null, fallbackDemandW: premise.ratingW, breaker: readBack, lastSwitch: this.lastSwitch.get(key) ?? null };
+      if (p !== undefined && readBack === "closed") this.lastReading.set(premise.member, { demandW: Math.min(p.importW, powerMaxW), generationW: Math.min(p.exportW, powerMaxW), atMs: p.atMs });
+      const r = this.lastReading.get(premise.member);
+      return { id: premise.member, critical, demandW: r?.demandW ?? 0, generationW: r?.generationW ?? 0, readingAtMs: r?.atMs ?? null, fallbackDemandW: premise.ratingW, breaker: readBack, lastSwitch: this.lastSwitch.get(key) ?? null };
     });
-    const step = dispatch(this.config.dispatch, { nowMs, islanded: this.grid.decision === "islanded", generationW, storageDischargeMaxW: this.config.storageDischargeMaxW, premises });
+    const step = dispatch(this.config.dispatch, { nowMs, islanded: this.grid.decision === "islanded", unswitchedGenerationW: Math.min(unswitchedGenerationW, powerMaxW), storageOpenW: this.config.storageDischargeMaxW, storageReserveW: 0, premises });
     this.lastFigures = step.figures;
     for (const t of step.targets) {
       const premise = ordered.find((o) => o.premise.member === t.id)?.premise;

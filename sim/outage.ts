@@ -420,7 +420,9 @@ export const SIMPLIFICATIONS: readonly string[] = [
 interface BreakerState {
   closed: boolean;
   lastSwitch: SwitchRecord | null;
+  /** The last reading taken while closed: net import and net export (one of them 0), and when. */
   readingW: number;
+  readingExportW: number;
   readingAtMs: number | null;
   operations: number;
 }
@@ -556,7 +558,7 @@ class OutageRun {
     const rngPolicies = new Rng(rng.nextU32());
     this.premises = makePremises(s, rngPremises);
     this.policies = this.premises.map((p) => policiesFor(p, rngPolicies));
-    this.breakers = this.premises.map(() => ({ closed: true, lastSwitch: null, readingW: 0, readingAtMs: null, operations: 0 }));
+    this.breakers = this.premises.map(() => ({ closed: true, lastSwitch: null, readingW: 0, readingExportW: 0, readingAtMs: null, operations: 0 }));
     this.loadW = new Int32Array(this.premises.length);
     this.pvW = new Int32Array(this.premises.length);
     this.minuteOfDay0 = Math.floor(hourOf(s.dayStartMs) * 60);
@@ -654,21 +656,22 @@ class OutageRun {
 
   private dispatchStep(nowMs: number, islanded: boolean, offerW: number): DispatchStep {
     const unknownBelow = this.s.readBackUnknownPerMillion / 1_000_000;
-    let generationW = 0;
     const inputs: PremiseInput[] = this.premises.map((p, i) => {
       const b = this.breakers[i] as BreakerState;
       const load = this.loadW[i] as number;
       const pv = this.pvW[i] as number;
       if (b.closed) {
         b.readingW = netImport(load, pv);
+        b.readingExportW = Math.max(0, pv - load);
         b.readingAtMs = nowMs;
-        generationW += Math.max(0, pv - load);
       }
       const unknown = this.rngReadBack.next() < unknownBelow;
       if (unknown) this.t.readBackUnknown++;
-      return { id: p.id, critical: p.kind === "critical", demandW: b.readingW, demandAtMs: b.readingAtMs, fallbackDemandW: p.peakW, breaker: unknown ? "unknown" : b.closed ? "closed" : "open", lastSwitch: b.lastSwitch };
+      const breaker = unknown ? "unknown" : b.closed ? "closed" : "open";
+      return { id: p.id, critical: p.kind === "critical", demandW: b.readingW, generationW: b.readingExportW, readingAtMs: b.readingAtMs, fallbackDemandW: p.peakW, breaker, lastSwitch: b.lastSwitch };
     });
-    const step = dispatch(this.s.dispatch, { nowMs, islanded, generationW, storageDischargeMaxW: offerW, premises: inputs });
+    // Every array is behind a premise's breaker: no unswitched generation.
+    const step = dispatch(this.s.dispatch, { nowMs, islanded, unswitchedGenerationW: 0, storageOpenW: offerW, storageReserveW: 0, premises: inputs });
     this.t.dispatchSteps++;
     this.apply(step);
     return step;

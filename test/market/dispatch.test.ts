@@ -20,19 +20,40 @@ import {
   checkDispatchInput,
   checkDispatchParams,
   dispatch,
+  storageOpenSustainMs,
+  storageTiers,
 } from "../../market/dispatch.js";
 
 const T0 = 1_700_000_000_000;
 const PARAMS: DispatchParams = { hysteresisPermille: 100, minOnMs: 30_000, minOffMs: 60_000, closesPerStepMax: 2, demandFreshMs: 10_000 };
 
-/** A premise with a fresh reading at nowMs, last switched long ago (or never). */
+/** A premise with a fresh reading at nowMs (importing demandW), last switched long ago (or never). */
 function premise(id: number, critical: boolean, demandW: number, breaker: BreakerReadBack, lastSwitch: SwitchRecord | null = null, nowMs = T0): PremiseInput {
-  return { id, critical, demandW, demandAtMs: nowMs, fallbackDemandW: 9_000, breaker, lastSwitch };
+  return { id, critical, demandW, generationW: 0, readingAtMs: nowMs, fallbackDemandW: 9_000, breaker, lastSwitch };
 }
 
-function step(premises: PremiseInput[], supplyW: number, over: Partial<DispatchInput> = {}, params = PARAMS): DispatchStep {
-  return dispatch(params, { nowMs: T0, islanded: true, generationW: supplyW, storageDischargeMaxW: 0, premises, ...over });
+/** A premise whose fresh reading shows it exporting generationW (its PV beyond its own load). */
+function exporter(id: number, critical: boolean, generationW: number, breaker: BreakerReadBack, lastSwitch: SwitchRecord | null = null, nowMs = T0): PremiseInput {
+  return { ...premise(id, critical, 0, breaker, lastSwitch, nowMs), generationW };
 }
+
+/** One islanded step with `supplyW` of open storage tier (no reserve, no unswitched generation) unless `over` says otherwise. */
+function step(premises: PremiseInput[], supplyW: number, over: Partial<DispatchInput> = {}, params = PARAMS): DispatchStep {
+  return dispatch(params, { nowMs: T0, islanded: true, unswitchedGenerationW: 0, storageOpenW: supplyW, storageReserveW: 0, premises, ...over });
+}
+
+/**
+ * The rule before premises carried their own generation, for the record: each premise in turn fits on its
+ * demand alone against a supply that was every metered export plus storage, whichever breakers were closed.
+ * The number of premises it kept on.
+ */
+function oldRuleClosedCount(premises: readonly PremiseInput[], supplyW: number): number {
+  let servedW = 0;
+  const k = premises.findIndex((p) => (servedW += p.demandW) > supplyW);
+  return k === -1 ? premises.length : k;
+}
+/** What the premises [0, k) need from the island besides their own export: their net demand. */
+const netOf = (premises: readonly PremiseInput[], k: number) => premises.slice(0, k).reduce((a, p) => a + p.demandW - p.generationW, 0);
 
 const targetsOf = (s: DispatchStep) => s.targets.map((t) => `${t.id}:${t.target}:${t.reason}`);
 const commandsOf = (s: DispatchStep) => s.commands.map((c) => `${c.action} ${c.id} ${c.reason}${c.repeat ? " repeat" : ""}${c.overridesMinOn ? " overridesMinOn" : ""}`);
@@ -42,7 +63,7 @@ function fedBack(premises: PremiseInput[], s: DispatchStep, nowMs: number): Prem
   return premises.map((p, i) => {
     const t = s.targets[i];
     assert.ok(t !== undefined && t.id === p.id);
-    return { ...p, breaker: t.target, lastSwitch: t.lastSwitch, demandAtMs: t.target === "closed" ? nowMs : p.demandAtMs };
+    return { ...p, breaker: t.target, lastSwitch: t.lastSwitch, readingAtMs: t.target === "closed" ? nowMs : p.readingAtMs };
   });
 }
 
@@ -53,7 +74,7 @@ describe("islanding dispatch: worked examples", () => {
     const s = step(ps, 3_600);
     assert.deepEqual(targetsOf(s), ["10:closed:supplied", "11:closed:supplied", "12:open:deficit", "13:open:deficit"]);
     assert.deepEqual(commandsOf(s), ["open 13 deficit", "open 12 deficit"]);
-    assert.deepEqual(s.figures, { supplyW: 3_600, servedW: 3_000, shedW: 2_300, criticalServedW: 3_000, criticalDemandW: 3_000, criticalCoveragePermille: 1000, unconfirmedW: 2_300 });
+    assert.deepEqual(s.figures, { supplyW: 3_600, generationW: 0, servedW: 3_000, shedW: 2_300, criticalServedW: 3_000, criticalDemandW: 3_000, criticalCoveragePermille: 1000, criticalOpenCount: 0, unconfirmedW: 2_300 });
     assert.deepEqual(s.targets[2]?.lastSwitch, { to: "open", atMs: T0 });
     // 100 W less and the clinic goes too: still from the end, the shelter kept.
     assert.deepEqual(targetsOf(step(ps, 2_999)), ["10:closed:supplied", "11:open:deficit", "12:open:deficit", "13:open:deficit"]);
@@ -62,7 +83,7 @@ describe("islanding dispatch: worked examples", () => {
   it("a shed right after a restore overrides min-on, and says so", () => {
     const ps = [premise(1, true, 1_000, "closed"), premise(2, false, 1_000, "closed", { to: "closed", atMs: T0 - 5_000 })];
     assert.deepEqual(commandsOf(step(ps, 1_500)), ["open 2 deficit overridesMinOn"]);
-    const later = ps.map((p) => ({ ...p, demandAtMs: T0 + 25_000 }));
+    const later = ps.map((p) => ({ ...p, readingAtMs: T0 + 25_000 }));
     assert.deepEqual(commandsOf(step(later, 1_500, { nowMs: T0 + 25_000 })), ["open 2 deficit"], "on for 30 s: min-on passed");
   });
 
@@ -122,26 +143,111 @@ describe("islanding dispatch: worked examples", () => {
   });
 
   it("a stale or missing reading: the fallback demand", () => {
-    const stale = { ...premise(1, true, 500, "open", { to: "open", atMs: T0 - 600_000 }), demandAtMs: T0 - 10_001, fallbackDemandW: 3_000 };
+    const stale = { ...premise(1, true, 500, "open", { to: "open", atMs: T0 - 600_000 }), readingAtMs: T0 - 10_001, fallbackDemandW: 3_000 };
     assert.deepEqual(targetsOf(step([stale], 3_299)), ["1:open:headroom"]);
     assert.deepEqual(step([stale], 3_300).targets[0]?.demandW, 3_000);
-    assert.deepEqual(step([{ ...stale, demandAtMs: T0 - 10_000 }], 600).targets[0]?.demandW, 500, "10 s old: fresh");
-    assert.deepEqual(step([{ ...stale, demandAtMs: null }], 9_000).targets[0]?.demandW, 3_000);
-    assert.deepEqual(step([{ ...stale, demandAtMs: T0 + 1 }], 9_000).targets[0]?.demandW, 3_000, "a stamp ahead of now is not trusted");
+    assert.deepEqual(step([{ ...stale, readingAtMs: T0 - 10_000 }], 600).targets[0]?.demandW, 500, "10 s old: fresh");
+    assert.deepEqual(step([{ ...stale, readingAtMs: null }], 9_000).targets[0]?.demandW, 3_000);
+    assert.deepEqual(step([{ ...stale, readingAtMs: T0 + 1 }], 9_000).targets[0]?.demandW, 3_000, "a stamp ahead of now is not trusted");
+  });
+
+  it("own generation: counted only for a premise on, with a fresh reading, whose read-back is not open; never assumed", () => {
+    // A clinic of 1,000 W carried by the 1,500 W export of the prosumer behind it, with no storage at all.
+    const on = (p: PremiseInput) => ({ ...p, lastSwitch: { to: "closed" as const, atMs: T0 - 600_000 } });
+    const ps = [on(premise(1, true, 1_000, "closed")), on(exporter(2, false, 1_500, "closed"))];
+    const accounted = (s: DispatchStep) => s.targets.map((t) => `${t.id}:${t.target}:${t.generationW}`);
+    assert.deepEqual(accounted(step(ps, 0)), ["1:closed:0", "2:closed:1500"]);
+    assert.deepEqual(accounted(step(ps.map((p) => ({ ...p, breaker: "unknown" as const })), 0)), ["1:closed:0", "2:closed:1500"], "a read-back lost for a second sheds nothing");
+    // The export reading is 10,001 ms old: stale, so no generation, and the clinic cannot be carried.
+    assert.deepEqual(accounted(step(ps.map((p) => (p.id === 2 ? { ...p, readingAtMs: T0 - 10_001 } : p)), 0)), ["1:open:0", "2:open:0"]);
+    // Believed on but read back open (its close did not take, or it tripped): its export is not on the island.
+    assert.deepEqual(accounted(step(ps.map((p) => (p.id === 2 ? { ...p, breaker: "open" as const } : p)), 0)), ["1:open:0", "2:open:0"]);
+    // Believed off: switched on on its fallback demand (its PV waits out its reconnection delay; its reading said nothing of its load).
+    const off = [premise(1, true, 1_000, "closed"), { ...exporter(2, false, 1_500, "open", { to: "open", atMs: T0 - 600_000 }), fallbackDemandW: 4_000 }];
+    assert.deepEqual(targetsOf(step(off, 5_399)), ["1:closed:supplied", "2:open:headroom"], "4,399 W of headroom < 4,000 W x 1.1");
+    const restored = step(off, 5_400);
+    assert.deepEqual(targetsOf(restored), ["1:closed:supplied", "2:closed:restore"]);
+    assert.deepEqual([restored.targets[1]?.demandW, restored.targets[1]?.generationW], [4_000, 0]);
+  });
+
+  // The rule before: each premise fitted on its demand alone against generationW + storage, where generationW was
+  // the export of every metered premise whatever its breaker. Two ways that went wrong, and a third for a fix that
+  // would only have taken the export of shed premises out of the supply.
+  it("an exporter behind a critical site carries it: the prefix through the exporter fits though the site alone does not", () => {
+    const ps = [premise(1, true, 1_000, "closed"), exporter(2, false, 2_000, "closed"), premise(3, false, 1_500, "closed")];
+    const s = step(ps, 200);
+    // [1] needs 1,000 W of 200; [1, 2] needs -1,000 W; [1, 2, 3] needs 500 W, more than 200: shed 3, keep the clinic and its carrier.
+    assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:closed:supplied", "3:open:deficit"]);
+    assert.deepEqual(s.figures, { supplyW: 2_200, generationW: 2_000, servedW: 1_000, shedW: 1_500, criticalServedW: 1_000, criticalDemandW: 1_000, criticalCoveragePermille: 1000, criticalOpenCount: 0, unconfirmedW: 1_500 });
+    // Fitting each premise as the walk reaches it on the supply that stays whatever is shed (200 W): the clinic first, then everything.
+    assert.equal(oldRuleClosedCount(ps, 200), 0);
+  });
+
+  it("an exporter carries the household ahead of it: when the supply falls the cut lands after the exporter, not between", () => {
+    const ps = [premise(1, true, 500, "closed"), premise(2, false, 1_200, "closed"), exporter(3, false, 1_500, "closed"), premise(4, false, 900, "closed")];
+    // Net demand of the prefixes: 500, 1,700, 200, 1,100. With 800 W of storage the longest that fits is [1, 2, 3].
+    const s = step(ps, 800);
+    assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:closed:supplied", "3:closed:supplied", "4:open:deficit"]);
+    assert.deepEqual(commandsOf(s), ["open 4 deficit"]);
+    assert.equal(oldRuleClosedCount(ps, 800), 1, "fitting premise by premise would shed 2, and 3 with it");
+    assert.ok(netOf(ps, 1) <= 800 && netOf(ps, 2) > 800 && netOf(ps, 3) <= 800);
+    // At 199 W [1, 2, 3] (200 W) no longer fits, and the critical site alone needs 500 W: nothing does.
+    assert.deepEqual(targetsOf(step(ps, 199)), ["1:open:deficit", "2:open:deficit", "3:open:deficit", "4:open:deficit"]);
+  });
+
+  it("shedding an exporter sheds its export: what stays on must fit without it", () => {
+    const ps = [premise(1, true, 1_000, "closed"), premise(2, false, 1_000, "closed"), premise(3, false, 600, "closed"), exporter(4, false, 1_500, "closed")];
+    const s = step(ps, 1_000);
+    // All four need 1,100 W net, more than the 1,000 W of storage; without 4's export [1, 2] needs 2,000 W: only the clinic fits.
+    assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:open:deficit", "3:open:deficit", "4:open:deficit"]);
+    assert.equal(s.figures.supplyW, 1_000);
+    // The old rule counted 4's export in the supply (2,500 W), kept [1, 2] on and shed 4: 2,000 W on 1,000 W, an overload.
+    const kept = oldRuleClosedCount(ps, 1_000 + 1_500);
+    assert.equal(kept, 2);
+    assert.ok(netOf(ps, kept) > 1_000, "the old rule's island drew more than it had");
+  });
+
+  it("storage tiers: the reserve carries only an all-critical prefix; a household fits within generation and the open tier", () => {
+    const ps = [premise(1, true, 1_000, "closed"), premise(2, true, 1_000, "closed"), premise(3, false, 500, "closed")];
+    const tiers = (open: number, reserve: number, gen = 0) => ({ storageOpenW: open, storageReserveW: reserve, unswitchedGenerationW: gen });
+    const s = step(ps, 0, tiers(1_500, 1_000));
+    assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:closed:supplied", "3:open:deficit"], "2,500 W offered, but the household would draw on the reserve");
+    assert.equal(s.figures.supplyW, 2_500);
+    assert.deepEqual(targetsOf(step(ps, 0, tiers(1_500, 1_000, 1_000))), ["1:closed:supplied", "2:closed:supplied", "3:closed:supplied"], "with 1,000 W of unswitched generation it fits without the reserve");
+    assert.equal(step(ps, 0, tiers(1_500, 1_000, 1_000)).figures.supplyW, 2_500, "the supply the closed premises may draw: no reserve once a household is on");
+    // Restoring: a critical site within generation + open + reserve, a household only within generation + open.
+    const shed: SwitchRecord = { to: "open", atMs: T0 - 600_000 };
+    const off = [premise(1, true, 1_000, "open", shed), premise(2, false, 500, "open", shed)];
+    assert.deepEqual(targetsOf(step(off, 0, tiers(500, 2_000))), ["1:closed:restore", "2:open:headroom"]);
+    assert.deepEqual(targetsOf(step(off, 0, tiers(2_100, 0))), ["1:closed:restore", "2:closed:restore"]);
+  });
+
+  it("storageTiers: the open tier only above the reserve, tapering to it over 15 minutes; the rest of the limit is the reserve tier", () => {
+    const battery = { dischargeMaxW: 100_000, reserveWh: 62_600 };
+    assert.equal(storageOpenSustainMs, 900_000);
+    assert.deepEqual(storageTiers(battery, 200_000), { openW: 100_000, reserveW: 0 }, "137.4 kWh above the reserve: the whole limit is open");
+    assert.deepEqual(storageTiers(battery, 62_600 + 25_000), { openW: 100_000, reserveW: 0 }, "25 kWh above: 100 kW for 15 minutes");
+    assert.deepEqual(storageTiers(battery, 62_600 + 7_400), { openW: 29_600, reserveW: 70_400 }, "7.4 kWh above: 29.6 kW would take it to the reserve in 15 minutes");
+    assert.deepEqual(storageTiers(battery, 62_600), { openW: 0, reserveW: 100_000 }, "at the reserve: critical premises only");
+    assert.deepEqual(storageTiers(battery, 10), { openW: 0, reserveW: 36_000 }, "never more than it holds for one second");
+    assert.deepEqual(storageTiers(battery, 0), { openW: 0, reserveW: 0 });
+    assert.deepEqual(storageTiers(battery, null), { openW: 0, reserveW: 100_000 }, "a charge nobody can see: the critical premises keep the battery");
+    assert.deepEqual(storageTiers({ dischargeMaxW: 5_000, reserveWh: 0 }, 1_000), { openW: 4_000, reserveW: 1_000 }, "no reserve: the open tier still tapers as it empties");
   });
 
   it("when even the first critical premise does not fit, everything is off and the coverage says so", () => {
     const ps = [premise(1, true, 5_000, "closed"), premise(2, true, 500, "closed"), premise(3, false, 200, "closed")];
     const s = step(ps, 4_000);
     assert.deepEqual(targetsOf(s), ["1:open:deficit", "2:open:deficit", "3:open:deficit"]);
-    assert.deepEqual(s.figures, { supplyW: 4_000, servedW: 0, shedW: 5_700, criticalServedW: 0, criticalDemandW: 5_500, criticalCoveragePermille: 0, unconfirmedW: 5_700 });
+    assert.deepEqual(s.figures, { supplyW: 4_000, generationW: 0, servedW: 0, shedW: 5_700, criticalServedW: 0, criticalDemandW: 5_500, criticalCoveragePermille: 0, criticalOpenCount: 2, unconfirmedW: 5_700 });
   });
 
-  it("supply is local generation plus the storage's discharge limit", () => {
-    const ps = [premise(1, true, 1_000, "closed"), premise(2, false, 1_000, "closed")];
-    const s = step(ps, 0, { generationW: 1_200, storageDischargeMaxW: 800 });
+  it("supply is unswitched generation plus the open storage tier, plus the closed premises' own generation", () => {
+    const ps = [premise(1, true, 1_000, "closed"), premise(2, false, 1_000, "closed"), exporter(3, false, 300, "closed")];
+    const s = step(ps, 0, { unswitchedGenerationW: 1_000, storageOpenW: 700 });
     assert.equal(s.figures.supplyW, 2_000);
-    assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:closed:supplied"]);
+    assert.equal(s.figures.generationW, 300);
+    assert.deepEqual(targetsOf(s), ["1:closed:supplied", "2:closed:supplied", "3:closed:supplied"]);
   });
 
   it("grid up: every breaker closes, in order, within the close budget, after its min-off, none ahead of one still waiting; nothing opens", () => {
@@ -162,9 +268,12 @@ describe("islanding dispatch: worked examples", () => {
 
   it("refuses input that breaks the rule's preconditions, naming the field", () => {
     const ok = premise(1, true, 100, "closed");
-    assert.deepEqual(checkDispatchInput({ nowMs: T0, islanded: true, generationW: 1.5, storageDischargeMaxW: 0, premises: [premise(1, false, 100, "closed"), premise(2, true, -1, "closed"), { ...ok, breaker: "tripped" as BreakerReadBack }] }), [
-      "generationW: whole watts from 0 to 1000000000",
+    const bad = [premise(1, false, 100, "closed"), { ...premise(2, true, -1, "closed"), generationW: 0.5 }, { ...ok, breaker: "tripped" as BreakerReadBack }];
+    assert.deepEqual(checkDispatchInput({ nowMs: T0, islanded: true, unswitchedGenerationW: 1.5, storageOpenW: 0, storageReserveW: -1, premises: bad }), [
+      "unswitchedGenerationW: whole watts from 0 to 1000000000",
+      "storageReserveW: whole watts from 0 to 1000000000",
       "premises[1].demandW: whole watts from 0 to 1000000000",
+      "premises[1].generationW: whole watts from 0 to 1000000000",
       "premises[1]: critical, after a non-critical premise (critical premises come first)",
       "premises[2].breaker: closed, open or unknown",
       "premises[2].id: 1 appears twice",
@@ -201,7 +310,8 @@ interface World {
   premises: PremiseInput[];
   /** What the breakers really are. */
   physical: ("closed" | "open")[];
-  baseDemandW: number[];
+  /** Each premise's net power at its meter before the swing: import positive, export (its PV beyond its load) negative. */
+  baseNetW: number[];
 }
 
 interface Faults {
@@ -225,7 +335,7 @@ const arbParams: fc.Arbitrary<DispatchParams> = fc.record({
 const arbWorld: fc.Arbitrary<World> = fc
   .array(
     fc.record({
-      demandW: fc.integer({ min: 0, max: 3_000 }),
+      netW: fc.oneof(fc.integer({ min: 0, max: 3_000 }), fc.integer({ min: -4_000, max: 0 })), // a consumer, or a prosumer exporting
       fallbackDemandW: fc.integer({ min: 0, max: 6_000 }),
       physical: fc.constantFrom("closed" as const, "open" as const),
       record: fc.option(fc.record({ to: fc.constantFrom("closed" as const, "open" as const), agoMs: fc.integer({ min: 0, max: 200_000 }) }), { nil: null }),
@@ -238,14 +348,15 @@ const arbWorld: fc.Arbitrary<World> = fc
     premises: rows.map((r, i) => ({
       id: 100 + i * 7,
       critical: i < criticalCount,
-      demandW: r.demandW,
-      demandAtMs: r.reading === null ? null : T0 - r.reading,
+      demandW: Math.max(0, r.netW),
+      generationW: Math.max(0, -r.netW),
+      readingAtMs: r.reading === null ? null : T0 - r.reading,
       fallbackDemandW: r.fallbackDemandW,
       breaker: r.physical,
       lastSwitch: r.record === null ? null : { to: r.record.to, atMs: T0 - r.record.agoMs },
     })),
     physical: rows.map((r) => r.physical),
-    baseDemandW: rows.map((r) => r.demandW),
+    baseNetW: rows.map((r) => r.netW),
   }));
 
 /** Carries out a step's commands on the world (some do not take) and builds the next input's premises (some read-backs lost). */
@@ -257,32 +368,73 @@ function advance(w: World, s: DispatchStep, nextMs: number, r: () => number, f: 
   w.premises = w.premises.map((p, i) => {
     const physical = w.physical[i] as "closed" | "open";
     const metered = physical === "closed" && below(r, 1000) >= f.meterOfflinePermille;
-    const demandW = metered ? Math.max(0, (w.baseDemandW[i] as number) + below(r, 2 * demandSwingW + 1) - demandSwingW) : p.demandW;
+    const netW = (w.baseNetW[i] as number) + below(r, 2 * demandSwingW + 1) - demandSwingW;
     return {
       ...p,
-      demandW,
-      demandAtMs: metered ? nextMs : p.demandAtMs,
+      demandW: metered ? Math.max(0, netW) : p.demandW,
+      generationW: metered ? Math.max(0, -netW) : p.generationW,
+      readingAtMs: metered ? nextMs : p.readingAtMs,
       breaker: below(r, 1000) < f.lostPermille ? "unknown" : physical,
       lastSwitch: (s.targets[i] as { lastSwitch: SwitchRecord | null }).lastSwitch,
     };
   });
 }
 
+/** The header's accounting, written out again: a premise's demand, generation and whether it may draw. */
+function accounted(params: DispatchParams, nowMs: number, p: PremiseInput) {
+  const fresh = p.readingAtMs !== null && nowMs >= p.readingAtMs && nowMs - p.readingAtMs <= params.demandFreshMs;
+  const on = p.lastSwitch === null ? p.breaker !== "open" : p.lastSwitch.to === "closed";
+  const demandW = fresh && (on || p.generationW === 0) ? p.demandW : p.fallbackDemandW;
+  return { on, demandW, generationW: fresh && on && p.breaker !== "open" ? p.generationW : 0, mayDrawW: on || p.breaker !== "open" ? demandW : 0 };
+}
+
+/**
+ * The header's island rule the dumb way: the largest K such that the prefix [0, K) fits (its net demand within
+ * unswitched generation + open tier, + reserve tier if all of it is critical) and every premise off in it may come on
+ * (min-off passed, within the close budget, headroom for its demand x (1 + h) after the net demand ahead of it and
+ * the demand of every later premise that may draw). No walk, no early exit: a different shape from dispatch's.
+ */
+function referenceClosedCount(params: DispatchParams, input: DispatchInput): number {
+  const ps = input.premises.map((p) => ({ p, ...accounted(params, input.nowMs, p) }));
+  const net = (k: number) => ps.slice(0, k).reduce((a, x) => a + x.demandW - x.generationW, 0);
+  const usable = (k: number) => input.unswitchedGenerationW + input.storageOpenW + (ps.slice(0, k).every((x) => x.p.critical) ? input.storageReserveW : 0);
+  const budget = Math.max(0, params.closesPerStepMax - ps.filter((x) => x.on && x.p.breaker !== "closed").length);
+  const mayComeOn = (j: number, nth: number) => {
+    const x = ps[j] as (typeof ps)[number];
+    if (nth > budget || (x.p.lastSwitch !== null && input.nowMs - x.p.lastSwitch.atMs < params.minOffMs)) return false;
+    const headroomW = usable(j + 1) - net(j) - ps.slice(j + 1).reduce((a, y) => a + y.mayDrawW, 0);
+    return headroomW >= 0 && headroomW * 1000 >= x.demandW * (1000 + params.hysteresisPermille);
+  };
+  for (let k = ps.length; k > 0; k--) {
+    let nth = 0;
+    if (net(k) <= usable(k) && ps.slice(0, k).every((x, j) => x.on || mayComeOn(j, ++nth))) return k;
+  }
+  return 0;
+}
+
 /** Every invariant of one step (the header's I1 to I4, the figures, the commands). */
 function checkStep(params: DispatchParams, input: DispatchInput, s: DispatchStep): void {
   const ps = input.premises;
-  const supplyW = input.generationW + input.storageDischargeMaxW;
   assert.equal(s.targets.length, ps.length);
   const closed = s.targets.map((t) => t.target === "closed");
+  ps.forEach((p, i) => {
+    const a = accounted(params, input.nowMs, p);
+    assert.deepEqual([s.targets[i]?.demandW, s.targets[i]?.generationW], [a.demandW, a.generationW], `premise ${i}: the accounted demand and generation`);
+  });
+  // I2's right-hand side, from the inputs and the targets.
+  const closedGenerationW = s.targets.reduce((a, t) => a + (t.target === "closed" ? t.generationW : 0), 0);
+  const allClosedCritical = ps.every((p, i) => p.critical || !closed[i]);
+  const supplyW = input.unswitchedGenerationW + input.storageOpenW + (allClosedCritical ? input.storageReserveW : 0) + closedGenerationW;
+  assert.equal(s.figures.supplyW, supplyW);
+  assert.equal(s.figures.generationW, closedGenerationW);
   if (input.islanded) {
     const k = closed.indexOf(false) === -1 ? closed.length : closed.indexOf(false);
     assert.ok(closed.every((c, i) => c === i < k), `I1: the closed premises are a prefix: ${closed.join(",")}`);
     const criticalOpen = ps.some((p, i) => p.critical && !closed[i]);
     assert.ok(!(criticalOpen && ps.some((p, i) => !p.critical && closed[i])), "I1: no critical premise off while a non-critical one is on");
     assert.ok(s.figures.servedW <= supplyW, `I2: served ${s.figures.servedW} W within supply ${supplyW} W`);
-    const cut = s.targets[k];
-    // Shed no more than needed: the first premise off for a deficit really did not fit.
-    if (cut?.reason === "deficit") assert.ok(s.figures.servedW + cut.demandW > supplyW, "a deficit shed only what did not fit");
+    // Shed no more than needed, restore no more than allowed: exactly the reference's prefix.
+    assert.equal(k, referenceClosedCount(params, input), "the closed prefix is the reference rule's");
   } else {
     assert.ok(!s.commands.some((c) => c.action === "open" && !c.repeat), "connected: nothing is switched open");
   }
@@ -291,6 +443,7 @@ function checkStep(params: DispatchParams, input: DispatchInput, s: DispatchStep
   assert.equal(s.figures.servedW, served);
   assert.equal(s.figures.servedW + s.figures.shedW, all);
   assert.ok(s.figures.criticalServedW <= s.figures.criticalDemandW && s.figures.criticalServedW <= s.figures.servedW);
+  assert.equal(s.figures.criticalOpenCount, ps.filter((p, i) => p.critical && !closed[i]).length);
   let switchedClosed = 0;
   ps.forEach((p, i) => {
     const t = s.targets[i];
@@ -313,7 +466,7 @@ function checkStep(params: DispatchParams, input: DispatchInput, s: DispatchStep
 }
 
 describe("islanding dispatch: properties", () => {
-  it("(1, 2) after every step: the closed premises are a prefix, no critical premise off while a non-critical is on, served within supply", () => {
+  it("(1, 2) after every step: the closed premises are a prefix, no critical premise off while a non-critical is on, served within supply; the reference rule's prefix", () => {
     const faults = fc.record({ lostPermille: fc.integer({ min: 0, max: 300 }), ignoredPermille: fc.integer({ min: 0, max: 200 }), meterOfflinePermille: fc.integer({ min: 0, max: 200 }) });
     fc.assert(
       fc.property(arbParams, arbWorld, faults, fc.integer(), (params, start, f, seed) => {
@@ -325,8 +478,10 @@ describe("islanding dispatch: properties", () => {
           const nowMs = T0 + k * 1_000;
           supplyW = Math.max(0, supplyW + below(r, 3_001) - 1_500);
           if (below(r, 40) === 0) islanded = !islanded;
-          const storageDischargeMaxW = below(r, 2_000);
-          const input: DispatchInput = { nowMs, islanded, generationW: supplyW, storageDischargeMaxW, premises: world.premises };
+          // Some of the supply is unswitched generation, some the open tier; a reserve tier now and then.
+          const unswitchedGenerationW = below(r, supplyW + 1);
+          const storageReserveW = below(r, 3) === 0 ? below(r, 4_000) : 0;
+          const input: DispatchInput = { nowMs, islanded, unswitchedGenerationW, storageOpenW: supplyW - unswitchedGenerationW, storageReserveW, premises: world.premises };
           const s = dispatch(params, input);
           checkStep(params, input, s);
           advance(world, s, nowMs + 1_000, r, f, 300);
@@ -343,14 +498,14 @@ describe("islanding dispatch: properties", () => {
       fc.property(arbParams, arbWorld, fc.integer(), (params, start, seed) => {
         const world = structuredClone(start);
         const r = rng(seed);
-        // Thresholds where premises come and go: the demand of each prefix.
-        const edges = world.baseDemandW.map((_, i) => world.baseDemandW.slice(0, i + 1).reduce((a, b) => a + b, 0));
+        // Thresholds where premises come and go: the net demand of each prefix.
+        const edges = world.baseNetW.map((_, i) => world.baseNetW.slice(0, i + 1).reduce((a, b) => a + b, 0));
         const switches: number[][] = world.premises.map(() => []);
         for (let k = 0; k < 3_600; k++) {
           const nowMs = T0 + k * 1_000;
           const edge = edges.length === 0 ? 0 : (edges[below(r, edges.length)] as number);
-          const generationW = Math.max(0, edge + below(r, 801) - 400); // around a threshold, every second
-          const input: DispatchInput = { nowMs, islanded: below(r, 600) !== 0, generationW, storageDischargeMaxW: 0, premises: world.premises };
+          const storageOpenW = Math.max(0, edge + below(r, 801) - 400); // around a threshold, every second
+          const input: DispatchInput = { nowMs, islanded: below(r, 600) !== 0, unswitchedGenerationW: 0, storageOpenW, storageReserveW: 0, premises: world.premises };
           const s = dispatch(params, input);
           s.targets.forEach((t, i) => {
             if (t.lastSwitch !== world.premises[i]?.lastSwitch) switches[i]?.push(nowMs);
@@ -370,22 +525,24 @@ describe("islanding dispatch: properties", () => {
     );
   });
 
-  it("(3) hysteresis: a supply that stays in a band of width B, 1000 x B <= h x every demand, switches each breaker at most once", () => {
+  it("(3) hysteresis: a supply that stays in a band of width B, 1000 x B <= h x demand + 1000 x generation of every premise, switches each breaker at most once", () => {
+    const importing = fc.integer({ min: 1, max: 3_000 }).map((demandW) => ({ demandW, generationW: 0 }));
+    const exporting = fc.integer({ min: 1, max: 3_000 }).map((generationW) => ({ demandW: 0, generationW }));
     fc.assert(
       fc.property(
-        fc.array(fc.integer({ min: 1, max: 3_000 }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.oneof(importing, importing, exporting), { minLength: 1, maxLength: 8 }),
         fc.integer({ min: 1, max: 500 }),
         fc.integer({ min: 0, max: 20_000 }),
         fc.integer(),
-        (demands, hysteresisPermille, lowW, seed) => {
+        (readings, hysteresisPermille, lowW, seed) => {
           const r = rng(seed);
           const params: DispatchParams = { ...PARAMS, hysteresisPermille, minOffMs: 0, minOnMs: 0 };
-          const bandW = Math.floor((hysteresisPermille * Math.min(...demands)) / 1000);
-          let premises = demands.map((d, i) => premise(i, i === 0, d, "closed"));
+          const bandW = Math.min(...readings.map((x) => Math.floor((hysteresisPermille * x.demandW) / 1000) + x.generationW));
+          let premises = readings.map((x, i) => ({ ...premise(i, i === 0, x.demandW, "closed"), generationW: x.generationW }));
           const switches = premises.map(() => 0);
           for (let k = 0; k < 300; k++) {
             const nowMs = T0 + k * 1_000;
-            premises = premises.map((p) => ({ ...p, demandAtMs: nowMs })); // readings hold still and stay fresh
+            premises = premises.map((p) => ({ ...p, readingAtMs: nowMs })); // readings hold still and stay fresh
             const s = step(premises, lowW + below(r, bandW + 1), { nowMs }, params);
             s.targets.forEach((t, i) => {
               if (t.lastSwitch !== premises[i]?.lastSwitch) switches[i] = (switches[i] as number) + 1;
@@ -405,9 +562,9 @@ describe("islanding dispatch: properties", () => {
       return Object.freeze(o);
     };
     fc.assert(
-      fc.property(arbParams, arbWorld, fc.boolean(), fc.integer({ min: 0, max: 20_000 }), fc.array(fc.nat(9), { maxLength: 10 }), (params, world, islanded, generationW, lost) => {
+      fc.property(arbParams, arbWorld, fc.boolean(), fc.integer({ min: 0, max: 20_000 }), fc.array(fc.nat(9), { maxLength: 10 }), (params, world, islanded, storageOpenW, lost) => {
         const premises = world.premises.map((p, i) => (lost[i] === 0 ? { ...p, breaker: "unknown" as const } : p));
-        const input: DispatchInput = deepFreeze({ nowMs: T0, islanded, generationW, storageDischargeMaxW: 500, premises });
+        const input: DispatchInput = deepFreeze({ nowMs: T0, islanded, unswitchedGenerationW: 300, storageOpenW, storageReserveW: 500, premises });
         const copy = structuredClone(input);
         const a = dispatch(params, input);
         assert.deepEqual(dispatch(params, copy), a);

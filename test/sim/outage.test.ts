@@ -120,7 +120,7 @@ describe("outage scenario: the full neighbourhood's day (60 + 500 + 3, outage 18
 describe("outage scenario: small neighbourhoods", () => {
   it("the per-second checker can fail: a critical site off while a household is on, a draw above the supply", () => {
     const checks = new StepChecks();
-    const figures = { supplyW: 1_000, servedW: 900, shedW: 0, criticalServedW: 0, criticalDemandW: 0, criticalCoveragePermille: 1_000, unconfirmedW: 0 };
+    const figures = { supplyW: 1_000, generationW: 0, servedW: 900, shedW: 0, criticalServedW: 0, criticalDemandW: 0, criticalCoveragePermille: 1_000, criticalOpenCount: 0, unconfirmedW: 0 };
     checks.observe({ sec: 7, timeMs: 0, islanded: true, step: { targets: [], commands: [], figures }, closed: [false, true], criticalCount: 1, loadW: new Int32Array(2), drawnW: 1_200, availableW: 1_000, lostExportW: 0 });
     assert.deepEqual([...checks.failures.keys()].sort(), [
       "islanded, any overload is the export of premises shed in that step",
