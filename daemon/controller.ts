@@ -18,8 +18,15 @@
 //     when there is none fresh, its breaker rating as demand and no
 //     generation), the generation behind no dispatched breaker (the export
 //     of every other metered member, fresh readings only; not the PCC
-//     meter's), the storage's discharge limit as the open tier, and the
-//     breakers' read-backs. Every command goes to the breaker through device/
+//     meter's), the storage in two tiers, and the breakers' read-backs.
+//     Storage: without a `storage` section, the configured discharge limit
+//     is open to every premise whatever the charge (no reserve). With one,
+//     the battery's state of charge is read each second from its holding
+//     register (a read that fails or shows more than the capacity is
+//     counted and the last good one kept; older than demandFreshMs, the
+//     charge is unknown) and market/dispatch.ts storageTiers splits the
+//     limit: open to all only above the configured reserve, the rest for
+//     the critical premises. Every command goes to the breaker through device/
 //     switchgear.ts, which reads the state back; the command and what was
 //     read back are signed and committed as a `switch` transaction (who was
 //     powered, when, why, on what supply and demand).
@@ -28,7 +35,7 @@
 // are counted and kept in status(); they never stop the loop.
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { Bus } from "../device/bus.js";
+import { Bus, readRegisters } from "../device/bus.js";
 import { linkFor, type MeterAddress } from "../device/commission.js";
 import { type SwitchPoint, Switch } from "../device/switchgear.js";
 import { criticalLoads } from "../ledger/governance.js";
@@ -36,7 +43,7 @@ import { ConfigError } from "../ledger/errors.js";
 import { GLOBAL_KEY, type GlobalRecord, type MeterRecord, breakerKey } from "../ledger/records.js";
 import type { LedgerState } from "../ledger/state.js";
 import { Quality, SWITCH_REASONS, type SwitchReason } from "../ledger/tx.js";
-import { type DispatchParams, type DispatchStep, type PremiseInput, type SwitchRecord, checkDispatchParams, dispatch, powerMaxW } from "../market/dispatch.js";
+import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkDispatchParams, dispatch, powerMaxW, storageTiers } from "../market/dispatch.js";
 import { type GridEvent, type GridMonitorConfig, type GridMonitorState, type GridInput, initialGridState, parseGridMonitorConfig, stepGrid } from "../market/grid-monitor.js";
 import type { BoxSequence } from "./box-sequence.js";
 import type { BoxMeters } from "./meters.js";
@@ -60,11 +67,24 @@ const PremiseSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const StorageSchema = Type.Object(
+  {
+    capacityWh: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: "the battery's usable capacity, Wh" }),
+    reserveWh: Type.Integer({ minimum: 0, maximum: 1_000_000_000, description: "the charge kept for the critical premises, Wh: at or below it only they get the battery" }),
+    device: Type.String({ pattern: "^(tcp|serial):.+$", description: "where its state of charge is read: tcp:HOST:PORT or serial:DEVICE[:BAUD[:PARITY]]" }),
+    unit: Type.Integer({ minimum: 1, maximum: 247 }),
+    register: Type.Integer({ minimum: 0, maximum: 65_535, description: "the holding register with the state of charge: one unsigned 16-bit word" }),
+    whPerUnit: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000, description: "Wh per count of that register: 10 for tens of Wh, capacityWh / 100 for a percentage" }),
+  },
+  { additionalProperties: false },
+);
+
 const ControllerFileSchema = Type.Object(
   {
     pccMeterId: Type.Integer({ minimum: 0, maximum: 255, description: "this box's meter (--meter ID) at the point of common coupling" }),
     grid: Type.Unknown({ description: "market/grid-monitor.ts settings: nominalVoltageDeciV, nominalFrequencyMilliHz, and any trip or reconnection setting to change" }),
     storageDischargeMaxW: Type.Integer({ minimum: 0, maximum: 1_000_000_000, description: "what the community storage can discharge at most, W (0: none)" }),
+    storage: Type.Optional(StorageSchema),
     dispatch: Type.Object(
       {
         hysteresisPermille: Type.Integer({ minimum: 0, maximum: 10_000 }),
@@ -88,10 +108,22 @@ export interface ControllerPremise {
   readonly point: SwitchPoint;
 }
 
+/** The community battery's charge, read from a holding register; its discharge limit is the file's storageDischargeMaxW. */
+export interface ControllerStorage {
+  readonly capacityWh: number;
+  readonly reserveWh: number;
+  readonly address: MeterAddress;
+  readonly unit: number;
+  readonly register: number;
+  readonly whPerUnit: number;
+}
+
 export interface ControllerConfig {
   readonly pccMeterId: number;
   readonly grid: GridMonitorConfig;
   readonly storageDischargeMaxW: number;
+  /** null: no state of charge; the discharge limit is offered to every premise whatever the charge. */
+  readonly storage: ControllerStorage | null;
   readonly dispatch: DispatchParams;
   readonly premises: readonly ControllerPremise[];
 }
@@ -110,28 +142,44 @@ export function parseControllerConfig(value: unknown, source: string): Controlle
   }
   problems.push(...checkDispatchParams(f.dispatch).map((p) => `/dispatch: ${p}`));
   const premises: ControllerPremise[] = [];
-  const seen = new Set<string>();
+  const seen = new Set<number>();
   f.premises.forEach((p, i) => {
     const at = `/premises/${i}`;
-    if (seen.has(`${p.member}/${p.breaker}`)) problems.push(`${at}: member ${p.member} breaker ${p.breaker} is listed twice`);
-    seen.add(`${p.member}/${p.breaker}`);
+    // The dispatch knows a premise by its member, and a member's meters cannot say which of two breakers its PV is behind.
+    if (seen.has(p.member)) problems.push(`${at}: member ${p.member} is listed twice (one breaker per member)`);
+    seen.add(p.member);
     if ((p.coil === undefined) === (p.register === undefined)) {
       problems.push(`${at}: give either "coil" (a coil address) or "register" ({address, closedValue, openValue})`);
       return;
     }
-    const via = p.device.startsWith("tcp:") ? "tcp" : "serial";
-    let address: MeterAddress;
-    try {
-      address = parseBusAddress(via, p.device.slice(via.length + 1), SERIAL_DEFAULTS, `${at}/device`, `${at}/device: "${p.device}" is not tcp:HOST:PORT or serial:DEVICE[:BAUD[:PARITY]]`);
-    } catch (err) {
-      problems.push(err instanceof Error ? err.message : String(err));
-      return;
-    }
+    const address = deviceAddress(p.device, `${at}/device`, problems);
+    if (address === null) return;
     const point: SwitchPoint = p.coil !== undefined ? { kind: "coil", unit: p.unit, address: p.coil } : { kind: "register", unit: p.unit, ...(p.register as NonNullable<typeof p.register>) };
     premises.push({ member: p.member, breaker: p.breaker, ratingW: p.ratingW, address, point });
   });
+  const storage = f.storage === undefined ? null : parseStorage(f.storage, problems);
   if (problems.length > 0 || grid === null) throw new ConfigError(`controller file ${source}`, problems);
-  return { pccMeterId: f.pccMeterId, grid, storageDischargeMaxW: f.storageDischargeMaxW, dispatch: f.dispatch, premises };
+  return { pccMeterId: f.pccMeterId, grid, storageDischargeMaxW: f.storageDischargeMaxW, storage, dispatch: f.dispatch, premises };
+}
+
+/** tcp:HOST:PORT or serial:DEVICE[:BAUD[:PARITY]]; null, with the problem named at `at`, if it is not. */
+function deviceAddress(device: string, at: string, problems: string[]): MeterAddress | null {
+  const via = device.startsWith("tcp:") ? "tcp" : "serial";
+  try {
+    return parseBusAddress(via, device.slice(via.length + 1), SERIAL_DEFAULTS, at, `${at}: "${device}" is not tcp:HOST:PORT or serial:DEVICE[:BAUD[:PARITY]]`);
+  } catch (err) {
+    problems.push(err instanceof Error ? err.message : String(err));
+    return null;
+  }
+}
+
+function parseStorage(st: Static<typeof StorageSchema>, problems: string[]): ControllerStorage | null {
+  const before = problems.length;
+  if (st.reserveWh > st.capacityWh) problems.push(`/storage/reserveWh: ${st.reserveWh} is above capacityWh (${st.capacityWh})`);
+  if (65_535 * st.whPerUnit < st.capacityWh) problems.push(`/storage/whPerUnit: the register's 65,535 counts make ${Math.floor(65_535 * st.whPerUnit)} Wh, less than capacityWh (${st.capacityWh}): it could never show the battery full`);
+  const address = deviceAddress(st.device, "/storage/device", problems);
+  if (address === null || problems.length > before) return null;
+  return { capacityWh: st.capacityWh, reserveWh: st.reserveWh, address, unit: st.unit, register: st.register, whPerUnit: st.whPerUnit };
 }
 
 export interface ControllerStatus {
@@ -142,8 +190,12 @@ export interface ControllerStatus {
   readonly commands: number;
   readonly switchErrors: number;
   readonly refusedSubmissions: number;
+  /** State-of-charge reads that failed or read beyond the capacity (the last one's message is lastError). */
+  readonly storageReadErrors: number;
   readonly lastError: string | null;
   readonly lastFigures: DispatchStep["figures"] | null;
+  /** The last step's storage tiers and the charge they came from (null: unknown, or no storage section). */
+  readonly lastStorage: { readonly socWh: number | null; readonly openW: number; readonly reserveW: number } | null;
 }
 
 /** The premises in the community's order: the voted critical list first, then the rest by member number. */
@@ -180,7 +232,11 @@ export class MicrogridController {
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
   private recordedIslanded: boolean | null = null;
-  private readonly counters = { steps: 0, skipped: 0, islandTransitions: 0, commands: 0, switchErrors: 0, refusedSubmissions: 0 };
+  private readonly counters = { steps: 0, skipped: 0, islandTransitions: 0, commands: 0, switchErrors: 0, refusedSubmissions: 0, storageReadErrors: 0 };
+  private readonly storageBus: Bus | null = null;
+  /** The last good state-of-charge reading. */
+  private soc: { readonly socWh: number; readonly atMs: number } | null = null;
+  private lastStorage: ControllerStatus["lastStorage"] = null;
   private lastError: string | null = null;
   private lastFigures: DispatchStep["figures"] | null = null;
   private readonly unsubscribe: () => void;
@@ -192,15 +248,19 @@ export class MicrogridController {
     meters: Pick<BoxMeters, "onReading">,
     private readonly options: { readonly now?: () => number; readonly log?: NodeLog } = {},
   ) {
-    for (const p of config.premises) {
-      const busKey = p.address.kind === "tcp" ? `tcp ${p.address.host}:${p.address.port}` : `rtu ${p.address.path}`;
-      let bus = this.buses.get(busKey);
-      if (bus === undefined) this.buses.set(busKey, (bus = new Bus(linkFor(p.address))));
-      this.switches.set(`${p.member}/${p.breaker}`, new Switch(bus, p.point, `member ${p.member} breaker ${p.breaker}`));
-    }
+    for (const p of config.premises) this.switches.set(`${p.member}/${p.breaker}`, new Switch(this.busFor(p.address), p.point, `member ${p.member} breaker ${p.breaker}`));
+    if (config.storage !== null) this.storageBus = this.busFor(config.storage.address);
     this.unsubscribe = meters.onReading((meterId, r) => {
       if (meterId === config.pccMeterId) this.feed({ type: "reading", reading: { timeMs: r.timeMs, voltagesDeciV: r.voltagesDeciV, frequencyMilliHz: r.frequencyMilliHz, good: r.quality === Quality.good } });
     });
+  }
+
+  /** One Bus per line: breakers and the battery on one gateway or RS-485 line share it. */
+  private busFor(address: MeterAddress): Bus {
+    const busKey = address.kind === "tcp" ? `tcp ${address.host}:${address.port}` : `rtu ${address.path}`;
+    let bus = this.buses.get(busKey);
+    if (bus === undefined) this.buses.set(busKey, (bus = new Bus(linkFor(address))));
+    return bus;
   }
 
   private now(): number {
@@ -220,7 +280,7 @@ export class MicrogridController {
   }
 
   status(): ControllerStatus {
-    return { decision: this.grid.decision, ...this.counters, lastError: this.lastError, lastFigures: this.lastFigures };
+    return { decision: this.grid.decision, ...this.counters, lastError: this.lastError, lastFigures: this.lastFigures, lastStorage: this.lastStorage };
   }
 
   /** One input to the grid monitor; its events become island transactions. */
@@ -256,6 +316,7 @@ export class MicrogridController {
         this.recordedIslanded = global.islandedSinceMs >= 0;
         if (this.grid.decision === "islanded" && !this.recordedIslanded) await this.recordIsland({ timeMs: nowMs, islanded: true, reason: this.grid.reason, measured: 0 });
       }
+      await this.readStorage(nowMs);
       await this.dispatchStep(state, nowMs);
       this.counters.steps++;
     } catch (err) {
@@ -280,7 +341,8 @@ export class MicrogridController {
       const r = this.lastReading.get(premise.member);
       return { id: premise.member, critical, demandW: r?.demandW ?? 0, generationW: r?.generationW ?? 0, readingAtMs: r?.atMs ?? null, fallbackDemandW: premise.ratingW, breaker: readBack, lastSwitch: this.lastSwitch.get(key) ?? null };
     });
-    const step = dispatch(this.config.dispatch, { nowMs, islanded: this.grid.decision === "islanded", unswitchedGenerationW: Math.min(unswitchedGenerationW, powerMaxW), storageOpenW: this.config.storageDischargeMaxW, storageReserveW: 0, premises });
+    const tiers = this.storageTiersAt(nowMs);
+    const step = dispatch(this.config.dispatch, { nowMs, islanded: this.grid.decision === "islanded", unswitchedGenerationW: Math.min(unswitchedGenerationW, powerMaxW), storageOpenW: tiers.openW, storageReserveW: tiers.reserveW, premises });
     this.lastFigures = step.figures;
     for (const t of step.targets) {
       const premise = ordered.find((o) => o.premise.member === t.id)?.premise;
@@ -291,6 +353,37 @@ export class MicrogridController {
       if (premise === undefined) continue;
       await this.command(premise, c.action === "close", c.repeat ? "retry" : (c.reason as SwitchReason), step.figures.supplyW, step.targets.find((t) => t.id === c.id)?.demandW ?? 0, nowMs);
     }
+  }
+
+  /** Read the battery's state of charge (a storage section only); a failed or impossible read keeps the last good one and is counted. */
+  private async readStorage(nowMs: number): Promise<void> {
+    const st = this.config.storage;
+    if (st === null || this.storageBus === null) return;
+    try {
+      const words = await readRegisters(this.storageBus, st.unit, "holding", st.register, 1);
+      if ("kind" in words) throw new Error(`unit ${st.unit} refused the read of holding register ${st.register} (${words.message})`);
+      const socWh = Math.floor((words[0] as number) * st.whPerUnit);
+      if (socWh > st.capacityWh) throw new Error(`holding register ${st.register} of unit ${st.unit} reads ${socWh} Wh, above capacityWh (${st.capacityWh}): check whPerUnit`);
+      this.soc = { socWh, atMs: nowMs };
+    } catch (err) {
+      this.counters.storageReadErrors++;
+      this.lastError = `storage: ${err instanceof Error ? err.message : String(err)}`;
+    }
+  }
+
+  /**
+   * The storage tiers for this second. Without a storage section, today's policy: the discharge limit open to every
+   * premise, no reserve. With one, market/dispatch.ts storageTiers (the open tier only above the reserve) on the last
+   * good reading if it is at most demandFreshMs old; an older one is an unknown charge (the reserve tier only).
+   */
+  private storageTiersAt(nowMs: number): StorageTiers {
+    const st = this.config.storage;
+    if (st === null) return { openW: this.config.storageDischargeMaxW, reserveW: 0 };
+    const ageMs = this.soc === null ? -1 : nowMs - this.soc.atMs;
+    const socWh = this.soc !== null && ageMs >= 0 && ageMs <= this.config.dispatch.demandFreshMs ? this.soc.socWh : null;
+    const tiers = storageTiers({ dischargeMaxW: this.config.storageDischargeMaxW, reserveWh: st.reserveWh }, socWh);
+    this.lastStorage = { socWh, ...tiers };
+    return tiers;
   }
 
   /** Switch one breaker, read it back, and record both on the ledger. */

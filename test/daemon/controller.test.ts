@@ -2,9 +2,14 @@
 // meter islands the microgrid (an island transaction in the ledger), the
 // dispatch sheds what the island cannot carry through real breakers (coils
 // on a pymodbus server, read back), every command is a switch transaction,
-// and the critical premise stays powered.
+// and the critical premise stays powered. The battery's state of charge is
+// a holding register on the same server: below the reserve the battery is
+// offered to the critical premises only.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { Bus } from "../../device/bus.js";
+import { linkFor } from "../../device/commission.js";
+import type { Request } from "../../device/modbus-frame.js";
 import { BoxSequence } from "../../daemon/box-sequence.js";
 import { MicrogridController, parseControllerConfig } from "../../daemon/controller.js";
 import { buildHttp } from "../../daemon/http.js";
@@ -25,17 +30,19 @@ describe("microgrid controller", () => {
   let clockMs = Date.now();
   const listeners: ((meterId: number, r: never) => void)[] = [];
   const CLINIC = 3;
+  const SOC_REGISTER = 5; // tens of Wh: 5,000 is 50 kWh, full
 
   const fileFor = (port: number) => ({
     pccMeterId: 0,
     grid: { nominalVoltageDeciV: 2300, nominalFrequencyMilliHz: 50_000, reconnectDelayMs: 5_000 },
     storageDischargeMaxW: 3_000, // the island's whole supply: no metered export in this test
+    storage: { capacityWh: 50_000, reserveWh: 20_000, device: `tcp:127.0.0.1:${port}`, unit: 1, register: SOC_REGISTER, whPerUnit: 10 },
     dispatch: { hysteresisPermille: 100, minOnMs: 0, minOffMs: 0, closesPerStepMax: 3, demandFreshMs: 10_000 },
     premises: [1, 2, CLINIC].map((member) => ({ member, breaker: 0, ratingW: 2_000, device: `tcp:127.0.0.1:${port}`, unit: 1, coil: member })),
   });
 
   before(async () => {
-    server = await startPymodbus({ 1: { holding: [[0, new Array<number>(8).fill(0)]] } });
+    server = await startPymodbus({ 1: { holding: [[0, [0, 0, 0, 0, 0, 5_000, 0, 0]]] } });
     node = await c.start(0);
     await c.waitFor("leadership", () => node.role === "leader" && node.ledger.state.height >= 1);
     const signer = c.signers[0] as NodeSigner;
@@ -52,6 +59,24 @@ describe("microgrid controller", () => {
     await server?.stop();
   });
 
+  /** One request to the pymodbus server, on a bus of its own. */
+  const ask = async (req: Request) => {
+    const bus = new Bus(linkFor({ kind: "tcp", host: "127.0.0.1", port: server.port }));
+    try {
+      return await bus.request(req);
+    } finally {
+      await bus.close();
+    }
+  };
+  /** The battery's management system reports a new state of charge (tens of Wh). */
+  const setSoc = async (counts: number) => assert.equal((await ask({ fn: 6, unit: 1, address: SOC_REGISTER, value: counts })).kind, "written");
+  /** The breakers' coils, members 1 to 3: true is closed. */
+  const coils = async () => {
+    const reply = await ask({ fn: 1, unit: 1, address: 1, count: 3 });
+    assert.ok(reply.kind === "coils");
+    return reply.values.slice(0, 3);
+  };
+  const readbacks = () => [1, 2, CLINIC].map((m) => (node.ledger.state.tree.get(breakerKey(m, 0)) as { readback: string } | undefined)?.readback);
   const pcc = (timeMs: number, volts: number) => controller.feed({ type: "reading", reading: { timeMs, voltagesDeciV: [volts * 10, volts * 10, volts * 10], frequencyMilliHz: 50_000, good: true } });
   const islandTxs = () =>
     node.ledger.store.txsByTypeTime("island", 0, Number.MAX_SAFE_INTEGER, 100).filter((t) => t.result === 0).map((t) => t.signed.tx.body as Extract<SignedTx["tx"]["body"], { type: "island" }>);
@@ -83,6 +108,7 @@ describe("microgrid controller", () => {
     });
     assert.deepEqual(breakers, ["closed", "open", "open"], "the first in the order stays on; the others are shed");
     assert.equal(controller.status().lastFigures?.supplyW, 3_000);
+    assert.deepEqual(controller.status().lastStorage, { socWh: 50_000, openW: 3_000, reserveW: 0 }, "30 kWh above the reserve: the whole limit is open");
     assert.equal(controller.status().switchErrors, 0, controller.status().lastError ?? "");
     const app = buildHttp(node, { controller: () => controller });
     try {
@@ -95,6 +121,35 @@ describe("microgrid controller", () => {
     }
   });
 
+  it("at the reserve the battery is the critical premises' only: with none voted, every premise is shed; above it again, restored", async () => {
+    await setSoc(2_000); // 20 kWh: the reserve
+    clockMs += 1_000;
+    await controller.tick();
+    assert.deepEqual(controller.status().lastStorage, { socWh: 20_000, openW: 0, reserveW: 3_000 });
+    await c.waitFor("every breaker open", () => (readbacks().every((r) => r === "open") ? true : null));
+    await setSoc(2_500); // 25 kWh: 5 kWh above the reserve, 20 kW over 15 minutes, capped at the 3 kW limit
+    clockMs += 1_000;
+    await controller.tick();
+    assert.deepEqual(controller.status().lastStorage, { socWh: 25_000, openW: 3_000, reserveW: 0 });
+    await c.waitFor("the first premise back", () => (readbacks()[0] === "closed" ? true : null));
+    assert.deepEqual(readbacks(), ["closed", "open", "open"], "2,000 W x 1.1 fits in 3,000 W; the next would need 2,000 W more");
+  });
+
+  it("a state of charge that cannot be right is not taken; once the last good one is stale the charge is unknown: the reserve tier only", async () => {
+    const errors = controller.status().storageReadErrors;
+    await setSoc(6_000); // 60 kWh of a 50 kWh battery: a wrong scale, or a wrong register
+    clockMs += 1_000;
+    await controller.tick();
+    assert.equal(controller.status().storageReadErrors, errors + 1);
+    assert.match(controller.status().lastError ?? "", /reads 60000 Wh, above capacityWh \(50000\)/);
+    assert.equal(controller.status().lastStorage?.socWh, 25_000, "the last good reading, 1 s old");
+    clockMs += 10_000; // 11 s after the last good reading: stale (demandFreshMs 10 s)
+    await controller.tick();
+    assert.deepEqual(controller.status().lastStorage, { socWh: null, openW: 0, reserveW: 3_000 });
+    // The breakers themselves (the switch transactions of a clock 21 s ahead of the blocks fall outside the ledger's time window).
+    assert.deepEqual(await coils(), [false, false, false]);
+  });
+
   it("a bad controller file is refused with every mistake named", () => {
     const file = fileFor(502) as Record<string, unknown>;
     const bad = { ...file, pccMeterId: 300, dispatch: { ...(file.dispatch as object), closesPerStepMax: 0 }, premises: [{ member: 1, breaker: 0, ratingW: 5, device: "ftp:x", unit: 1 }], extra: 1 };
@@ -104,6 +159,27 @@ describe("microgrid controller", () => {
     );
     const neither = { ...file, premises: [{ member: 1, breaker: 0, ratingW: 5, device: "tcp:127.0.0.1:502", unit: 1 }] };
     assert.throws(() => parseControllerConfig(neither, "c.json"), (e: unknown) => e instanceof ConfigError && /give either "coil"/.test(e.message));
+    const twice = { ...file, premises: [0, 1].map((breaker) => ({ member: 1, breaker, ratingW: 5, device: "tcp:127.0.0.1:502", unit: 1, coil: breaker })) };
+    assert.throws(() => parseControllerConfig(twice, "c.json"), (e: unknown) => e instanceof ConfigError && /\/premises\/1: member 1 is listed twice \(one breaker per member\)/.test(e.message));
+    const storage = file.storage as Record<string, unknown>;
+    const problemsOf = (over: Record<string, unknown>) => {
+      try {
+        parseControllerConfig({ ...file, storage: { ...storage, ...over } }, "c.json");
+      } catch (e) {
+        if (e instanceof ConfigError) return e.problems;
+      }
+      return [];
+    };
+    assert.deepEqual(problemsOf({ reserveWh: 60_000, whPerUnit: 0.5, device: "serial:/dev/ttyUSB0:99" }), [
+      "/storage/reserveWh: 60000 is above capacityWh (50000)",
+      "/storage/whPerUnit: the register's 65,535 counts make 32767 Wh, less than capacityWh (50000): it could never show the battery full",
+      "/storage/device: baud 99 outside 300..115200",
+    ]);
+    assert.deepEqual(problemsOf({ scale: 10 }), ["/storage/scale: Unexpected property"]);
+    assert.deepEqual(problemsOf({ register: 70_000 }), ["/storage/register: Expected integer to be less or equal to 65535"]);
+    // Without a storage section, today's behaviour: the discharge limit offered to every premise whatever the charge.
+    const { storage: _, ...without } = file;
+    assert.equal(parseControllerConfig(without, "c.json").storage, null);
   });
 });
 
