@@ -404,16 +404,18 @@ function isWattHours(n: unknown): boolean {
   return isSafeUint(n) && n <= energyMaxWh;
 }
 
-function checkPremise(p: PremiseInput, at: string, problems: string[]): void {
-  if (!isSafeUint(p.id)) problems.push(`${at}.id: a whole number, at least 0`);
-  if (typeof p.critical !== "boolean") problems.push(`${at}.critical: true or false`);
-  if (!isWatts(p.demandW)) problems.push(`${at}.demandW: whole watts from 0 to ${powerMaxW}`);
-  if (!isWatts(p.generationW)) problems.push(`${at}.generationW: whole watts from 0 to ${powerMaxW}`);
-  if (p.readingAtMs !== null && !isSafeUint(p.readingAtMs)) problems.push(`${at}.readingAtMs: null or a whole number of ms`);
-  if (!isWatts(p.fallbackDemandW)) problems.push(`${at}.fallbackDemandW: whole watts from 0 to ${powerMaxW}`);
-  if (p.breaker !== "closed" && p.breaker !== "open" && p.breaker !== "unknown") problems.push(`${at}.breaker: closed, open or unknown`);
+/** A premise's problems, named `premises[i].field` (the name is built only for a problem: this runs every step). */
+function checkPremise(p: PremiseInput, i: number, problems: string[]): void {
+  const bad = (field: string, wants: string) => problems.push(`premises[${i}].${field}: ${wants}`);
+  if (!isSafeUint(p.id)) bad("id", "a whole number, at least 0");
+  if (typeof p.critical !== "boolean") bad("critical", "true or false");
+  if (!isWatts(p.demandW)) bad("demandW", `whole watts from 0 to ${powerMaxW}`);
+  if (!isWatts(p.generationW)) bad("generationW", `whole watts from 0 to ${powerMaxW}`);
+  if (p.readingAtMs !== null && !isSafeUint(p.readingAtMs)) bad("readingAtMs", "null or a whole number of ms");
+  if (!isWatts(p.fallbackDemandW)) bad("fallbackDemandW", `whole watts from 0 to ${powerMaxW}`);
+  if (p.breaker !== "closed" && p.breaker !== "open" && p.breaker !== "unknown") bad("breaker", "closed, open or unknown");
   const s = p.lastSwitch;
-  if (s !== null && ((s.to !== "closed" && s.to !== "open") || !isSafeUint(s.atMs))) problems.push(`${at}.lastSwitch: null or { to: closed or open, atMs: a whole number }`);
+  if (s !== null && ((s.to !== "closed" && s.to !== "open") || !isSafeUint(s.atMs))) bad("lastSwitch", "null or { to: closed or open, atMs: a whole number }");
 }
 
 export function checkDispatchInput(input: DispatchInput): string[] {
@@ -425,7 +427,7 @@ export function checkDispatchInput(input: DispatchInput): string[] {
   const ids = new Set<number>();
   let nonCriticalSeen = false;
   input.premises.forEach((p, i) => {
-    checkPremise(p, `premises[${i}]`, problems);
+    checkPremise(p, i, problems);
     if (ids.has(p.id)) problems.push(`premises[${i}].id: ${p.id} appears twice`);
     ids.add(p.id);
     if (p.critical && nonCriticalSeen) problems.push(`premises[${i}]: critical, after a non-critical premise (critical premises come first)`);
