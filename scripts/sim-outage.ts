@@ -4,7 +4,7 @@
 // the whole report as one JSON line.
 //   npm run sim:outage
 //   npm run sim:outage -- --seed 7 --outage 18:00-24:00 --battery-kwh 200 --battery-kw 100
-//   npm run sim:outage -- --critical-reserve-hours 0     the dispatch alone drains the battery
+//   npm run sim:outage -- --critical-reserve-hours 0     no reserve: households may drain the battery
 //   npm run sim:outage -- --json                          the JSON line only
 import { parseArgs } from "node:util";
 import { DEFAULT_OUTAGE, type OutageReport, type OutageScenario, type PriceSummary, checkScenario, outageWindow, runOutage } from "../sim/outage.js";
@@ -82,13 +82,14 @@ function print(r: OutageReport, runtimeS: number): void {
   const cadence = r.steps.calmStepS === 1 ? "every second" : `every second islanded or restoring, every ${r.steps.calmStepS} s otherwise`;
   console.log(`  ${fmtInt(r.steps.dispatchSteps)} dispatch steps over ${fmtInt(r.steps.seconds)} s (${cadence})`);
   console.log("Critical sites");
-  console.log(`  coverage while supply allowed ${(c.coverageWhileSupplyAllowedPpm / 10_000).toFixed(2)} % (${c.servedWhileSupplyAllowedKWh} of ${c.demandWhileSupplyAllowedKWh} kWh); over the day ${c.servedKWh} of ${c.demandKWh} kWh`);
+  console.log(`  coverage while supply allowed ${(c.coverageWhileSupplyAllowedPpm / 10_000).toFixed(2)} % (${c.servedWhileSupplyAllowedKWh} of ${c.demandWhileSupplyAllowedKWh} kWh)`);
+  console.log(`  served while islanded ${(c.whileIslandedCoveragePpm / 10_000).toFixed(2)} % (${c.whileIslandedServedKWh} of ${c.whileIslandedDemandKWh} kWh); over the day ${c.servedKWh} of ${c.demandKWh} kWh`);
   console.log(`  seconds off while the supply allowed: ${c.offWhileSupplyAllowedSeconds} (share ${c.offWhileSupplyAllowedShare}); seconds off for any reason: ${c.offSeconds}`);
   console.log("Shedding and breakers");
   console.log(`  energy shed ${r.shed.energyKWh} kWh (non-critical ${r.shed.nonCriticalKWh}, critical ${r.shed.criticalKWh}; ${r.shed.duringIslandKWh} while islanded); at most ${r.shed.peakPremisesOff} premises off at once`);
   console.log(`  breaker operations ${fmtInt(b.operations)} (${fmtInt(b.opens)} opens, ${fmtInt(b.closes)} closes); most on one breaker ${b.maxPerBreaker} (premise ${b.maxPerBreakerId ?? "-"})`);
   console.log(`  commands ${fmtInt(b.commands)} (${fmtInt(b.repeats)} repeats, ${b.overridesMinOn} overriding min-on); read-backs unknown ${fmtInt(b.readBackUnknown)}`);
-  console.log(`  order violations ${r.invariants.orderViolationSeconds} s (${r.invariants.orderViolationConnectedSeconds} connected), served above supply ${r.invariants.servedAboveSupplySteps} steps, overload ${r.invariants.overloadSeconds} s (worst ${fmtInt(r.invariants.overloadWorstW)} W${r.invariants.overloadSeconds === 0 ? "" : `; at ${r.invariants.overloadClocks.join(", ")}; ${r.invariants.overloadAfterShedExporterSeconds} of them explained by exporters shed in that step`})`);
+  console.log(`  order violations ${r.invariants.orderViolationSeconds} s (${r.invariants.orderViolationConnectedSeconds} connected), served above supply ${r.invariants.servedAboveSupplySteps} steps, overload ${r.invariants.overloadSeconds} s (worst ${fmtInt(r.invariants.overloadWorstW)} W${r.invariants.overloadSeconds === 0 ? "" : `; at ${r.invariants.overloadClocks.join(", ")}`})`);
   console.log("Energy and battery");
   console.log(`  demand ${r.energy.demandKWh} kWh, served ${r.energy.servedKWh}, PV ${r.energy.pvKWh} (curtailed ${r.energy.pvCurtailedKWh}), grid import ${r.energy.gridImportKWh}, export ${r.energy.gridExportKWh}`);
   console.log(`  battery min ${kwh(r.battery.minWh)} kWh at ${r.battery.minClock}, end ${kwh(r.battery.endWh)} kWh, discharged ${kwh(r.battery.dischargedWh)} kWh; reserve reached ${r.battery.reserveReachedClock ?? "never"}`);

@@ -30,19 +30,17 @@
 //     Each premise has one meter at its connection reading its net power,
 //     and one breaker. A prosumer's PV is behind its meter and its breaker
 //     (as in daemon/controller.ts): shedding it sheds its export too.
-//   - Supply given to the dispatch = the net export of every premise whose
-//     breaker is closed (generationW, as the controller computes it) + the
-//     community battery's discharge limit (storageDischargeMaxW). The
-//     battery: a capacity, one limit for charge and discharge, its state of
-//     charge tracked each second; it starts full, charges from the grid at
-//     its limit while connected and from surplus PV while islanded (PV
-//     beyond that is curtailed). It never gives more than it holds. Optional
-//     critical reserve (a shell policy, not the dispatch's): once the charge
-//     falls to `criticalReserveHours` x the critical sites' peak, the battery
-//     offers only what the critical sites draw (+ the dispatch's hysteresis,
-//     so a critical site that was shed can come back), not its full limit.
-//     Without it the longest prefix drains the battery into households and
-//     the critical sites go dark when it is empty.
+//   - Supply given to the dispatch: each premise's own export with its
+//     reading (as the controller passes it), no unswitched generation (every
+//     array is behind a premise's breaker), and the community battery in the
+//     dispatch's two tiers, split by market/dispatch.ts storageTiers as the
+//     controller splits them: open to every premise only above the critical
+//     reserve (`criticalReserveHours` x the critical sites' peak; 0: none),
+//     the rest of the limit for the critical sites. The battery: a capacity,
+//     one limit for charge and discharge, its state of charge tracked each
+//     second; it starts full, charges from the grid at its limit while
+//     connected and from surplus PV while islanded (PV beyond that is
+//     curtailed). It never gives more than it holds.
 //   - Breakers obey every command at once (a command that does not take is
 //     not modelled); the read-back is the true position, except that each
 //     read is "unknown" with probability `readBackUnknownPerMillion`.
@@ -54,8 +52,9 @@
 //   - The market. Every member's box plans with planBids once per interval,
 //     at the second before it starts: a forecast (the premise's smooth load
 //     shape at the interval's middle, plus its fridge's mean, and clear-sky
-//     PV x 0.925, the cloud factor's mean; consumption 0 if its breaker is
-//     open then) and a seeded policy around the genesis tariffs. Connected:
+//     PV x 0.925, the cloud factor's mean; consumption and generation 0 if
+//     its breaker is open then: its PV is behind it) and a seeded policy
+//     around the genesis tariffs. Connected:
 //     sellers from 80,000 (the export tariff) to 200,000, buyers up to
 //     150,000-300,000 (the import tariff). Islanded at planning time (the
 //     monitor's decision): the community pays 250,000 for exports and
@@ -67,7 +66,7 @@
 //   - Loads: see `householdShape` and `criticalShape` below.
 import { planBids, type BiddingPolicy } from "../market/auto-bid.js";
 import { type ClearingOrder, type ClearingResult, clear } from "../market/clearing.js";
-import { type DispatchParams, type DispatchStep, type PremiseInput, type SwitchRecord, checkDispatchParams, dispatch } from "../market/dispatch.js";
+import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkDispatchParams, dispatch, energyMaxWh, powerMaxW, storageTiers } from "../market/dispatch.js";
 import { type GridEvent, type GridMonitorConfig, type GridMonitorState, initialGridState, parseGridMonitorConfig, stepGrid } from "../market/grid-monitor.js";
 import { type Metered, COMMUNITY, UTILITY, settle } from "../market/settlement.js";
 import { householdLoadW, solarPowerW } from "../device/profiles.js";
@@ -154,6 +153,8 @@ export function checkScenario(s: OutageScenario): string[] {
   for (const k of ["seed", "prosumers", "consumers", "critical", "batteryWh", "batteryMaxW", "readBackUnknownPerMillion", "criticalReserveHours"] as const) if (!whole(s[k])) problems.push(`${k}: a whole number, at least 0`);
   if (s.critical + s.prosumers + s.consumers < 1) problems.push("premises: at least one");
   if (s.readBackUnknownPerMillion > 1_000_000) problems.push("readBackUnknownPerMillion: at most 1,000,000");
+  if (s.batteryWh > energyMaxWh) problems.push(`batteryWh: at most ${energyMaxWh}`);
+  if (s.batteryMaxW > powerMaxW) problems.push(`batteryMaxW: at most ${powerMaxW}`);
   if (!whole(s.calmStepS) || s.calmStepS < 1) problems.push("calmStepS: at least 1");
   if (s.dayStartMs % MS_PER_S !== 0 || s.durationMs % DEFAULT_MARKET_PARAMS.intervalMs !== 0 || s.durationMs <= 0) problems.push("window: whole seconds, whole market intervals");
   if (s.outageStartMs % MS_PER_S !== 0 || s.outageEndMs % MS_PER_S !== 0) problems.push("outage: whole seconds");
@@ -356,6 +357,11 @@ export interface OutageReport {
     readonly servedWhileSupplyAllowedKWh: number;
     /** floor(served x 1,000,000 / demand) while supply allowed; 1,000,000 with no such demand. */
     readonly coverageWhileSupplyAllowedPpm: number;
+    /** Over every islanded second (from the monitor's trip to its reconnection), whatever the supply: a battery that empties shows here. */
+    readonly whileIslandedDemandKWh: number;
+    readonly whileIslandedServedKWh: number;
+    /** floor(served x 1,000,000 / demand) while islanded; 1,000,000 with no islanded critical demand. */
+    readonly whileIslandedCoveragePpm: number;
     /** Seconds in which some critical site was off though the supply carried it and every critical site ahead of it. */
     readonly offWhileSupplyAllowedSeconds: number;
     readonly offWhileSupplyAllowedShare: number;
@@ -371,13 +377,11 @@ export interface OutageReport {
     readonly orderViolationConnectedSeconds: number;
     /** Islanded seconds in which the dispatch's servedW exceeded its supplyW. Must be 0. */
     readonly servedAboveSupplySteps: number;
-    /** Islanded seconds in which what the closed premises drew exceeded what the island could give. */
+    /** Islanded seconds in which the closed premises drew more than their export + the storage tiers they may use (physics.) */
     readonly overloadSeconds: number;
     readonly overloadWorstW: number;
     /** The first overloaded seconds (at most 10). */
     readonly overloadClocks: readonly string[];
-    /** Overloaded seconds in which the dispatch had just shed premises that were exporting: their export was in its supply. */
-    readonly overloadAfterShedExporterSeconds: number;
   };
   readonly energy: { readonly demandKWh: number; readonly servedKWh: number; readonly pvKWh: number; readonly pvCurtailedKWh: number; readonly gridImportKWh: number; readonly gridExportKWh: number };
   readonly battery: { readonly capacityWh: number; readonly maxW: number; readonly criticalReserveWh: number; readonly startWh: number; readonly minWh: number; readonly minClock: string; readonly endWh: number; readonly reserveReachedClock: string | null; readonly dischargedWh: number };
@@ -397,22 +401,22 @@ export interface OutageStep {
   readonly criticalCount: number;
   /** Gross loads, W. */
   readonly loadW: Int32Array;
-  /** What the closed premises drew from the island (net imports), and what the island could give (net exports of the closed premises + the battery's offer). */
+  /** What the closed premises drew from the island (net imports) and exported to it (net exports). */
   readonly drawnW: number;
-  readonly availableW: number;
-  /** The net export of the premises this second's dispatch opened: in the supply it was given, gone once they are open. */
-  readonly lostExportW: number;
+  readonly exportW: number;
+  /** The battery's tiers this second (both 0 while connected). */
+  readonly tiers: StorageTiers;
 }
 
 export const SIMPLIFICATIONS: readonly string[] = [
   "one-second steps: the PCC readings, the monitor, loads, PV, metering and the dispatch (unless calmStepS says otherwise while connected and all closed); the market every 15 minutes",
   "PCC readings once a second, always good; the utility side reads 0-2 V, 0 Hz during the outage; no sub-second transients at islanding",
   "breakers obey every command at once; only their read-back fails (unknown, at the stated rate)",
-  "one meter per premise at its connection; a prosumer's PV is behind its breaker, so shedding it sheds its export",
+  "one meter per premise at its connection; a prosumer's PV is behind its breaker, so shedding it sheds its export; it exports again the second its breaker closes (a real inverter waits out its enter-service delay, 300 s by default; the dispatch counts it only from its next reading either way)",
   "community battery: one power limit both ways, no losses, starts full, recharges from the grid at its limit while connected; PV beyond what it can take in the island is curtailed",
-  "the critical reserve (if on) is the scenario's shell policy: the dispatch core serves the longest prefix the supply carries now and does not ration energy over the outage",
+  "the battery's tiers are market/dispatch.ts storageTiers, as on the controller: open to every premise only above the critical reserve (tapering to it over 15 minutes), the rest of its limit for the critical sites; beyond that the dispatch serves the longest prefix the supply carries now and does not ration energy over the outage",
   "household loads: device/profiles.ts's two-hump shape with per-household size, timing, a fridge cycle and short heavy loads; critical sites are steady round figures; PV is sim/profiles.ts solarW (06:00-20:00 UTC half-sine, independent cloud noise per second per array)",
-  "market: each box bids its forecast with a seeded policy around the genesis tariffs (outage policies when the monitor said islanded at planning); no member has a battery, so nothing is offered after sunset; forecasts ignore shedding except that a box whose breaker is open forecasts no consumption",
+  "market: each box bids its forecast with a seeded policy around the genesis tariffs (outage policies when the monitor said islanded at planning); no member has a battery, so nothing is offered after sunset; forecasts ignore shedding except that a box whose breaker is open forecasts no consumption and no generation",
 ];
 
 // ---- The run ---------------------------------------------------------------
@@ -468,6 +472,8 @@ class PccMeter {
 class Totals {
   criticalDemandJ = 0;
   criticalServedJ = 0;
+  criticalIslandDemandJ = 0;
+  criticalIslandServedJ = 0;
   criticalAllowedDemandJ = 0;
   criticalAllowedServedJ = 0;
   offAllowedSeconds = 0;
@@ -493,7 +499,6 @@ class Totals {
   servedAboveSupply = 0;
   overloads = 0;
   overloadWorstW = 0;
-  overloadAfterShed = 0;
   readonly overloadMs: number[] = [];
   islandedSeconds = 0;
   dispatchSteps = 0;
@@ -534,14 +539,13 @@ class OutageRun {
   private readonly pvW: Int32Array;
   private readonly minuteOfDay0: number;
   private readonly criticalPeakW: number;
-  private readonly reserveJ: number;
+  /** The battery's critical reserve (storageTiers offers the open tier only above it). */
+  private readonly reserveWh: number;
   private socJ: number;
   private socMinJ: number;
   private socMinMs: number;
   private reserveReachedMs: number | null = null;
   private allClosed = true;
-  /** The net export of the premises opened this second (reset each second). */
-  private lostExportW = 0;
   private interval: OpenInterval | null = null;
   private readonly intervals: IntervalReport[] = [];
 
@@ -564,7 +568,7 @@ class OutageRun {
     this.minuteOfDay0 = Math.floor(hourOf(s.dayStartMs) * 60);
     this.gridConfig = parseGridMonitorConfig({ nominalVoltageDeciV: NOMINAL_DECIV, nominalFrequencyMilliHz: NOMINAL_MILLIHZ });
     this.criticalPeakW = this.premises.filter((p) => p.kind === "critical").reduce((a, p) => a + p.peakW, 0);
-    this.reserveJ = Math.min(s.batteryWh, this.criticalPeakW * s.criticalReserveHours) * S_PER_HOUR;
+    this.reserveWh = Math.min(s.batteryWh, this.criticalPeakW * s.criticalReserveHours);
     this.socJ = s.batteryWh * S_PER_HOUR;
     this.socMinJ = this.socJ;
     this.socMinMs = s.dayStartMs;
@@ -600,26 +604,21 @@ class OutageRun {
     const s = this.s;
     const nowMs = s.dayStartMs + sec * MS_PER_S;
     const changed = this.feedMonitor(nowMs, true);
-    this.lostExportW = 0;
     const islanded = this.grid.decision === "islanded";
     this.sampleLoads(sec, nowMs);
+    // Connected, the grid carries everyone and the battery charges: it offers the island nothing.
+    const tiers = islanded ? this.batteryTiers(nowMs) : { openW: 0, reserveW: 0 };
     let step: DispatchStep | null = null;
-    let offerW = 0;
-    if (islanded || changed || !this.allClosed || sec % s.calmStepS === 0) {
-      offerW = islanded ? this.batteryOfferW(nowMs) : 0;
-      step = this.dispatchStep(nowMs, islanded, offerW);
-    }
-    const lostExportW = this.lostExportW;
-    const { drawnW, availableW } = this.physics(nowMs, islanded, offerW);
-    if (islanded && drawnW > availableW && lostExportW > 0 && drawnW <= availableW + lostExportW) this.t.overloadAfterShed++;
+    if (islanded || changed || !this.allClosed || sec % s.calmStepS === 0) step = this.dispatchStep(nowMs, islanded, tiers);
+    const { drawnW, exportW } = this.physics(nowMs, islanded, tiers);
     if (islanded) {
       this.t.islandedSeconds++;
       if (this.interval !== null) this.interval.islandedSeconds++;
       if (step !== null && step.figures.servedW > step.figures.supplyW) this.t.servedAboveSupply++;
     }
-    this.criticalFigures(islanded, step);
+    this.criticalFigures(islanded, tiers);
     if (this.onStep !== undefined) {
-      this.onStep({ sec, timeMs: nowMs, islanded, step, closed: this.breakers.map((b) => b.closed), criticalCount: s.critical, loadW: this.loadW, drawnW, availableW, lostExportW });
+      this.onStep({ sec, timeMs: nowMs, islanded, step, closed: this.breakers.map((b) => b.closed), criticalCount: s.critical, loadW: this.loadW, drawnW, exportW, tiers });
     }
   }
 
@@ -638,23 +637,14 @@ class OutageRun {
     }
   }
 
-  /** What the battery offers the island this second: at most its limit and what it holds; once down to the critical reserve, only what the critical sites draw (+ hysteresis). */
-  private batteryOfferW(nowMs: number): number {
-    const holds = Math.floor(this.socJ); // W for one second
-    let offer = Math.min(this.s.batteryMaxW, holds);
-    if (this.s.criticalReserveHours > 0 && this.socJ - this.reserveJ < this.s.batteryMaxW) {
-      this.reserveReachedMs ??= nowMs;
-      let criticalW = 0;
-      for (let i = 0; i < this.s.critical; i++) {
-        const b = this.breakers[i] as BreakerState;
-        criticalW += b.closed ? netImport(this.loadW[i] as number, this.pvW[i] as number) : (this.premises[i] as Premise).peakW;
-      }
-      offer = Math.min(offer, Math.ceil((criticalW * (1_000 + this.s.dispatch.hysteresisPermille)) / 1_000));
-    }
-    return offer;
+  /** The battery's tiers this second, as the controller splits them (market/dispatch.ts storageTiers on the state of charge). */
+  private batteryTiers(nowMs: number): StorageTiers {
+    const socWh = Math.floor(this.socJ / S_PER_HOUR);
+    if (this.reserveWh > 0 && socWh <= this.reserveWh) this.reserveReachedMs ??= nowMs;
+    return storageTiers({ dischargeMaxW: this.s.batteryMaxW, reserveWh: this.reserveWh }, socWh);
   }
 
-  private dispatchStep(nowMs: number, islanded: boolean, offerW: number): DispatchStep {
+  private dispatchStep(nowMs: number, islanded: boolean, tiers: StorageTiers): DispatchStep {
     const unknownBelow = this.s.readBackUnknownPerMillion / 1_000_000;
     const inputs: PremiseInput[] = this.premises.map((p, i) => {
       const b = this.breakers[i] as BreakerState;
@@ -671,7 +661,7 @@ class OutageRun {
       return { id: p.id, critical: p.kind === "critical", demandW: b.readingW, generationW: b.readingExportW, readingAtMs: b.readingAtMs, fallbackDemandW: p.peakW, breaker, lastSwitch: b.lastSwitch };
     });
     // Every array is behind a premise's breaker: no unswitched generation.
-    const step = dispatch(this.s.dispatch, { nowMs, islanded, unswitchedGenerationW: 0, storageOpenW: offerW, storageReserveW: 0, premises: inputs });
+    const step = dispatch(this.s.dispatch, { nowMs, islanded, unswitchedGenerationW: 0, storageOpenW: tiers.openW, storageReserveW: tiers.reserveW, premises: inputs });
     this.t.dispatchSteps++;
     this.apply(step);
     return step;
@@ -686,10 +676,7 @@ class OutageRun {
       if (b.closed !== closed) {
         b.operations++;
         if (closed) this.t.closes++;
-        else {
-          this.t.opens++;
-          this.lostExportW += Math.max(0, (this.pvW[i] as number) - (this.loadW[i] as number));
-        }
+        else this.t.opens++;
       }
       b.closed = closed;
       b.lastSwitch = target.lastSwitch;
@@ -703,11 +690,16 @@ class OutageRun {
     }
   }
 
-  /** One second of energy: who drew what, from the grid or the island's PV and battery; the meters integrate it. */
-  private physics(nowMs: number, islanded: boolean, offerW: number): { drawnW: number; availableW: number } {
+  /**
+   * One second of energy: who drew what, from the grid or the island's PV and battery; the meters integrate it.
+   * Islanded, an overload is a draw beyond the closed premises' export + the storage tiers they may use (the open
+   * tier, + the reserve tier while no household is on): the inverters' limit, or the reserve spent on households.
+   */
+  private physics(nowMs: number, islanded: boolean, tiers: StorageTiers): { drawnW: number; exportW: number } {
     let drawnW = 0;
     let exportW = 0;
     let off = 0;
+    let householdOn = false;
     const t = this.t;
     this.premises.forEach((p, i) => {
       const load = this.loadW[i] as number;
@@ -717,6 +709,7 @@ class OutageRun {
         drawnW += netImport(load, pv);
         exportW += Math.max(0, pv - load);
         t.pvJ += pv;
+        householdOn ||= p.kind !== "critical";
       } else {
         off++;
         if (p.kind === "critical") t.shedCriticalJ += load;
@@ -726,7 +719,7 @@ class OutageRun {
     });
     t.peakOff = Math.max(t.peakOff, off);
     let exportShare = 1; // the share of the closed premises' export that is taken (the rest curtailed)
-    const availableW = exportW + offerW;
+    const availableW = exportW + tiers.openW + (householdOn ? 0 : tiers.reserveW);
     if (islanded) {
       if (drawnW > availableW) {
         t.overloads++;
@@ -750,7 +743,7 @@ class OutageRun {
       this.socMinMs = nowMs;
     }
     this.meter(exportShare);
-    return { drawnW, availableW };
+    return { drawnW, exportW };
   }
 
   private meter(exportShare: number): void {
@@ -764,10 +757,10 @@ class OutageRun {
     });
   }
 
-  /** Critical demand, served, and whether the supply carried each critical site (with the ones ahead of it). */
-  private criticalFigures(islanded: boolean, step: DispatchStep | null): void {
+  /** Critical demand, served, and whether the supply carried each critical site (with the ones ahead of it: storage, both tiers, and their own export). */
+  private criticalFigures(islanded: boolean, tiers: StorageTiers): void {
     const t = this.t;
-    const supplyW = islanded && step !== null ? step.figures.supplyW : Infinity;
+    const supplyW = islanded ? tiers.openW + tiers.reserveW : Infinity;
     let prefixW = 0;
     let offAllowed = false;
     let criticalOff = false;
@@ -779,10 +772,14 @@ class OutageRun {
         return;
       }
       const load = this.loadW[i] as number;
-      prefixW += netImport(load, this.pvW[i] as number);
+      prefixW += load - (this.pvW[i] as number); // net, as the dispatch counts a prefix
       t.criticalDemandJ += load;
       if (closed) t.criticalServedJ += load;
       else criticalOff = true;
+      if (islanded) {
+        t.criticalIslandDemandJ += load;
+        if (closed) t.criticalIslandServedJ += load;
+      }
       if (prefixW <= supplyW) {
         t.criticalAllowedDemandJ += load;
         if (closed) t.criticalAllowedServedJ += load;
@@ -816,14 +813,15 @@ class OutageRun {
     this.interval = { index, startMs, biddingIslanded, buyOrders: orders.filter((o) => o.side === "buy").length, sellOrders: orders.filter((o) => o.side === "sell").length, clearing, islandedSeconds: 0, importJ: new Float64Array(n), exportJ: new Float64Array(n) };
   }
 
-  /** The box's forecast for [startMs, startMs + interval): its smooth shape and fridge mean, clear-sky PV x the mean cloud factor. */
+  /** The box's forecast for [startMs, startMs + interval): its smooth shape and fridge mean, clear-sky PV x the mean cloud factor; nothing if its breaker is open. */
   private forecast(p: Premise, i: number, startMs: number) {
     const hours = DEFAULT_MARKET_PARAMS.intervalMs / MS_PER_HOUR;
     const midMs = startMs + DEFAULT_MARKET_PARAMS.intervalMs / 2;
     const minute = Math.floor(hourOf(midMs) * 60) % 1_440;
     const open = !(this.breakers[i] as BreakerState).closed;
     const loadW = open ? 0 : (p.smoothW[minute] as number) + (p.cycle.w * p.cycle.onS) / p.cycle.periodS;
-    const pvW = p.pvPeakW > 0 ? 0.925 * solarPowerW(midMs, { peakW: p.pvPeakW, sunriseHour: 6, sunsetHour: 20, utcOffsetHours: 0 }) : 0;
+    // Its PV is behind its breaker: shed, it has nothing to sell.
+    const pvW = p.pvPeakW > 0 && !open ? 0.925 * solarPowerW(midMs, { peakW: p.pvPeakW, sunriseHour: 6, sunsetHour: 20, utcOffsetHours: 0 }) : 0;
     return { generationWh: pvW * hours, consumptionWh: loadW * hours, batteryWh: 0, batteryMaxFlowWh: 0 };
   }
 
@@ -901,6 +899,9 @@ class OutageRun {
         demandWhileSupplyAllowedKWh: kWh(t.criticalAllowedDemandJ),
         servedWhileSupplyAllowedKWh: kWh(t.criticalAllowedServedJ),
         coverageWhileSupplyAllowedPpm: allowedPpm,
+        whileIslandedDemandKWh: kWh(t.criticalIslandDemandJ),
+        whileIslandedServedKWh: kWh(t.criticalIslandServedJ),
+        whileIslandedCoveragePpm: t.criticalIslandDemandJ === 0 ? 1_000_000 : Math.floor((t.criticalIslandServedJ * 1_000_000) / t.criticalIslandDemandJ),
         offWhileSupplyAllowedSeconds: t.offAllowedSeconds,
         offWhileSupplyAllowedShare: t.offAllowedSeconds / seconds,
         offSeconds: t.criticalOffSeconds,
@@ -917,12 +918,12 @@ class OutageRun {
         overridesMinOn: t.overridesMinOn,
         readBackUnknown: t.readBackUnknown,
       },
-      invariants: { orderViolationSeconds: t.orderViolations, orderViolationConnectedSeconds: t.orderViolationsConnected, servedAboveSupplySteps: t.servedAboveSupply, overloadSeconds: t.overloads, overloadWorstW: t.overloadWorstW, overloadClocks: t.overloadMs.map(fmtClock), overloadAfterShedExporterSeconds: t.overloadAfterShed },
+      invariants: { orderViolationSeconds: t.orderViolations, orderViolationConnectedSeconds: t.orderViolationsConnected, servedAboveSupplySteps: t.servedAboveSupply, overloadSeconds: t.overloads, overloadWorstW: t.overloadWorstW, overloadClocks: t.overloadMs.map(fmtClock) },
       energy: { demandKWh: kWh(t.demandJ), servedKWh: kWh(t.demandJ - t.shedCriticalJ - t.shedNonCriticalJ), pvKWh: kWh(t.pvJ), pvCurtailedKWh: kWh(t.curtailedJ), gridImportKWh: kWh(t.gridImportJ), gridExportKWh: kWh(t.gridExportJ) },
       battery: {
         capacityWh: this.s.batteryWh,
         maxW: this.s.batteryMaxW,
-        criticalReserveWh: Math.floor(this.reserveJ / S_PER_HOUR),
+        criticalReserveWh: this.reserveWh,
         startWh: this.s.batteryWh,
         minWh: Math.floor(this.socMinJ / S_PER_HOUR),
         minClock: fmtClock(this.socMinMs),

@@ -52,8 +52,9 @@ class StepChecks {
     const f = s.step.figures;
     this.check("islanded, the dispatch serves at most its supply", f.servedW <= f.supplyW, s, () => `served ${f.servedW} W of ${f.supplyW} W`);
     this.check("islanded, the closed premises draw at most the supply the dispatch was given", s.drawnW <= f.supplyW, s, () => `drew ${s.drawnW} W of ${f.supplyW} W`);
-    // What the island can really give is less than that supply by the export of premises the step shed (their PV goes with them).
-    this.check("islanded, any overload is the export of premises shed in that step", s.drawnW <= s.availableW + s.lostExportW, s, () => `drew ${s.drawnW} W, available ${s.availableW} W, lost export ${s.lostExportW} W`);
+    // What the island really has: the export of the premises still on (a shed prosumer's PV went with it) and the battery's tiers.
+    const storageW = s.tiers.openW + (nonCriticalOn ? 0 : s.tiers.reserveW);
+    this.check("islanded, no overload: beyond their export the closed premises draw at most the storage tiers they may use (the reserve only while no household is on)", s.drawnW - s.exportW <= storageW, s, () => `drew ${s.drawnW} W, export ${s.exportW} W, storage ${storageW} W`);
     const closedCount = s.closed.filter((c) => c).length;
     this.check("islanded, the premises on are a prefix of the priority order", s.closed.every((c, i) => c === i < closedCount), s, () => `closed ${s.closed.map((c) => (c ? 1 : 0)).join("")}`);
   };
@@ -79,7 +80,7 @@ describe("outage scenario: the full neighbourhood's day (60 + 500 + 3, outage 18
   let checks: StepChecks;
   before(() => {
     ({ report, checks } = run({ ...DEFAULT_OUTAGE, calmStepS: 10 }));
-    console.log(`# critical coverage ${report.critical.coverageWhileSupplyAllowedPpm} ppm, shed ${report.shed.energyKWh} kWh, ${report.breakers.operations} breaker operations (max ${report.breakers.maxPerBreaker} on one), prices before/during/after ${report.market.prices.before.meanMicroPerKWh}/${report.market.prices.during.meanMicroPerKWh}/${report.market.prices.after.meanMicroPerKWh}`);
+    console.log(`# critical coverage ${report.critical.coverageWhileSupplyAllowedPpm} ppm (${report.critical.whileIslandedCoveragePpm} ppm of the islanded critical demand), shed ${report.shed.energyKWh} kWh, ${report.breakers.operations} breaker operations (max ${report.breakers.maxPerBreaker} on one), prices before/during/after ${report.market.prices.before.meanMicroPerKWh}/${report.market.prices.during.meanMicroPerKWh}/${report.market.prices.after.meanMicroPerKWh}`);
   });
 
   it("no critical premise is off while any non-critical premise is on, at every second; islanded, served <= supply at every step", () => {
@@ -104,8 +105,11 @@ describe("outage scenario: the full neighbourhood's day (60 + 500 + 3, outage 18
     checks.islandedAt.forEach((islanded, sec) => assert.equal(islanded, sec * 1_000 >= start && sec * 1_000 < end, `second ${sec}`));
   });
 
-  it("the critical sites are fully covered (with the critical reserve) and the figures add up", () => {
+  it("the critical sites are fully covered (with the critical reserve), the island is never overloaded, and the figures add up", () => {
     assert.equal(report.critical.coverageWhileSupplyAllowedPpm, 1_000_000);
+    assert.equal(report.critical.whileIslandedCoveragePpm, 1_000_000, "the reserve carried them to the reconnection");
+    assert.equal(report.critical.whileIslandedServedKWh, report.critical.whileIslandedDemandKWh);
+    assert.equal(report.invariants.overloadSeconds, 0, "no prosumer's export counted once it was shed");
     assert.equal(report.critical.offWhileSupplyAllowedSeconds, 0);
     assert.equal(report.critical.offWhileSupplyAllowedShare, 0);
     assert.ok(report.shed.nonCriticalKWh > 1_000, "the island could not carry the neighbourhood: households were shed");
@@ -121,9 +125,9 @@ describe("outage scenario: small neighbourhoods", () => {
   it("the per-second checker can fail: a critical site off while a household is on, a draw above the supply", () => {
     const checks = new StepChecks();
     const figures = { supplyW: 1_000, generationW: 0, servedW: 900, shedW: 0, criticalServedW: 0, criticalDemandW: 0, criticalCoveragePermille: 1_000, criticalOpenCount: 0, unconfirmedW: 0 };
-    checks.observe({ sec: 7, timeMs: 0, islanded: true, step: { targets: [], commands: [], figures }, closed: [false, true], criticalCount: 1, loadW: new Int32Array(2), drawnW: 1_200, availableW: 1_000, lostExportW: 0 });
+    checks.observe({ sec: 7, timeMs: 0, islanded: true, step: { targets: [], commands: [], figures }, closed: [false, true], criticalCount: 1, loadW: new Int32Array(2), drawnW: 1_200, exportW: 100, tiers: { openW: 900, reserveW: 5_000 } });
     assert.deepEqual([...checks.failures.keys()].sort(), [
-      "islanded, any overload is the export of premises shed in that step",
+      "islanded, no overload: beyond their export the closed premises draw at most the storage tiers they may use (the reserve only while no household is on)",
       "islanded, the closed premises draw at most the supply the dispatch was given",
       "islanded, the premises on are a prefix of the priority order",
       "no critical premise off while a non-critical one is on",
@@ -174,6 +178,22 @@ describe("outage scenario: small neighbourhoods", () => {
     assert.equal(lit.report.critical.coverageWhileSupplyAllowedPpm, 1_000_000);
     assert.equal(lit.report.shed.peakPremisesOff, 46, "all 46 households off");
     assert.ok(lit.report.shed.criticalKWh === 0 && lit.report.shed.nonCriticalKWh > 0);
+  });
+
+  it("without a reserve households drain the battery and the critical sites go dark: 'supply allowed' still reads 100 %, the islanded share does not", () => {
+    const evening = (criticalReserveHours: number) => small({ durationMs: 6 * HOUR_MS, batteryWh: 40_000, batteryMaxW: 20_000, criticalReserveHours, ...outageWindow("18:00", "19:00-23:00") });
+    const drained = run(evening(0));
+    drained.checks.assertClean();
+    assert.equal(drained.report.battery.minWh, 0);
+    assert.equal(drained.report.critical.coverageWhileSupplyAllowedPpm, 1_000_000, "at every second the empty battery allowed nothing more");
+    assert.ok(drained.report.critical.whileIslandedCoveragePpm < 800_000, `${drained.report.critical.whileIslandedCoveragePpm} ppm of the islanded critical demand`);
+    // 4 h of the critical peak kept back: households get the battery only above it, the critical sites all of it to the end.
+    const kept = run(evening(4));
+    kept.checks.assertClean();
+    assert.ok(kept.report.battery.reserveReachedClock !== null && kept.report.battery.minWh > 0);
+    assert.equal(kept.report.critical.whileIslandedCoveragePpm, 1_000_000);
+    assert.equal(kept.report.critical.offSeconds, 0);
+    assert.ok(kept.report.shed.nonCriticalKWh > drained.report.shed.nonCriticalKWh, "the price: households shed earlier");
   });
 
   it(`${RANDOM_RUNS} random small scenarios keep the invariants at every second (fast-check)`, () => {
