@@ -442,8 +442,10 @@ const GridSchema = Type.Object({
       commands: Count,
       switchErrors: Count,
       refusedSubmissions: Count,
+      storageReadErrors: Count,
       lastError: Nullable(Type.String()),
       lastFigures: Nullable(Type.Record(Type.String(), Type.Integer())),
+      lastStorage: Nullable(Type.Object({ socWh: Nullable(Count), openW: Count, reserveW: Count })),
     }),
   ),
 });

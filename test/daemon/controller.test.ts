@@ -112,8 +112,13 @@ describe("microgrid controller", () => {
     assert.equal(controller.status().switchErrors, 0, controller.status().lastError ?? "");
     const app = buildHttp(node, { controller: () => controller });
     try {
-      const grid = (await app.inject({ url: "/api/v1/grid" })).json() as { islanded: boolean; breakers: { premise: number; readback: string }[]; controller: { decision: string } };
+      const grid = (await app.inject({ url: "/api/v1/grid" })).json() as {
+        islanded: boolean;
+        breakers: { premise: number; readback: string }[];
+        controller: { decision: string; lastStorage: { socWh: number; openW: number } };
+      };
       assert.equal(grid.islanded, true);
+      assert.deepEqual([grid.controller.lastStorage.socWh, grid.controller.lastStorage.openW], [50_000, 3_000], "the battery as the controller saw it");
       assert.deepEqual(grid.breakers.map((b) => [b.premise, b.readback]), [[1, "closed"], [2, "open"], [CLINIC, "open"]]);
       assert.equal(grid.controller.decision, "islanded");
     } finally {
