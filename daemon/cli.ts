@@ -4,7 +4,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PeergridError, StoreError } from "../ledger/errors.js";
+import { PeergridError, StoreError, UsageError } from "../ledger/errors.js";
 import { type Genesis, parseGenesis, rolesMask } from "../ledger/genesis.js";
 import { parseHex, toHex } from "../ledger/hash.js";
 import { NodeSigner, NodeVerifier, readKeyFile, writeKeyFile } from "../ledger/keys.js";
@@ -28,12 +28,6 @@ import { parseAddress, parsePeer, runBox } from "./start.js";
 
 /** Exit codes: 0 ok, 1 a check found a fault, 2 bad usage or input. */
 export const Exit = { ok: 0, fault: 1, usage: 2 } as const;
-
-class UsageError extends PeergridError {
-  constructor(message: string) {
-    super("PG_ERR_USAGE", message);
-  }
-}
 
 function readJsonFile(path: string, what: string): unknown {
   let text: string;

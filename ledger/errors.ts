@@ -47,6 +47,14 @@ export class BlockRejectedError extends PeergridError {
   }
 }
 
+/** A command used wrongly (an option's value, a missing choice): the CLI exits 2 with the message. */
+export class UsageError extends PeergridError {
+  constructor(message: string) {
+    super("PG_ERR_USAGE", message);
+    this.name = "UsageError";
+  }
+}
+
 /** A genesis or configuration document that does not validate. */
 export class ConfigError extends PeergridError {
   readonly problems: readonly string[];
