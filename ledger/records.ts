@@ -124,18 +124,24 @@ export interface MarketRecord {
   readonly settlementHash: Hash; // settlementHash() of the last settlement
 }
 
-/** A trade of the last cleared interval, kept until that interval is settled. */
-export interface TradeRecord {
-  readonly kind: "trade";
-  readonly intervalStartMs: number;
-  readonly index: number; // clearing order
+/** What one trade of a clearing (market/clearing.ts) agreed: the two orders, who, how much, at what prices. */
+export interface TradeTerms {
   readonly buyOrder: Hash;
   readonly sellOrder: Hash;
   readonly buyer: number;
   readonly seller: number;
   readonly energyWh: number;
+  /** The price the buyer pays per kWh (the uniform price, or its own limit under pay-as-bid). */
   readonly buyerPriceMicroPerKWh: number;
+  /** The price the seller receives per kWh (the uniform price, or its own limit under pay-as-bid). */
   readonly sellerPriceMicroPerKWh: number;
+}
+
+/** A trade of the last cleared interval, kept until that interval is settled. */
+export interface TradeRecord extends TradeTerms {
+  readonly kind: "trade";
+  readonly intervalStartMs: number;
+  readonly index: number; // clearing order
 }
 
 export const UTILITY_ACCOUNT = "utility";

@@ -50,6 +50,7 @@
 // order never trades more than its energy.
 import { assert, compareBytes } from "../ledger/assert.js";
 import type { Hash } from "../ledger/hash.js";
+import type { TradeTerms } from "../ledger/records.js";
 import { ORDER_VALUE_MICRO_MAX } from "../ledger/tx.js";
 
 export type ClearingRule = "pay-as-clear" | "pay-as-bid";
@@ -74,16 +75,8 @@ export interface ClearingOptions {
   readonly isLocalRenewable: (author: number) => boolean;
 }
 
-export interface Trade {
-  readonly buyOrder: Hash;
-  readonly sellOrder: Hash;
-  readonly buyer: number;
-  readonly seller: number;
-  readonly energyWh: number;
-  /** The price the buyer pays per kWh (the uniform price, or its own limit under pay-as-bid). */
-  readonly buyerPriceMicroPerKWh: number;
-  /** The price the seller receives per kWh (the uniform price, or its own limit under pay-as-bid). */
-  readonly sellerPriceMicroPerKWh: number;
+/** A trade: its terms (as the ledger keeps them, ledger/records.ts) and what they come to. */
+export interface Trade extends TradeTerms {
   /** What the buyer pays for this trade, micro-currency. */
   readonly buyerPaysMicro: number;
   /** What the seller receives, micro-currency. */

@@ -69,7 +69,7 @@ import {
 } from "../ledger/records.js";
 import { OrderFlag, Role } from "../ledger/tx.js";
 import { type ClearingOrder, type ClearingRule, type Trade, clear, valueMicro } from "./clearing.js";
-import { type Metered, type Transfer, settle } from "./settlement.js";
+import { type Metered, TRANSFER_KINDS, type Transfer, settle } from "./settlement.js";
 
 /** Read access to the state before the block. */
 export interface StateView {
@@ -175,7 +175,6 @@ export function settlementHash(s: Omit<SettlementOutcome, "hash">): Hash {
   return hashTagged(HashTag.settlement, w.finish());
 }
 
-export const TRANSFER_KINDS: readonly Transfer["why"][] = ["local energy", "spread", "buyer fee", "seller fee", "import", "export", "surplus purchase"];
 
 /** A trade as clear() made it, as the ledger keeps it. */
 export function tradeRecord(intervalStartMs: number, index: number, t: Trade): TradeRecord {

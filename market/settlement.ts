@@ -71,11 +71,15 @@ export interface Delivery {
   readonly deliveredWh: number;
 }
 
+/** What a transfer pays for; a settlement's hash (interval.ts) encodes each by its position here. */
+export const TRANSFER_KINDS = ["local energy", "spread", "buyer fee", "seller fee", "import", "export", "surplus purchase"] as const;
+export type TransferKind = (typeof TRANSFER_KINDS)[number];
+
 export interface Transfer {
   readonly from: Account;
   readonly to: Account;
   readonly amountMicro: number;
-  readonly why: "local energy" | "spread" | "buyer fee" | "seller fee" | "import" | "export" | "surplus purchase";
+  readonly why: TransferKind;
   /** The trade, for transfers that settle one. */
   readonly trade?: number;
 }
