@@ -38,6 +38,7 @@ import { Value } from "@sinclair/typebox/value";
 import { Bus, readRegisters } from "../device/bus.js";
 import { linkFor, type MeterAddress } from "../device/commission.js";
 import { type SwitchPoint, Switch } from "../device/switchgear.js";
+import { assert } from "../ledger/assert.js";
 import { criticalLoads } from "../ledger/governance.js";
 import { ConfigError } from "../ledger/errors.js";
 import { GLOBAL_KEY, type GlobalRecord, type MeterRecord, breakerKey } from "../ledger/records.js";
@@ -344,14 +345,18 @@ export class MicrogridController {
     const tiers = this.storageTiersAt(nowMs);
     const step = dispatch(this.config.dispatch, { nowMs, islanded: this.grid.decision === "islanded", unswitchedGenerationW: Math.min(unswitchedGenerationW, powerMaxW), storageOpenW: tiers.openW, storageReserveW: tiers.reserveW, premises });
     this.lastFigures = step.figures;
-    for (const t of step.targets) {
-      const premise = ordered.find((o) => o.premise.member === t.id)?.premise;
-      if (premise !== undefined && t.lastSwitch !== null) this.lastSwitch.set(`${premise.member}/${premise.breaker}`, t.lastSwitch);
-    }
+    // The targets come in the premises' order, one each; a member is listed once (parseControllerConfig).
+    const byMember = new Map<number, { premise: ControllerPremise; demandW: number }>();
+    step.targets.forEach((t, i) => {
+      const premise = (ordered[i] as (typeof ordered)[number]).premise;
+      assert(premise.member === t.id, "one target per premise, in order");
+      byMember.set(t.id, { premise, demandW: t.demandW });
+      if (t.lastSwitch !== null) this.lastSwitch.set(`${premise.member}/${premise.breaker}`, t.lastSwitch);
+    });
     for (const c of step.commands) {
-      const premise = ordered.find((o) => o.premise.member === c.id)?.premise;
-      if (premise === undefined) continue;
-      await this.command(premise, c.action === "close", c.repeat ? "retry" : (c.reason as SwitchReason), step.figures.supplyW, step.targets.find((t) => t.id === c.id)?.demandW ?? 0, nowMs);
+      const at = byMember.get(c.id);
+      if (at === undefined) continue;
+      await this.command(at.premise, c.action === "close", c.repeat ? "retry" : (c.reason as SwitchReason), step.figures.supplyW, at.demandW, nowMs);
     }
   }
 
