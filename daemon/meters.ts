@@ -113,6 +113,8 @@ export class BoxMeters {
     private readonly node: BoxNode,
     private readonly sequence: BoxSequence,
     specs: readonly MeterSpec[],
+    /** The box's clock (the node's: a test moves both to cross a market interval at once). */
+    options: { readonly now?: () => number } = {},
   ) {
     this.specs = specs;
     const ids = new Set(specs.map((s) => s.meterId));
@@ -126,7 +128,7 @@ export class BoxMeters {
     for (const group of byBus.values()) {
       const bus = new Bus(linkFor((group[0] as MeterSpec).address));
       this.buses.push(bus);
-      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId, memory: this.lastGood(s.meterId) })), (meterId, r) => this.submit(meterId, r)));
+      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId, memory: this.lastGood(s.meterId) })), (meterId, r) => this.submit(meterId, r), options.now === undefined ? {} : { now: options.now }));
     }
   }
 

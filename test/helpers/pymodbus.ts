@@ -13,15 +13,34 @@ export interface UnitImage {
 export interface PymodbusServer {
   readonly port: number;
   readonly child: ChildProcess;
+  /** Change registers or coils while it runs (a meter's counters moving); resolves once the server has them. */
+  set(unit: number, table: "input" | "holding" | "coils", address: number, values: readonly (number | boolean)[]): Promise<void>;
   stop(): Promise<void>;
 }
 
 /** A TCP server on `port` (0: any free one), or an RTU server on a serial line. */
 export async function startPymodbus(units: Record<number, UnitImage>, port = 0, serial?: { readonly path: string; readonly baud: number }): Promise<PymodbusServer> {
   const child = spawn("/usr/bin/python3", [SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
-  child.stdin.end(JSON.stringify({ port, units, ...(serial !== undefined && { serial }) }));
+  // The spec is the first line; standard input stays open for changes (and its end, when this process dies, ends the server).
+  child.stdin.write(`${JSON.stringify({ port, units, ...(serial !== undefined && { serial }) })}\n`);
   const { match, stop } = await started(child, "stdout", /ready (\d+)/, "pymodbus", 10_000, "SIGKILL");
-  return { port: Number(match[1]), child, stop };
+  let sent = 0;
+  let partial = "";
+  const acks: { readonly n: number; readonly resolve: () => void }[] = []; // in the order sent
+  child.stdout?.on("data", (d: Buffer) => {
+    const lines = (partial + d.toString()).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      const applied = Number(/^set (\d+)$/.exec(line)?.[1] ?? 0);
+      while (acks.length > 0 && (acks[0]?.n ?? Infinity) <= applied) acks.shift()?.resolve();
+    }
+  });
+  const set: PymodbusServer["set"] = (unit, table, address, values) =>
+    new Promise((resolve, reject) => {
+      acks.push({ n: ++sent, resolve });
+      child.stdin?.write(`${JSON.stringify({ unit, table, address, values })}\n`, (err) => err && reject(err));
+    });
+  return { port: Number(match[1]), child, set, stop };
 }
 
 export interface SerialPair {
