@@ -44,7 +44,7 @@ import { ConfigError } from "../ledger/errors.js";
 import { GLOBAL_KEY, type GlobalRecord, type MeterRecord, breakerKey } from "../ledger/records.js";
 import type { LedgerState } from "../ledger/state.js";
 import { Quality, SWITCH_REASONS, type SwitchReason } from "../ledger/tx.js";
-import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkDispatchParams, dispatch, powerMaxW, storageTiers } from "../market/dispatch.js";
+import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkShellDispatchParams, dispatch, powerMaxW, storageTiers } from "../market/dispatch.js";
 import { type GridEvent, type GridMonitorConfig, type GridMonitorState, type GridInput, initialGridState, parseGridMonitorConfig, stepGrid } from "../market/grid-monitor.js";
 import type { BoxSequence } from "./box-sequence.js";
 import type { BoxMeters } from "./meters.js";
@@ -141,7 +141,7 @@ export function parseControllerConfig(value: unknown, source: string): Controlle
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems.map((p) => `/grid${p.startsWith("/") ? "" : ": "}${p}`));
   }
-  problems.push(...checkDispatchParams(f.dispatch).map((p) => `/dispatch: ${p}`));
+  problems.push(...checkShellDispatchParams(f.dispatch).map((p) => `/dispatch/${p}`));
   const premises: ControllerPremise[] = [];
   const seen = new Set<number>();
   f.premises.forEach((p, i) => {

@@ -396,6 +396,17 @@ export function checkDispatchParams(p: DispatchParams): string[] {
   return problems;
 }
 
+/**
+ * What a shell that feeds real readings needs besides checkDispatchParams: minOffMs above demandFreshMs, so that a
+ * premise shed for longer than a reading stays fresh is switched on for its fallback demand, never for a reading
+ * taken while its own PV covered part of its load (see "Inputs" above). The pure core does not need it.
+ */
+export function checkShellDispatchParams(p: DispatchParams): string[] {
+  const problems = checkDispatchParams(p);
+  if (p.minOffMs <= p.demandFreshMs) problems.push(`minOffMs: ${p.minOffMs} must be above demandFreshMs (${p.demandFreshMs}), so that a shed premise comes back on its fallback demand, not on a reading taken while its PV covered part of its load`);
+  return problems;
+}
+
 function isWatts(n: unknown): boolean {
   return isSafeUint(n) && n <= powerMaxW;
 }

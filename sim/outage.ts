@@ -66,7 +66,7 @@
 //   - Loads: see `householdShape` and `criticalShape` below.
 import { planBids, type BiddingPolicy } from "../market/auto-bid.js";
 import { type ClearingOrder, type ClearingResult, clear } from "../market/clearing.js";
-import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkDispatchParams, dispatch, energyMaxWh, powerMaxW, storageTiers } from "../market/dispatch.js";
+import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkShellDispatchParams, dispatch, energyMaxWh, powerMaxW, storageTiers } from "../market/dispatch.js";
 import { type GridEvent, type GridMonitorConfig, type GridMonitorState, initialGridState, parseGridMonitorConfig, stepGrid } from "../market/grid-monitor.js";
 import { type Metered, COMMUNITY, UTILITY, settle } from "../market/settlement.js";
 import { householdLoadW, solarPowerW } from "../device/profiles.js";
@@ -148,7 +148,7 @@ export function outageWindow(start: string, outage: string): Pick<OutageScenario
 }
 
 export function checkScenario(s: OutageScenario): string[] {
-  const problems = checkDispatchParams(s.dispatch).map((p) => `dispatch.${p}`);
+  const problems = checkShellDispatchParams(s.dispatch).map((p) => `dispatch.${p}`);
   const whole = (n: number) => Number.isSafeInteger(n) && n >= 0;
   for (const k of ["seed", "prosumers", "consumers", "critical", "batteryWh", "batteryMaxW", "readBackUnknownPerMillion", "criticalReserveHours"] as const) if (!whole(s[k])) problems.push(`${k}: a whole number, at least 0`);
   if (s.critical + s.prosumers + s.consumers < 1) problems.push("premises: at least one");
@@ -159,7 +159,6 @@ export function checkScenario(s: OutageScenario): string[] {
   if (s.dayStartMs % MS_PER_S !== 0 || s.durationMs % DEFAULT_MARKET_PARAMS.intervalMs !== 0 || s.durationMs <= 0) problems.push("window: whole seconds, whole market intervals");
   if (s.outageStartMs % MS_PER_S !== 0 || s.outageEndMs % MS_PER_S !== 0) problems.push("outage: whole seconds");
   if (!(s.dayStartMs < s.outageStartMs && s.outageStartMs < s.outageEndMs && s.outageEndMs <= s.dayStartMs + s.durationMs)) problems.push("outage: inside the window, after its start");
-  if (s.dispatch.minOffMs <= s.dispatch.demandFreshMs) problems.push("dispatch.minOffMs: above demandFreshMs (a premise restored on a stale reading could draw more than accounted)");
   return problems;
 }
 

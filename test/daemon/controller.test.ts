@@ -37,7 +37,7 @@ describe("microgrid controller", () => {
     grid: { nominalVoltageDeciV: 2300, nominalFrequencyMilliHz: 50_000, reconnectDelayMs: 5_000 },
     storageDischargeMaxW: 3_000, // the island's whole supply: no metered export in this test
     storage: { capacityWh: 50_000, reserveWh: 20_000, device: `tcp:127.0.0.1:${port}`, unit: 1, register: SOC_REGISTER, whPerUnit: 10 },
-    dispatch: { hysteresisPermille: 100, minOnMs: 0, minOffMs: 0, closesPerStepMax: 3, demandFreshMs: 10_000 },
+    dispatch: { hysteresisPermille: 100, minOnMs: 0, minOffMs: 3_000, closesPerStepMax: 3, demandFreshMs: 2_000 },
     premises: [1, 2, CLINIC].map((member) => ({ member, breaker: 0, ratingW: 2_000, device: `tcp:127.0.0.1:${port}`, unit: 1, coil: member })),
   });
 
@@ -85,6 +85,7 @@ describe("microgrid controller", () => {
     await controller.tick();
     await c.waitFor("the first island transaction", () => islandTxs().length === 1);
     assert.deepEqual([islandTxs()[0]?.islanded, islandTxs()[0]?.reason], [true, "noReading"]);
+    // Healthy for longer than the reconnection delay (5 s) and the minimum off time of the breakers it opened at start (3 s).
     for (let s = 0; s <= 6; s++) pcc(clockMs + s * 1_000, 230);
     clockMs += 7_000;
     await controller.tick();
@@ -133,7 +134,7 @@ describe("microgrid controller", () => {
     assert.deepEqual(controller.status().lastStorage, { socWh: 20_000, openW: 0, reserveW: 3_000 });
     await c.waitFor("every breaker open", () => (readbacks().every((r) => r === "open") ? true : null));
     await setSoc(2_500); // 25 kWh: 5 kWh above the reserve, 20 kW over 15 minutes, capped at the 3 kW limit
-    clockMs += 1_000;
+    clockMs += 3_000; // the minimum off time
     await controller.tick();
     assert.deepEqual(controller.status().lastStorage, { socWh: 25_000, openW: 3_000, reserveW: 0 });
     await c.waitFor("the first premise back", () => (readbacks()[0] === "closed" ? true : null));
@@ -148,7 +149,7 @@ describe("microgrid controller", () => {
     assert.equal(controller.status().storageReadErrors, errors + 1);
     assert.match(controller.status().lastError ?? "", /reads 60000 Wh, above capacityWh \(50000\)/);
     assert.equal(controller.status().lastStorage?.socWh, 25_000, "the last good reading, 1 s old");
-    clockMs += 10_000; // 11 s after the last good reading: stale (demandFreshMs 10 s)
+    clockMs += 10_000; // 11 s after the last good reading: stale (demandFreshMs 2 s)
     await controller.tick();
     assert.deepEqual(controller.status().lastStorage, { socWh: null, openW: 0, reserveW: 3_000 });
     // The breakers themselves (the switch transactions of a clock 21 s ahead of the blocks fall outside the ledger's time window).
@@ -164,6 +165,10 @@ describe("microgrid controller", () => {
     );
     const neither = { ...file, premises: [{ member: 1, breaker: 0, ratingW: 5, device: "tcp:127.0.0.1:502", unit: 1 }] };
     assert.throws(() => parseControllerConfig(neither, "c.json"), (e: unknown) => e instanceof ConfigError && /give either "coil"/.test(e.message));
+    assert.throws(
+      () => parseControllerConfig({ ...file, dispatch: { ...(file.dispatch as object), minOffMs: 2_000 } }, "c.json"),
+      (e: unknown) => e instanceof ConfigError && /\/dispatch\/minOffMs: 2000 must be above demandFreshMs \(2000\)/.test(e.message),
+    );
     const twice = { ...file, premises: [0, 1].map((breaker) => ({ member: 1, breaker, ratingW: 5, device: "tcp:127.0.0.1:502", unit: 1, coil: breaker })) };
     assert.throws(() => parseControllerConfig(twice, "c.json"), (e: unknown) => e instanceof ConfigError && /\/premises\/1: member 1 is listed twice \(one breaker per member\)/.test(e.message));
     const storage = file.storage as Record<string, unknown>;

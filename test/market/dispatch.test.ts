@@ -19,6 +19,7 @@ import {
   type SwitchRecord,
   checkDispatchInput,
   checkDispatchParams,
+  checkShellDispatchParams,
   dispatch,
   storageOpenSustainMs,
   storageTiers,
@@ -280,6 +281,10 @@ describe("islanding dispatch: worked examples", () => {
       "premises[2]: critical, after a non-critical premise (critical premises come first)",
     ]);
     assert.deepEqual(checkDispatchParams({ ...PARAMS, closesPerStepMax: 0, hysteresisPermille: 10_001 }), ["hysteresisPermille: at most 10000", "closesPerStepMax: from 1 to 10000"]);
+    assert.deepEqual(checkShellDispatchParams(PARAMS), []);
+    assert.deepEqual(checkShellDispatchParams({ ...PARAMS, minOffMs: 10_000 }), [
+      "minOffMs: 10000 must be above demandFreshMs (10000), so that a shed premise comes back on its fallback demand, not on a reading taken while its PV covered part of its load",
+    ]);
     assert.throws(() => step([premise(1, false, 1, "closed"), premise(2, true, 1, "closed")], 10), /critical premises come first/);
   });
 
