@@ -5,7 +5,9 @@
 // transactions alone it rebuilds what the market step (interval.ts) saw in
 // the block that cleared the interval (height H, time T):
 //   - the members and their roles at H: the genesis members, then every
-//     accepted member transaction (enrol, remove, setRoles) below H;
+//     accepted member transaction (enrol, remove, setRoles) below H and
+//     every membership change a vote carried up to H (the ledger's
+//     governance rules run on the proposal and vote transactions);
 //   - the book: every accepted order for the interval placed below H, less
 //     those cancelled below H, those expired at T and those whose author
 //     was removed;
@@ -14,12 +16,14 @@
 // with the one the state committed to. When the interval has been settled,
 // it also runs settle() again on the recorded trades and metered energy and
 // checks every transfer and the settlement's hash.
-import { type Genesis, rolesMask } from "../ledger/genesis.js";
+import type { Genesis } from "../ledger/genesis.js";
+import { type StateAccess, applyProposal, applyVote, changeMembership, governanceStep } from "../ledger/governance.js";
 import { bytesEqual } from "../ledger/assert.js";
 import { PeergridError } from "../ledger/errors.js";
 import { toHex } from "../ledger/hash.js";
-import { type OrderRecord, tradesHash } from "../ledger/records.js";
-import { ResultCode } from "../ledger/state.js";
+import { GLOBAL_KEY, type GlobalRecord, type MemberRecord, type OrderRecord, type StateRecord, memberKey, tradesHash } from "../ledger/records.js";
+import { resultName } from "../ledger/results.js";
+import { ResultCode, genesisState, makeChain } from "../ledger/state.js";
 import type { LedgerStore, StoredInterval, StoredSettlement } from "../ledger/store.js";
 import { Role } from "../ledger/tx.js";
 import { type ClearingResult, clear } from "./clearing.js";
@@ -49,28 +53,63 @@ export class ReplayError extends PeergridError {
 }
 
 interface MemberState {
-  roles: number;
-  active: boolean;
+  readonly roles: number;
+  readonly active: boolean;
 }
 
-/** Members and roles as of the block at `height` (before its transactions), from the genesis and member transactions. */
+/**
+ * Members and roles as of the block at `height` (before its transactions and after its governance step), from the
+ * genesis and the transactions that change membership: member transactions, and proposals carried by a vote. The
+ * ledger's own rules (ledger/governance.ts) run on a small replica of the state rebuilt from those transactions
+ * alone, block by block: at the start of each block the votes that closed are decided and the proposals due are
+ * applied; then the block's accepted member, proposal and vote transactions, in their places.
+ */
 function membersAt(store: LedgerStore, genesis: Genesis, height: number, timeMs: number): MemberState[] {
-  const members: MemberState[] = genesis.members.map((m) => ({ roles: rolesMask(m.roles), active: true }));
+  const base = genesisState(makeChain(genesis)).tree;
+  const changes = new Map<string, StateRecord | null>();
+  const get = (key: string) => (changes.has(key) ? (changes.get(key) ?? undefined) : base.get(key));
+  const access: StateAccess = {
+    get: <R extends StateRecord>(key: string, kind: R["kind"]) => {
+      const r = get(key);
+      return r !== undefined && r.kind === kind ? (r as R) : undefined;
+    },
+    set: (key, rec) => void changes.set(key, rec),
+  };
+  const memberRecords = (): MemberRecord[] => {
+    const count = (access.get<GlobalRecord>(GLOBAL_KEY, "global") as GlobalRecord).memberCount;
+    return Array.from({ length: count }, (_, i) => access.get<MemberRecord>(memberKey(i), "member") as MemberRecord);
+  };
   // In chain order: the store's time index orders one block's transactions by author, not by position.
-  const txs = store.txsByTypeTime("member", genesis.genesisTimeMs, timeMs + 1, ALL).sort((a, b) => a.height - b.height || a.index - b.index);
-  for (const t of txs) {
-    if (t.height >= height || t.result !== ResultCode.ok) continue;
-    const b = t.signed.tx.body;
-    if (b.type !== "member") continue;
-    if (b.action === "enrol") members.push({ roles: b.roles, active: true });
-    else {
-      const m = members[b.subject];
-      if (m === undefined) throw new ReplayError(`member transaction at height ${t.height} names member ${b.subject}, unknown at that point: the chain does not replay`);
-      if (b.action === "remove") m.active = false;
-      else m.roles = b.roles;
+  const txs = (["member", "proposal", "vote"] as const)
+    .flatMap((type) => store.txsByTypeTime(type, genesis.genesisTimeMs, timeMs + 1, ALL))
+    .filter((t) => t.height < height && t.result === ResultCode.ok)
+    .sort((a, b) => a.height - b.height || a.index - b.index);
+  // The heights whose governance step may decide or apply something: after a vote closes, and at an effective height.
+  const steps = [...new Set(txs.flatMap((t) => (t.signed.tx.body.type === "proposal" ? [t.signed.tx.body.votingEndsHeight + 1, t.signed.tx.body.effectiveHeight] : [])))].sort((a, b) => a - b);
+  const governanceUntil = (h: number) => {
+    while (steps.length > 0 && (steps[0] as number) <= h) {
+      const at = steps.shift() as number;
+      const before = memberRecords(); // the electorate is the members before the block
+      governanceStep(access, () => before, genesis, at, resultName);
     }
+  };
+  for (const t of txs) {
+    governanceUntil(t.height);
+    const b = t.signed.tx.body;
+    const author = access.get<MemberRecord>(memberKey(t.signed.tx.author), "member");
+    if (author === undefined) throw new ReplayError(`a transaction at height ${t.height} is by member ${t.signed.tx.author}, unknown at that point: the chain does not replay`);
+    const code =
+      b.type === "member"
+        ? changeMembership(access, b)
+        : b.type === "proposal"
+          ? applyProposal(access, genesis, author, b, t.signed.id, t.height)
+          : b.type === "vote"
+            ? applyVote(access, author, b, t.height)
+            : ResultCode.ok;
+    if (code !== ResultCode.ok) throw new ReplayError(`the ${b.type} transaction at height ${t.height} was accepted, but replays as ${resultName(code)}: the chain does not replay`);
   }
-  return members;
+  governanceUntil(height);
+  return memberRecords().map((m) => ({ roles: m.roles, active: m.active }));
 }
 
 /** The open orders of the interval as the step saw them in the block at `height`, time `timeMs`. */

@@ -191,6 +191,49 @@ describe("market replay", () => {
     }
   });
 
+  test("members enrolled and removed by a vote are replayed: the ledger's governance rules run on the proposal and vote transactions", async () => {
+    const d = mkdtempSync(join(tmpdir(), "pg-replay-vote-"));
+    try {
+      const people: TestMember[] = [
+        { name: "a0", signer: NodeSigner.generate(), roles: ["box", "admin"] },
+        { name: "b1", signer: NodeSigner.generate(), roles: ["box"] },
+        { name: "u2", signer: NodeSigner.generate(), roles: ["user"] },
+        { name: "u3", signer: NodeSigner.generate(), roles: ["user"] },
+      ];
+      const h = new Harness(people, { market: { intervalMs: I }, governance: { votingBlocksMin: 1 } });
+      const ledger = Ledger.create(d, h.genesis, verifier);
+      const go = (timeMs: number, txs: SignedTx[]) => {
+        ledger.append(h.block(txs, { timeMs }));
+        h.state = ledger.state;
+      };
+      const solar = NodeSigner.generate();
+      let t = intervalStartOf(h.state.timeMs, I) + I + 1_000;
+      const next = intervalStartOf(t, I) + I;
+      // u2 bids high for the next interval; the community then votes a solar neighbour in and u2 out.
+      go(t, [h.tx(2, order({ side: "buy", energyWh: 500, priceMicroPerKWh: 250_000, intervalStartMs: next, expiresAtMs: next + I }))]);
+      const height = h.state.height;
+      const enrol = h.tx(0, { type: "proposal", action: { kind: "enrol", publicKey: solar.publicKey, roles: Role.user | Role.renewable, name: "solar" }, votingEndsHeight: height + 2, effectiveHeight: height + 3 });
+      const remove = h.tx(1, { type: "proposal", action: { kind: "remove", subject: 2 }, votingEndsHeight: height + 2, effectiveHeight: height + 3 });
+      go((t += 1_000), [enrol, remove]);
+      go((t += 1_000), [0, 1, 3].flatMap((voter) => [enrol, remove].map((p) => h.tx(voter, { type: "vote", proposal: p.id, approve: true }))));
+      go((t += 1_000), []);
+      go((t += 1_000), []); // the effective height: member 4 enrolled, member 2 removed (its order closes)
+      (h.members as TestMember[]).push({ name: "solar", signer: solar, roles: ["user", "renewable"] });
+      go((t += 1_000), [
+        h.tx(4, order({ side: "sell", energyWh: 500, priceMicroPerKWh: 100_000, intervalStartMs: next, expiresAtMs: next + I })),
+        h.tx(3, order({ side: "buy", energyWh: 300, priceMicroPerKWh: 200_000, intervalStartMs: next, expiresAtMs: next + I, flags: OrderFlag.localRenewableOnly })),
+      ]);
+      go(next + 1_000, []);
+      const trades = ledger.store.marketInterval(next)?.trades ?? [];
+      assert.deepEqual(trades.map((x) => [x.trade.seller, x.trade.buyer, x.trade.energyWh]), [[4, 3, 300]], "the voted-in seller sells to the renewable-only buyer; the voted-out bidder's order is gone");
+      ledger.close();
+      const r = await runCli("market", "replay", d, "--interval", String(next));
+      assert.equal(r.code, 0, r.out);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test("an interval that is not a boundary, or was never cleared, is a usage error naming the fix", async () => {
     const start = cleared[0] as number;
     const off = await runCli("market", "replay", dir, "--interval", String(start + 1_000));
