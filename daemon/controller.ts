@@ -41,7 +41,8 @@ import { type SwitchPoint, Switch } from "../device/switchgear.js";
 import { assert } from "../ledger/assert.js";
 import { criticalLoads } from "../ledger/governance.js";
 import { ConfigError } from "../ledger/errors.js";
-import { GLOBAL_KEY, type GlobalRecord, type MeterRecord, breakerKey } from "../ledger/records.js";
+import { GLOBAL_KEY, type GlobalRecord, breakerKey } from "../ledger/records.js";
+import type { LatestReading } from "../ledger/store.js";
 import type { LedgerState } from "../ledger/state.js";
 import { Quality, SWITCH_REASONS, type SwitchReason } from "../ledger/tx.js";
 import { type DispatchParams, type DispatchStep, type PremiseInput, type StorageTiers, type SwitchRecord, checkShellDispatchParams, dispatch, powerMaxW, storageTiers } from "../market/dispatch.js";
@@ -208,12 +209,14 @@ export function priorityOrder(state: LedgerState, premises: readonly ControllerP
     .sort((a, b) => (rank.get(a.premise.member) ?? Infinity) - (rank.get(b.premise.member) ?? Infinity) || a.premise.member - b.premise.member || a.premise.breaker - b.premise.breaker);
 }
 
-/** A member's import power and export power now, from its meters' latest readings in the ledger (fresh ones only; `skip`: the PCC meter). */
-function meteredPower(state: LedgerState, nowMs: number, freshMs: number, skip: { readonly author: number; readonly meterId: number }): Map<number, { importW: number; exportW: number; atMs: number }> {
+/**
+ * A member's import power and export power now, from its meters' latest readings (the store's latest_readings
+ * table, written with each block: a query of one row per meter, not a walk of the state); fresh good ones only;
+ * `skip`: the PCC meter.
+ */
+function meteredPower(readings: readonly LatestReading[], nowMs: number, freshMs: number, skip: { readonly author: number; readonly meterId: number }): Map<number, { importW: number; exportW: number; atMs: number }> {
   const out = new Map<number, { importW: number; exportW: number; atMs: number }>();
-  for (const { value } of state.tree.entries()) {
-    if (value.kind !== "meter") continue;
-    const m: MeterRecord = value;
+  for (const m of readings) {
     if (m.quality !== Quality.good || nowMs - m.timeMs > freshMs || m.timeMs > nowMs) continue;
     if (m.author === skip.author && m.meterId === skip.meterId) continue;
     const e = out.get(m.author) ?? { importW: 0, exportW: 0, atMs: m.timeMs };
@@ -328,7 +331,7 @@ export class MicrogridController {
   }
 
   private async dispatchStep(state: LedgerState, nowMs: number): Promise<void> {
-    const power = meteredPower(state, nowMs, this.config.dispatch.demandFreshMs, { author: this.sequence.author, meterId: this.config.pccMeterId });
+    const power = meteredPower(this.node.ledger.store.latestReadings(), nowMs, this.config.dispatch.demandFreshMs, { author: this.sequence.author, meterId: this.config.pccMeterId });
     const ordered = priorityOrder(state, this.config.premises);
     const switched = new Set(this.config.premises.map((p) => p.member));
     let unswitchedGenerationW = 0;
