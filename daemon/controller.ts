@@ -187,6 +187,8 @@ function parseStorage(st: Static<typeof StorageSchema>, problems: string[]): Con
 export interface ControllerStatus {
   readonly decision: "connected" | "islanded";
   readonly steps: number;
+  /** Repeats of a command that did not take, held back while its breaker's retry wait runs. */
+  readonly retriesHeld: number;
   readonly skipped: number;
   readonly islandTransitions: number;
   readonly commands: number;
@@ -225,6 +227,9 @@ function meteredPower(readings: readonly LatestReading[], nowMs: number, freshMs
   return out;
 }
 
+/** The longest wait between two repeats of a command that does not take. */
+const RETRY_MAX_MS = 60_000;
+
 export class MicrogridController {
   private grid: GridMonitorState = initialGridState();
   private readonly buses = new Map<string, Bus>();
@@ -236,7 +241,13 @@ export class MicrogridController {
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
   private recordedIslanded: boolean | null = null;
-  private readonly counters = { steps: 0, skipped: 0, islandTransitions: 0, commands: 0, switchErrors: 0, refusedSubmissions: 0, storageReadErrors: 0 };
+  private readonly counters = { steps: 0, skipped: 0, islandTransitions: 0, commands: 0, retriesHeld: 0, switchErrors: 0, refusedSubmissions: 0, storageReadErrors: 0 };
+  /**
+   * A breaker whose last command did not take (the device silent, the breaker stuck): its next repeat waits, the wait
+   * doubling from 1 s to RETRY_MAX_MS, so that a faulted breaker costs a command and a switch transaction a minute,
+   * not one a second. Cleared when a command takes.
+   */
+  private readonly retry = new Map<string, { readonly delayMs: number; readonly atMs: number }>();
   private readonly storageBus: Bus | null = null;
   /** The last good state-of-charge reading. */
   private soc: { readonly socWh: number; readonly atMs: number } | null = null;
@@ -359,6 +370,11 @@ export class MicrogridController {
     for (const c of step.commands) {
       const at = byMember.get(c.id);
       if (at === undefined) continue;
+      const held = this.retry.get(`${at.premise.member}/${at.premise.breaker}`);
+      if (c.repeat && held !== undefined && nowMs < held.atMs) {
+        this.counters.retriesHeld++;
+        continue;
+      }
       await this.command(at.premise, c.action === "close", c.repeat ? "retry" : (c.reason as SwitchReason), step.figures.supplyW, at.demandW, nowMs);
     }
   }
@@ -414,6 +430,11 @@ export class MicrogridController {
       }
     }
     this.readBack.set(key, readback);
+    if (readback === (close ? "closed" : "open")) this.retry.delete(key);
+    else {
+      const delayMs = Math.min(RETRY_MAX_MS, 2 * (this.retry.get(key)?.delayMs ?? 500));
+      this.retry.set(key, { delayMs, atMs: nowMs + delayMs });
+    }
     const { out } = await this.sequence.submit({
       type: "switch",
       premise: p.member,

@@ -440,6 +440,7 @@ const GridSchema = Type.Object({
       skipped: Count,
       islandTransitions: Count,
       commands: Count,
+      retriesHeld: Count,
       switchErrors: Count,
       refusedSubmissions: Count,
       storageReadErrors: Count,

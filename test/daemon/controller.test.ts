@@ -6,6 +6,7 @@
 // a holding register on the same server: below the reserve the battery is
 // offered to the critical premises only.
 import assert from "node:assert/strict";
+import { type AddressInfo, createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { Bus } from "../../device/bus.js";
 import { linkFor } from "../../device/commission.js";
@@ -193,3 +194,47 @@ describe("microgrid controller", () => {
   });
 });
 
+
+describe("microgrid controller: a breaker that does not answer", () => {
+  const c = new BoxCluster(1, { extraMembers: 1 });
+  let controller: MicrogridController;
+  let clockMs = Date.now();
+
+  before(async () => {
+    const node = await c.start(0);
+    await c.waitFor("leadership", () => node.role === "leader" && node.ledger.state.height >= 1);
+    const seq = new BoxSequence(node, c.signers[0] as NodeSigner, 0);
+    const roles = await seq.submit({ type: "member", action: "setRoles", subject: 0, roles: Role.box | Role.admin | Role.controller });
+    await c.waitFor("the controller role", () => node.fate(roles.tx.id).status === "committed");
+    // Nothing listens on this port: every command fails at once.
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const file = {
+      pccMeterId: 0,
+      grid: { nominalVoltageDeciV: 2300, nominalFrequencyMilliHz: 50_000 },
+      storageDischargeMaxW: 0,
+      dispatch: { hysteresisPermille: 100, minOnMs: 0, minOffMs: 3_000, closesPerStepMax: 3, demandFreshMs: 2_000 },
+      premises: [{ member: 1, breaker: 0, ratingW: 2_000, device: `tcp:127.0.0.1:${port}`, unit: 1, coil: 1 }],
+    };
+    controller = new MicrogridController(node, seq, parseControllerConfig(file, "controller.json"), { onReading: () => () => {} }, { now: () => clockMs });
+  });
+  after(async () => {
+    await controller?.stop();
+    await c.close();
+  });
+
+  it("is commanded again after 1, 2, 4, 8 s (up to a minute), not every second: a faulted breaker does not flood the ledger", async () => {
+    const start = clockMs;
+    for (let s = 0; s < 12; s++) {
+      clockMs = start + s * 1_000;
+      await controller.tick();
+    }
+    const st = controller.status();
+    assert.deepEqual([st.commands, st.switchErrors, st.retriesHeld], [4, 4, 8], `commands at 0, 1, 3 and 7 s; held at the other eight seconds (${st.lastError})`);
+    assert.match(st.lastError ?? "", /member 1 breaker 0/);
+  });
+});
