@@ -25,6 +25,7 @@ import { parseControllerConfig } from "./controller.js";
 import { type SubmitResult, parseMemberList, parseParamChanges, proposalBody, signAndSubmit } from "./governance-cli.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
+import { loadConfig } from "./config.js";
 
 /** Exit codes: 0 ok, 1 a check found a fault, 2 bad usage or input. */
 export const Exit = { ok: 0, fault: 1, usage: 2 } as const;
@@ -181,8 +182,9 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
   program
     .command("start")
     .description("run this box: take part in the neighbourhood's Raft cluster, cut and apply blocks, serve the HTTP API; stops cleanly on SIGTERM or Ctrl-C")
-    .requiredOption("--data-dir <dir>", "the box's data directory (made by `peergrid init`)")
-    .requiredOption("--key <file>", "the box's key file (its member key in the genesis)")
+    .option("--config <file>", "everything below in one JSON file, checked before anything starts (README: running a box; example: scripts/raspberry-pi/peergrid.json)")
+    .option("--data-dir <dir>", "the box's data directory (made by `peergrid init`)")
+    .option("--key <file>", "the box's key file (its member key in the genesis)")
     .option("--raft-listen <host:port>", "where other boxes reach this one", "0.0.0.0:7400")
     .option("--peer <index=host:port>", "another box: its member index and Raft address; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--http-listen <host:port>", "the HTTP API (\"off\" for none)", "127.0.0.1:8400")
@@ -194,7 +196,16 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
     .addOption(new Option("--heartbeat-ticks <n>", "ticks between a leader's heartbeats").default(1).argParser(parseIntOption("heartbeat-ticks")))
     .addOption(new Option("--block-interval-ms <ms>", "one block per interval").default(1000).argParser(parseIntOption("block-interval-ms")))
-    .action(async (o: { dataDir: string; key: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }) => {
+    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }, cmd: Command) => {
+      if (o.config !== undefined) {
+        const given = cmd.options.filter((opt) => opt.attributeName() !== "config" && cmd.getOptionValueSource(opt.attributeName()) === "cli").map((opt) => opt.long);
+        if (given.length > 0) throw new UsageError(`--config holds every setting of the box: drop ${given.join(" ")}, or put it in the file`);
+        const c = loadConfig(o.config);
+        const { adminToken, mqtt, ...rest } = c;
+        setExit(await runBox({ ...rest, syntheticReadingsPerS: 0, adminToken, ...(mqtt !== undefined && { mqtt }) }, log));
+        return;
+      }
+      if (o.dataDir === undefined || o.key === undefined) throw new UsageError("give --config <file>, or --data-dir and --key (and the other settings as options)");
       if (o.tickMs < 10 || o.tickMs > 10_000) throw new UsageError("--tick-ms must be 10..10000");
       if (o.heartbeatTicks < 1 || o.electionTicks <= o.heartbeatTicks) throw new UsageError("--election-ticks must be more than --heartbeat-ticks, which must be at least 1");
       if (o.blockIntervalMs < 100 || o.blockIntervalMs > 3_600_000) throw new UsageError("--block-interval-ms must be 100..3600000");

@@ -35,6 +35,8 @@ export interface StartOptions {
   /** This box is the microgrid controller (its member must have the controller role). */
   readonly controller?: ControllerConfig;
   readonly timing: Partial<NodeTiming>;
+  /** Admin routes of the HTTP API take this token (Authorization: Bearer); null or absent: they are off. */
+  readonly adminToken?: string | null;
 }
 
 /** host:port, [v6]:port or a bare port (on all interfaces). */
