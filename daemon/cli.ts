@@ -26,6 +26,16 @@ import { type SubmitResult, parseMemberList, parseParamChanges, proposalBody, si
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 import { loadConfig } from "./config.js";
+import { DEFAULT_MQTT_OPTIONS, type MqttOptions, mqttOptionProblems } from "./mqtt.js";
+
+/** --mqtt embedded | embedded@HOST:PORT | mqtt://HOST[:PORT] */
+function mqttOptionOf(text: string): MqttOptions {
+  const at = /^embedded(?:@(.+))?$/.exec(text);
+  const o: MqttOptions = at === null ? { ...DEFAULT_MQTT_OPTIONS, url: text } : { ...DEFAULT_MQTT_OPTIONS, ...(at[1] !== undefined && { embeddedListen: parseAddress(at[1], "--mqtt embedded@") }) };
+  const problems = mqttOptionProblems(o);
+  if (problems.length > 0) throw new UsageError(`--mqtt: ${problems.join("; ")}`);
+  return o;
+}
 
 /** Exit codes: 0 ok, 1 a check found a fault, 2 bad usage or input. */
 export const Exit = { ok: 0, fault: 1, usage: 2 } as const;
@@ -190,19 +200,19 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .option("--http-listen <host:port>", "the HTTP API (\"off\" for none)", "127.0.0.1:8400")
     .option("--meter <spec>", "a meter of this box: ID=MAP@tcp:HOST:PORT[/UNIT] or ID=MAP@serial:DEVICE[:BAUD[:PARITY]][/UNIT], MAP a shipped map, a map file, or sunspec; repeat for each", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--controller <controller.json>", "this box is the microgrid controller: grid-loss detection at its PCC meter, islanding, and dispatch of the premises' breakers (README: microgrid controller)")
+    .option("--mqtt <broker>", "publish readings, blocks, prices, trades and the island state with Home Assistant discovery: \"embedded\" (the box's own broker on 0.0.0.0:1883), embedded@HOST:PORT, or mqtt://HOST[:PORT] (README: MQTT)")
     .option("--auto-bid <policy.json>", "trade for this box's member each market interval by this policy (sell surplus at a floor, buy shortfall up to a ceiling; README: automatic bidding)")
     .addOption(new Option("--synthetic-readings <n>", "sign n synthetic meter readings a second (benchmarks and tests, until real meters are configured)").default(0).argParser(parseIntOption("synthetic-readings")))
     .addOption(new Option("--tick-ms <ms>", "Raft tick").default(100).argParser(parseIntOption("tick-ms")))
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
     .addOption(new Option("--heartbeat-ticks <n>", "ticks between a leader's heartbeats").default(1).argParser(parseIntOption("heartbeat-ticks")))
     .addOption(new Option("--block-interval-ms <ms>", "one block per interval").default(1000).argParser(parseIntOption("block-interval-ms")))
-    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }, cmd: Command) => {
+    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; mqtt?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }, cmd: Command) => {
       if (o.config !== undefined) {
         const given = cmd.options.filter((opt) => opt.attributeName() !== "config" && cmd.getOptionValueSource(opt.attributeName()) === "cli").map((opt) => opt.long);
         if (given.length > 0) throw new UsageError(`--config holds every setting of the box: drop ${given.join(" ")}, or put it in the file`);
         const c = loadConfig(o.config);
-        const { adminToken, mqtt, ...rest } = c;
-        setExit(await runBox({ ...rest, syntheticReadingsPerS: 0, adminToken, ...(mqtt !== undefined && { mqtt }) }, log));
+        setExit(await runBox({ ...c, syntheticReadingsPerS: 0 }, log));
         return;
       }
       if (o.dataDir === undefined || o.key === undefined) throw new UsageError("give --config <file>, or --data-dir and --key (and the other settings as options)");
@@ -227,6 +237,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
           meters,
           autoBid,
           controller,
+          mqtt: o.mqtt === undefined ? null : mqttOptionOf(o.mqtt),
           timing: { tickMs: o.tickMs, electionTicks: o.electionTicks, heartbeatTicks: o.heartbeatTicks, blockIntervalMs: o.blockIntervalMs },
         },
         log,

@@ -32,6 +32,7 @@ import type { BiddingPolicy } from "../market/auto-bid.js";
 import { parseBiddingPolicy } from "./auto-bidder.js";
 import { type ControllerConfig, parseControllerConfig } from "./controller.js";
 import { type MeterSpec, parseMeterSpec } from "./meters.js";
+import { DEFAULT_MQTT_OPTIONS, type MqttOptions, mqttOptionProblems } from "./mqtt.js";
 import type { NodeTiming } from "./node.js";
 import { parseAddress } from "./start.js";
 import type { PeerAddress } from "./transport.js";
@@ -73,7 +74,24 @@ const ConfigSchema = Type.Object(
     ),
     autoBid: Type.Optional(Type.Unknown({ description: "a bidding policy (README: automatic bidding)" })),
     controller: Type.Optional(Type.Unknown({ description: "the microgrid controller's settings (README: microgrid controller)" })),
-    mqtt: Type.Optional(Type.Unknown({ description: "MQTT publishing (README: MQTT)" })),
+    mqtt: Type.Optional(
+      Type.Union([
+        Type.Literal("off"),
+        Type.Object(
+          {
+            broker: Type.String({ minLength: 1, description: '"embedded" (the box runs its own broker; the default) or mqtt://HOST[:PORT] / mqtts://HOST[:PORT]' }),
+            listen: Type.Optional(Address("the embedded broker's address, HOST:PORT (default 0.0.0.0:1883)")),
+            topicPrefix: Type.Optional(Type.String({ minLength: 1 })),
+            discoveryPrefix: Type.Optional(Type.String({ minLength: 1, description: "Home Assistant's discovery prefix (default homeassistant)" })),
+            username: Type.Optional(Type.String({ minLength: 1 })),
+            passwordFile: Type.Optional(Type.String({ minLength: 1, description: "a file holding the broker password" })),
+            outboxMax: Type.Optional(Type.Integer({ minimum: 1, description: "the most events held while the broker is unreachable (default 1000)" })),
+            currency: Type.Optional(Type.String({ description: "ISO 4217 code of prices (default EUR)" })),
+          },
+          { additionalProperties: false },
+        ),
+      ], { description: 'MQTT publishing with Home Assistant discovery (README: MQTT); "off" for none' }),
+    ),
     timing: Type.Optional(
       Type.Object(
         {
@@ -102,8 +120,8 @@ export interface BoxConfig {
   readonly meters: readonly MeterSpec[];
   readonly autoBid?: BiddingPolicy;
   readonly controller?: ControllerConfig;
-  /** The `mqtt` section as given; daemon/mqtt.ts checks it. */
-  readonly mqtt?: unknown;
+  /** MQTT publishing; null: off. Without an `mqtt` section, the embedded broker on 0.0.0.0:1883. */
+  readonly mqtt: MqttOptions | null;
   readonly timing: Partial<NodeTiming>;
 }
 
@@ -196,6 +214,7 @@ export function parseConfig(json: unknown, source: string, baseDir: string, read
   if (controller !== undefined && !meters.some((m) => m.meterId === controller.pccMeterId)) {
     problems.push(`/controller/pccMeterId: ${controller.pccMeterId} is not one of /meters' ids (${[...ids].join(", ") || "none"}): the controller watches the grid at one of this box's meters`);
   }
+  const mqtt = mqttSection(f.mqtt, path, readText, problems);
   const t = f.timing ?? {};
   if (t.electionTicks !== undefined && t.electionTicks <= (t.heartbeatTicks ?? 1)) problems.push("/timing/electionTicks: must be more than heartbeatTicks");
   if (problems.length > 0 || raftListen === null) throw new ConfigError(what, problems);
@@ -209,7 +228,44 @@ export function parseConfig(json: unknown, source: string, baseDir: string, read
     meters,
     ...(autoBid !== undefined && { autoBid }),
     ...(controller !== undefined && { controller }),
-    ...(f.mqtt !== undefined && { mqtt: f.mqtt }),
+    mqtt,
     timing: t,
   };
+}
+
+/** The `mqtt` section as MqttOptions (null: "off"); its problems go to `problems`, named under /mqtt. */
+function mqttSection(m: ConfigFile["mqtt"], path: (p: string) => string, readText: (p: string) => string, problems: string[]): MqttOptions | null {
+  if (m === "off") return null;
+  if (m === undefined) return { ...DEFAULT_MQTT_OPTIONS };
+  const embedded = m.broker === "embedded";
+  let listen: PeerAddress | undefined;
+  if (m.listen !== undefined) {
+    if (!embedded) problems.push("/mqtt/listen: only for the embedded broker (broker \"embedded\")");
+    try {
+      listen = parseAddress(m.listen, "/mqtt/listen");
+    } catch {
+      problems.push(`/mqtt/listen: ${m.listen} is not HOST:PORT (e.g. 0.0.0.0:1883)`);
+    }
+  }
+  let password: string | undefined;
+  if (m.passwordFile !== undefined) {
+    try {
+      password = readText(path(m.passwordFile)).trim();
+    } catch (err) {
+      problems.push(`/mqtt/passwordFile: cannot read ${path(m.passwordFile)} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  const o: MqttOptions = {
+    url: embedded ? null : m.broker,
+    ...(listen !== undefined && embedded && { embeddedListen: listen }),
+    topicPrefix: m.topicPrefix ?? DEFAULT_MQTT_OPTIONS.topicPrefix,
+    discoveryPrefix: m.discoveryPrefix ?? DEFAULT_MQTT_OPTIONS.discoveryPrefix,
+    ...(m.username !== undefined && { username: m.username }),
+    ...(password !== undefined && { password }),
+    outboxMax: m.outboxMax ?? DEFAULT_MQTT_OPTIONS.outboxMax,
+    ...(m.currency !== undefined && { currency: m.currency }),
+  };
+  const own = mqttOptionProblems(o).map((p) => `/mqtt/${p.replace(/^url /, "broker ")}`);
+  problems.push(...own);
+  return own.length > 0 ? null : o;
 }

@@ -18,6 +18,8 @@ import { BoxSequence } from "./box-sequence.js";
 import { buildHttp } from "./http.js";
 import { BoxNode, type NodeLog, type NodeTiming } from "./node.js";
 import { BoxMeters, type MeterSpec } from "./meters.js";
+import { MqttBridge, type MqttOptions, sourceOf } from "./mqtt.js";
+import { registerWebApp } from "./web.js";
 import { SyntheticLoad } from "./synthetic-load.js";
 import type { PeerAddress } from "./transport.js";
 
@@ -37,6 +39,8 @@ export interface StartOptions {
   readonly timing: Partial<NodeTiming>;
   /** Admin routes of the HTTP API take this token (Authorization: Bearer); null or absent: they are off. */
   readonly adminToken?: string | null;
+  /** Publish to MQTT (daemon/mqtt.ts); null or absent: off. */
+  readonly mqtt?: MqttOptions | null;
 }
 
 /** host:port, [v6]:port or a bare port (on all interfaces). */
@@ -92,11 +96,23 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   let meters: BoxMeters | null = null;
   let bidder: AutoBidder | null = null;
   let controller: MicrogridController | null = null;
+  let mqtt: MqttBridge | null = null;
   // Readings and orders are signed with one key: they share one sequence (daemon/box-sequence.ts).
   const sequence = new BoxSequence(node, readKeyFile(o.keyFile), node.id);
-  const http = o.httpListen === null ? null : buildHttp(node, { meters: () => meters, controller: () => controller });
+  const http =
+    o.httpListen === null
+      ? null
+      : buildHttp(node, {
+          meters: () => meters,
+          controller: () => controller,
+          mqtt: () => mqtt?.status() ?? null,
+          adminToken: o.adminToken ?? null,
+          sequence,
+          config: settingsOf(o),
+        });
   try {
     if (http !== null && o.httpListen !== null) {
+      await registerWebApp(http);
       await http.listen({ host: o.httpListen.host, port: o.httpListen.port });
       const a = http.server.address();
       log("info", "http listening", { port: typeof a === "object" && a !== null ? a.port : null });
@@ -127,11 +143,17 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       controller.start();
       log("info", "microgrid controller", { premises: o.controller.premises.length, pccMeterId: o.controller.pccMeterId });
     }
+    if (o.mqtt !== undefined && o.mqtt !== null) {
+      mqtt = new MqttBridge(sourceOf(node, meters), o.mqtt, log);
+      await mqtt.start();
+      log("info", "mqtt", { broker: mqtt.status().brokerUrl, embedded: mqtt.status().embedded });
+    }
     log("info", "ready", { box: node.id, raftPort: node.raftPort });
     onStopSignal(log, wake);
     await stopped;
   } finally {
     load?.stop();
+    await mqtt?.stop();
     await controller?.stop();
     await bidder?.stop();
     await meters?.stop();
@@ -139,4 +161,21 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
     await node.stop();
   }
   return fatal === null ? 0 : 1;
+}
+
+/** What GET /api/v1/admin/config shows: the box's settings, with no secret (the admin token, a broker password). */
+function settingsOf(o: StartOptions): Record<string, unknown> {
+  return {
+    dataDir: o.dataDir,
+    keyFile: o.keyFile,
+    raftListen: o.raftListen,
+    peers: Object.fromEntries(o.peers),
+    httpListen: o.httpListen,
+    adminRoutes: o.adminToken !== undefined && o.adminToken !== null,
+    meters: (o.meters ?? []).map((m) => ({ meterId: m.meterId, layout: m.meter.layout.name, unit: m.meter.unit, address: m.address })),
+    autoBid: o.autoBid ?? null,
+    controller: o.controller === undefined ? null : { pccMeterId: o.controller.pccMeterId, premises: o.controller.premises.length, dispatch: o.controller.dispatch },
+    mqtt: o.mqtt === undefined || o.mqtt === null ? null : { url: o.mqtt.url, embeddedListen: o.mqtt.embeddedListen ?? null, topicPrefix: o.mqtt.topicPrefix, discoveryPrefix: o.mqtt.discoveryPrefix, username: o.mqtt.username ?? null },
+    timing: o.timing,
+  };
 }

@@ -33,7 +33,7 @@ import { configureDurable, configureReplayable, fsyncDir } from "./sqlite-files.
 import { existsSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert, bytesEqual } from "./assert.js";
-import { type Block, decodeHeader, encodeHeader } from "./block.js";
+import { type Block, type BlockHeader, decodeHeader, encodeHeader } from "./block.js";
 import { StoreError } from "./errors.js";
 import { type Genesis, genesisBlock, parseGenesis } from "./genesis.js";
 import { type Hash, toHex } from "./hash.js";
@@ -197,6 +197,47 @@ function closedOrderOf(o: Row): ClosedOrder & { readonly height: number } {
     filledWh: o.filled_wh as number,
     reason: o.reason as CloseReason,
   };
+}
+
+/** A market_trades row as its trade record. */
+function tradeOfRow(t: Row): TradeRecord {
+  return {
+    kind: "trade",
+    intervalStartMs: t.interval_start_ms as number,
+    index: t.idx as number,
+    buyOrder: new Uint8Array(t.buy_order as Buffer),
+    sellOrder: new Uint8Array(t.sell_order as Buffer),
+    buyer: t.buyer as number,
+    seller: t.seller as number,
+    energyWh: t.energy_wh as number,
+    buyerPriceMicroPerKWh: t.buyer_price_micro_per_kwh as number,
+    sellerPriceMicroPerKWh: t.seller_price_micro_per_kwh as number,
+  };
+}
+
+/** A block's header as stored, without its transactions. */
+export interface StoredHeader {
+  readonly header: BlockHeader;
+  readonly hash: Hash;
+  readonly stateRoot: Hash; // after this block
+}
+
+/** One reading of one meter, as a history point. */
+export interface MeterPoint {
+  readonly height: number;
+  readonly timeMs: number;
+  readonly importWh: number;
+  readonly exportWh: number;
+  readonly powerW: number;
+  readonly quality: number;
+}
+
+/** The reading in a (height, raw) txs row when it is meter `meterId`'s, else null. */
+function meterPointOf(row: Row, meterId: number): MeterPoint | null {
+  const body = decodeTx(new Uint8Array(row.raw as Buffer)).tx.body;
+  assert(body.type === "reading", "a reading row holds a reading");
+  if (body.meterId !== meterId) return null;
+  return { height: row.height as number, timeMs: body.timeMs, importWh: body.importWh, exportWh: body.exportWh, powerW: body.powerW, quality: body.quality };
 }
 
 export interface StoredTx {
@@ -393,6 +434,19 @@ export class LedgerStore {
       settlementOfTrades: db.prepare("SELECT * FROM market_settlements WHERE trades_interval_start_ms = ?"),
       meteredOf: db.prepare("SELECT * FROM market_metered WHERE period_end_ms = ? ORDER BY member"),
       transfersOf: db.prepare("SELECT * FROM market_transfers WHERE period_end_ms = ? ORDER BY idx"),
+      // Read-only queries of the HTTP API (daemon/http.ts).
+      headersBefore: db.prepare("SELECT height, hash, header, tx_count, state_root FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?"),
+      // Walks the (type, time, author) index from the range's end back: the newest accepted readings of one author first.
+      readingRowsDesc: db.prepare(`SELECT height, raw FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? AND result = 0 ORDER BY time_ms DESC LIMIT ?`),
+      readingRowsAsc: db.prepare(`SELECT height, raw FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? AND result = 0 ORDER BY time_ms LIMIT ?`),
+      // Each branch walks its own index newest interval first and stops at the limit (no sort of all the member's
+      // trades; the last interval of a page may be cut, which the caller handles); a self-trade is listed once.
+      tradesOfMember: db.prepare(
+        `SELECT * FROM (SELECT * FROM market_trades WHERE buyer = @member AND interval_start_ms < @beforeMs ORDER BY interval_start_ms DESC LIMIT @limit)
+         UNION ALL
+         SELECT * FROM (SELECT * FROM market_trades WHERE seller = @member AND buyer <> @member AND interval_start_ms < @beforeMs ORDER BY interval_start_ms DESC LIMIT @limit)
+         ORDER BY interval_start_ms DESC, idx DESC LIMIT @limit`,
+      ),
     };
   }
 
@@ -695,6 +749,70 @@ export class LedgerStore {
       frequencyMilliHz: r.frequency_milli_hz as number,
       quality: r.quality as number,
     }));
+  }
+
+  /** Block headers below `beforeHeight`, newest first (the stored hash checked against each header). */
+  headersBefore(beforeHeight: number, limit: number): StoredHeader[] {
+    assert(Number.isSafeInteger(beforeHeight) && Number.isSafeInteger(limit) && limit >= 0, "a height and a count");
+    return (this.stmts.headersBefore.all(beforeHeight, limit) as Row[]).map((row) => {
+      const { header, hash } = decodeHeader(new Uint8Array(row.header as Buffer));
+      assert(bytesEqual(hash, new Uint8Array(row.hash as Buffer)), `stored hash of block ${String(row.height)} matches its header`);
+      assert(header.height === row.height && header.txCount === row.tx_count, "a header agrees with its row");
+      return { header, hash, stateRoot: new Uint8Array(row.state_root as Buffer) };
+    });
+  }
+
+  /**
+   * One meter's accepted readings in [fromMs, toMs), oldest first, at most
+   * `pointsMax`. Readings are indexed by (type, time, author), not by meter:
+   * the author's rows are walked and the meter picked here, reading at most
+   * `rowsScannedMax` rows (the caller sizes it by the author's meter count).
+   * `complete` is false when that bound stopped the walk before the range's
+   * end or pointsMax: there may be more points than returned.
+   */
+  meterReadings(author: number, meterId: number, fromMs: number, toMs: number, pointsMax: number, rowsScannedMax: number): { points: MeterPoint[]; complete: boolean } {
+    const points: MeterPoint[] = [];
+    let scanned = 0;
+    for (const row of this.stmts.readingRowsAsc.iterate(fromMs, toMs, author, rowsScannedMax) as Iterable<Row>) {
+      scanned++;
+      const p = meterPointOf(row, meterId);
+      if (p !== null) points.push(p);
+      if (points.length >= pointsMax) return { points, complete: true };
+    }
+    return { points, complete: scanned < rowsScannedMax };
+  }
+
+  /**
+   * One point per bucket [fromMs + k stepMs, + stepMs) of [fromMs, toMs): the
+   * meter's last accepted reading in the bucket (none: no point), oldest
+   * first. Each bucket is one walk of the (type, time, author) index back
+   * from its end, stopping at the meter's first row or after
+   * `rowsPerBucketMax` of the author's rows (a bucket whose last that many
+   * rows are all the author's other meters shows no point). Cost: the
+   * number of buckets, not of readings.
+   */
+  meterSamples(author: number, meterId: number, fromMs: number, toMs: number, stepMs: number, rowsPerBucketMax: number): MeterPoint[] {
+    assert(stepMs >= 1 && toMs >= fromMs, "a bucket width and a range");
+    const out: MeterPoint[] = [];
+    for (let start = fromMs; start < toMs; start += stepMs) {
+      const end = Math.min(start + stepMs, toMs);
+      for (const row of this.stmts.readingRowsDesc.iterate(start, end, author, rowsPerBucketMax) as Iterable<Row>) {
+        const p = meterPointOf(row, meterId);
+        if (p === null) continue;
+        out.push(p);
+        break;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A member's trades (as buyer or seller) from intervals before `beforeMs`, newest interval first (and
+   * in one interval by index, last first), at most `limit`. When the limit cuts an interval, which of its
+   * trades are left out is not defined: ask again for that interval alone to have all of them.
+   */
+  tradesOfMember(member: number, beforeMs: number, limit: number): { readonly trade: TradeRecord; readonly deliveredWh: number | null }[] {
+    return (this.stmts.tradesOfMember.all({ member, beforeMs, limit }) as Row[]).map((t) => ({ trade: tradeOfRow(t), deliveredWh: t.delivered_wh as number | null }));
   }
 
   /** Every saved state record, in key order (for auditors comparing states). */

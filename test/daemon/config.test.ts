@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
+import mqtt from "mqtt";
 import { ADMIN_TOKEN_CHARS_MIN, loadConfig, parseConfig } from "../../daemon/config.js";
 import { LocalCluster, waitFor } from "../../daemon/local-cluster.js";
 import { ConfigError } from "../../ledger/errors.js";
@@ -49,6 +50,12 @@ describe("box config file", () => {
     assert.deepEqual(c.meters[0]?.address, { kind: "rtu", path: "/dev/ttyUSB0", baud: 9600, parity: "none", dataBits: 8, stopBits: 1 });
     assert.equal(c.meters[0]?.meter.unit, 1);
     assert.equal(c.autoBid?.sellFloorMicroPerKWh, 120_000);
+    assert.deepEqual([c.mqtt?.url, c.mqtt?.embeddedListen], [null, undefined], "no mqtt section: the embedded broker on its default address");
+    assert.equal(parseConfig({ ...example, mqtt: "off" }, "c.json", "/", () => TOKEN).mqtt, null);
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, mqtt: { broker: "http://x", listen: "0.0.0.0:1883" } }, "c.json", "/", () => TOKEN)), [
+      '/mqtt/listen: only for the embedded broker (broker "embedded")',
+      '/mqtt/broker "http://x": the scheme is http; wants mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (e.g. mqtt://192.168.1.5:1883)',
+    ]);
   });
 
   it("relative paths are taken from the file's directory", () => {
@@ -134,6 +141,7 @@ describe("a box started from its config file", () => {
   let exited: Promise<number | null>;
   const lines: string[] = [];
   const httpPort = 18_000 + Math.floor(Math.random() * 2_000);
+  const mqttPort = httpPort + 2_000;
 
   before(async () => {
     const sdm630 = loadMap("eastron-sdm630");
@@ -147,6 +155,7 @@ describe("a box started from its config file", () => {
       raft: { listen: "127.0.0.1:0", peers: {} },
       http: { listen: `127.0.0.1:${httpPort}`, adminTokenFile: "admin.token" },
       meters: [{ id: 0, map: "eastron-sdm630", device: `tcp:127.0.0.1:${server.port}`, unit: 1 }],
+      mqtt: { broker: "embedded", listen: `127.0.0.1:${mqttPort}` },
       timing: { tickMs: 50, electionTicks: 10, blockIntervalMs: 500 },
     };
     writeFileSync(join(dir, "peergrid.json"), JSON.stringify(config, null, 2));
@@ -175,6 +184,23 @@ describe("a box started from its config file", () => {
     assert.ok(meters.submitted.accepted >= 2);
     const status = (await (await fetch(`http://127.0.0.1:${httpPort}/api/v1/status`)).json()) as { role: string; height: number };
     assert.equal(status.role, "leader");
+    const page = await fetch(`http://127.0.0.1:${httpPort}/`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<html/i, "the web app, served by the box");
+  });
+
+  it("runs its embedded MQTT broker: the box's retained status is online, and its meter's state is published", async () => {
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 0 });
+    try {
+      const seen = new Map<string, string>();
+      client.on("message", (topic, payload) => seen.set(topic, payload.toString()));
+      await client.subscribeAsync(["peergrid/0/status", "peergrid/0/meter/0/state"]);
+      await waitFor("status and meter state", () => (seen.has("peergrid/0/status") && seen.has("peergrid/0/meter/0/state") ? true : null), 10_000, 50);
+      assert.equal(seen.get("peergrid/0/status"), "online");
+      assert.equal((JSON.parse(seen.get("peergrid/0/meter/0/state") as string) as { powerW: number }).powerW, 1_250);
+    } finally {
+      await client.endAsync();
+    }
   });
 
   it("stops cleanly on SIGTERM: exit 0, and the ledger reopens whole", async () => {
