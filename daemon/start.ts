@@ -112,7 +112,8 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
         });
   try {
     if (http !== null && o.httpListen !== null) {
-      await registerWebApp(http);
+      // In a plugin scope: its routes load after the API's plugins, so the rate limits cover them too.
+      await http.register(async (scope) => registerWebApp(scope));
       await http.listen({ host: o.httpListen.host, port: o.httpListen.port });
       const a = http.server.address();
       log("info", "http listening", { port: typeof a === "object" && a !== null ? a.port : null });
