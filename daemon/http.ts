@@ -782,6 +782,7 @@ function meterRoutes(api: FastifyInstance, ctx: Ctx): void {
     },
   );
 
+  let latestReadings: { readonly height: number; readonly body: string } | null = null;
   api.get(
     "/api/v1/readings",
     {
@@ -790,10 +791,15 @@ function meterRoutes(api: FastifyInstance, ctx: Ctx): void {
         response: { 200: Type.Object({ height: Count, readings: Type.Array(LatestReadingSchema) }), ...errors() },
       },
     },
-    async () => ({
-      height: node.ledger.state.height,
-      readings: node.ledger.store.latestReadings().map(({ author, ...r }) => ({ member: author, ...r, voltagesDeciV: [...r.voltagesDeciV] })),
-    }),
+    async (_req, reply) => {
+      // The answer changes only with a block: built and serialised once per height (phones poll it; see bench:api).
+      const height = node.ledger.state.height;
+      if (latestReadings?.height !== height) {
+        const readings = node.ledger.store.latestReadings().map(({ author, ...r }) => ({ member: author, ...r, voltagesDeciV: [...r.voltagesDeciV] }));
+        latestReadings = { height, body: JSON.stringify({ height, readings }) };
+      }
+      return reply.type("application/json; charset=utf-8").send(latestReadings.body);
+    },
   );
 
   api.get<{ Params: { member: number; meterId: number }; Querystring: { from?: number; to?: number; stepMs?: number } }>(

@@ -69,7 +69,7 @@ export interface StreamLimits {
 }
 
 /** 256 KiB is over a thousand reading events: minutes of a 60-meter box for a client that keeps up at all. */
-export const DEFAULT_STREAM_LIMITS: StreamLimits = { clientBufferBytesMax: 256 * 1024, clientsMax: 64, heartbeatMs: 15_000 };
+export const DEFAULT_STREAM_LIMITS: StreamLimits = { clientBufferBytesMax: 256 * 1024, clientsMax: 1_024, heartbeatMs: 15_000 };
 
 /** The island state a global record shows (-1: connected). */
 function islandedSinceOf(result: Pick<ApplyResult, "state">): number {
