@@ -570,21 +570,7 @@ export class LedgerStore {
 
   private intervalFromRow(row: Row): StoredInterval {
     const startMs = row.start_ms as number;
-    const trades = (this.stmts.tradesOf.all(startMs) as Row[]).map((t) => ({
-      trade: {
-        kind: "trade" as const,
-        intervalStartMs: startMs,
-        index: t.idx as number,
-        buyOrder: new Uint8Array(t.buy_order as Buffer),
-        sellOrder: new Uint8Array(t.sell_order as Buffer),
-        buyer: t.buyer as number,
-        seller: t.seller as number,
-        energyWh: t.energy_wh as number,
-        buyerPriceMicroPerKWh: t.buyer_price_micro_per_kwh as number,
-        sellerPriceMicroPerKWh: t.seller_price_micro_per_kwh as number,
-      },
-      deliveredWh: t.delivered_wh as number | null,
-    }));
+    const trades = (this.stmts.tradesOf.all(startMs) as Row[]).map((t) => ({ trade: tradeOfRow(t), deliveredWh: t.delivered_wh as number | null }));
     return {
       startMs,
       height: row.height as number,
