@@ -37,12 +37,11 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildHttp, streamHubOf } from "../daemon/http.js";
-import { percentile } from "../daemon/latency.js";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import { BoxNode } from "../daemon/node.js";
 import { SyntheticLoad } from "../daemon/synthetic-load.js";
 import { readKeyFile } from "../ledger/keys.js";
-import { type Row, clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, positiveInt, printTable, range, readOptions, rssMB, sleep } from "./bench-common.js";
+import { clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -113,10 +112,6 @@ const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL("../../bin/peergrid.js", import.meta.url));
 const AUTOCANNON = fileURLToPath(new URL("../../node_modules/autocannon/autocannon.js", import.meta.url));
 
-/** Nearest-rank percentile (q in (0, 1]) of numbers in any order. */
-function pct(xs: readonly number[], q: number): number | null {
-  return xs.length === 0 ? null : percentile([...xs].sort((a, b) => a - b), q);
-}
 const median = (xs: readonly number[]) => pct(xs, 0.5) ?? Number.NaN;
 const r1 = (x: number | null) => (x === null ? "-" : (Math.round(x * 10) / 10).toString());
 

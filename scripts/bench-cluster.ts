@@ -50,11 +50,10 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { percentile } from "../daemon/latency.js";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
 import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
-import { type ChainWindow, type Row, chainWindow, clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, positiveInt, printTable, range, readOptions, rssMB, sleep } from "./bench-common.js";
+import { chainWindow, type ChainWindow, clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -132,10 +131,6 @@ function parseOptions(argv: string[]): Options | null {
 
 
 
-/** Nearest-rank percentile (q in (0, 1]) of numbers in any order. */
-function pct(xs: readonly number[], q: number): number | null {
-  return xs.length === 0 ? null : percentile([...xs].sort((a, b) => a - b), q);
-}
 
 
 /** Clusters get ports of their own (below the ephemeral range), so no step waits for the last one's sockets. */

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import { ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
+import { percentile } from "../daemon/latency.js";
 
 /** Parse the options with `parse` (null: --help was asked); a bad option prints the usage and sets exit code 2. */
 export function readOptions<T>(parse: (argv: string[]) => T | null, usage: string): T | null {
@@ -150,4 +151,9 @@ export function chainWindow(dataDir: string, t0: number, t1: number): ChainWindo
   } finally {
     store.close();
   }
+}
+
+/** Nearest-rank percentile (q in (0, 1]) of numbers in any order; null for none. */
+export function pct(xs: readonly number[], q: number): number | null {
+  return xs.length === 0 ? null : percentile([...xs].sort((a, b) => a - b), q);
 }
