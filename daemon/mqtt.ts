@@ -93,23 +93,15 @@ import { toHex } from "../ledger/hash.js";
 import { GLOBAL_KEY, MARKET_KEY, type StateRecord } from "../ledger/records.js";
 import { METER_ID_MAX } from "../ledger/tx.js";
 import type { ClearingOutcome } from "../market/interval.js";
+import type { CheckedReading } from "../device/reading-check.js";
 import type { BoxMeters } from "./meters.js";
 import { BRIDGE_USERNAME, EmbeddedBroker } from "./mqtt-broker.js";
 import type { BoxNode, NodeLog } from "./node.js";
 
 // ---------------------------------------------------------------- the source: what the bridge publishes
 
-/** A checked reading (device/reading-check.ts CheckedReading is one). */
-export interface MqttReading {
-  readonly timeMs: number;
-  readonly importWh: number;
-  readonly exportWh: number;
-  readonly powerW: number;
-  readonly voltagesDeciV: readonly number[];
-  readonly frequencyMilliHz: number;
-  readonly quality: number;
-  readonly problems: readonly string[];
-}
+/** What the bridge publishes of a reading: the meter's checked reading, as the poller hands it over. */
+export type MqttReading = CheckedReading;
 
 export interface MqttBlock {
   readonly height: number;
