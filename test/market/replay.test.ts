@@ -22,21 +22,27 @@ const MEMBERS: TestMember[] = [
 ];
 const LATE = NodeSigner.generate(); // enrolled mid-chain as member 4, a renewable seller
 
+/** A chain on disk in `dir` for `members`: the harness that signs, the ledger, and `go`, which appends a block at a time. */
+function chainOnDisk(dir: string, members: TestMember[], genesis: Record<string, unknown> = {}) {
+  const h = new Harness(members, { market: { intervalMs: I }, ...genesis });
+  const ledger = Ledger.create(dir, h.genesis, verifier);
+  const go = (timeMs: number, txs: SignedTx[]) => {
+    ledger.append(h.block(txs, { timeMs }));
+    h.state = ledger.state;
+  };
+  return { h, ledger, go };
+}
+
 let dir: string;
 let cleared: number[] = [];
 
 /** A chain of a few one-minute intervals with everything that shapes a book: random orders, a cancel, an expiry, an enrolment, a removal. */
 before(() => {
   dir = mkdtempSync(join(tmpdir(), "pg-replay-"));
-  const h = new Harness([...MEMBERS], { market: { intervalMs: I } });
-  const ledger = Ledger.create(dir, h.genesis, verifier);
+  const { h, ledger, go } = chainOnDisk(dir, [...MEMBERS]);
   const rng = new Rng(11);
   const counters = [0, 0, 0].map(() => ({ importWh: 1_000, exportWh: 2_000 }));
   let authors = [0, 1, 2, 3];
-  const go = (timeMs: number, txs: SignedTx[]) => {
-    ledger.append(h.block(txs, { timeMs }));
-    h.state = ledger.state;
-  };
   const enrolLate = (timeMs: number) => {
     const t = h.tx(0, { type: "member", action: "enrol", publicKey: LATE.publicKey, roles: Role.user | Role.renewable, name: "late solar" });
     go(timeMs, [t]);
@@ -161,12 +167,7 @@ describe("market replay", () => {
         { name: "a2", signer: NodeSigner.generate(), roles: ["box", "admin"] },
         { name: "u3", signer: NodeSigner.generate(), roles: ["user"] },
       ];
-      const h = new Harness(admins, { market: { intervalMs: I } });
-      const ledger = Ledger.create(d, h.genesis, verifier);
-      const go = (timeMs: number, txs: SignedTx[]) => {
-        ledger.append(h.block(txs, { timeMs }));
-        h.state = ledger.state;
-      };
+      const { h, ledger, go } = chainOnDisk(d, admins);
       const solar = NodeSigner.generate();
       const other = NodeSigner.generate();
       let t = intervalStartOf(h.state.timeMs, I) + I + 1_000;
@@ -200,12 +201,7 @@ describe("market replay", () => {
         { name: "u2", signer: NodeSigner.generate(), roles: ["user"] },
         { name: "u3", signer: NodeSigner.generate(), roles: ["user"] },
       ];
-      const h = new Harness(people, { market: { intervalMs: I }, governance: { votingBlocksMin: 1 } });
-      const ledger = Ledger.create(d, h.genesis, verifier);
-      const go = (timeMs: number, txs: SignedTx[]) => {
-        ledger.append(h.block(txs, { timeMs }));
-        h.state = ledger.state;
-      };
+      const { h, ledger, go } = chainOnDisk(d, people, { governance: { votingBlocksMin: 1 } });
       const solar = NodeSigner.generate();
       let t = intervalStartOf(h.state.timeMs, I) + I + 1_000;
       const next = intervalStartOf(t, I) + I;
