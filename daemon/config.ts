@@ -155,9 +155,8 @@ export function parseConfig(json: unknown, source: string, baseDir: string, read
   const address = (text: string, at: string): PeerAddress | null => {
     try {
       return parseAddress(text, at);
-    } catch (err) {
+    } catch {
       problems.push(`${at}: ${text} is not HOST:PORT (e.g. 192.168.1.20:7400)`);
-      void err;
       return null;
     }
   };
