@@ -25,6 +25,7 @@ import type { NodeSigner } from "../../ledger/keys.js";
 import { type OrderRecord, voteKey } from "../../ledger/records.js";
 import { Quality, Role, type TxBody } from "../../ledger/tx.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
+import { ORDER_LEAD_MS, nextOrderIntervalStartMs } from "../../web/src/txs.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 1 } as const;
@@ -164,6 +165,11 @@ describe("web app in Chromium", () => {
   });
 
   it("places a sell order signed in the browser, lists it, and cancels it", { timeout: 90_000 }, async () => {
+    // The book shows the next interval an order can be for; it moves on ORDER_LEAD_MS before each boundary. Place
+    // the order with at least 30 s before it moves, so the order is still in the interval the page shows.
+    const nowMs = Date.now();
+    const movesAt = nextOrderIntervalStartMs(nowMs, 60_000) - ORDER_LEAD_MS;
+    if (movesAt - nowMs < 30_000) await new Promise((r) => setTimeout(r, movesAt - nowMs + 1_500));
     await page.locator("#market").scrollIntoViewIfNeeded();
     await page.check("input[name=side][value=sell]");
     await page.fill("#energy", "700");
