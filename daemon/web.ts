@@ -8,7 +8,10 @@
 // Every response carries a Content-Security-Policy that allows the box's own
 // origin only: the page cannot load a font, script or style from the
 // internet even by mistake (the app must work with no internet), nor send
-// data anywhere but its box. Caching: "no-cache" with an ETag, so a phone
+// data anywhere but its box; and Trusted Types, so that no string can
+// become markup or script even if a later change reaches for innerHTML (the
+// page builds its elements with textContent; its one policy, "peergrid",
+// passes the service worker's URL and nothing else). Caching: "no-cache" with an ETag, so a phone
 // revalidates (a 304, a few bytes on the LAN) and an updated box shows at
 // once; the service worker (web/sw.js) keeps the shell for when it cannot.
 import { createHash } from "node:crypto";
@@ -30,7 +33,14 @@ const CSP = [
   "base-uri 'none'",
   "form-action 'none'",
   "frame-ancestors 'none'",
+  "require-trusted-types-for 'script'",
+  "trusted-types peergrid",
 ].join("; ");
+
+/** If-None-Match holds `etag` (it may list several, or mark them weak). */
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  return ifNoneMatch !== undefined && ifNoneMatch.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
+}
 
 /** The files served: URL path, file under web/, content type. */
 const FILES = [
@@ -70,7 +80,7 @@ export async function registerWebApp(app: FastifyInstance, options: WebAppOption
       }
       reply.header("cache-control", "no-cache").header("etag", etag);
       if (f.file === "sw.js") reply.header("service-worker-allowed", "/");
-      if (req.headers["if-none-match"] === etag) return reply.status(304).send();
+      if (matches(req.headers["if-none-match"], etag)) return reply.status(304).send();
       return reply.type(f.type).send(body);
     });
   }

@@ -18,15 +18,17 @@ self.addEventListener("activate", (event) => {
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin || !SHELL.includes(url.pathname)) return;
+  // Kept and found by path alone: "/?from=home" is the same page, and must not miss the cache offline
+  // (nor add an entry per query string).
   event.respondWith(
     fetch(event.request)
       .then((res) => {
         if (res.ok) {
           const copy = res.clone();
-          void caches.open(CACHE).then((c) => c.put(event.request, copy));
+          event.waitUntil(caches.open(CACHE).then((c) => c.put(url.pathname, copy)));
         }
         return res;
       })
-      .catch(() => caches.match(event.request).then((hit) => hit ?? Response.error())),
+      .catch(() => caches.match(url.pathname, { cacheName: CACHE }).then((hit) => hit ?? Response.error())),
   );
 });

@@ -4,7 +4,7 @@
 // pymodbus) polls its meter, serves its API and stops cleanly on SIGTERM.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -12,10 +12,12 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { ADMIN_TOKEN_CHARS_MIN, loadConfig, parseConfig } from "../../daemon/config.js";
+import { AUTHOR_MAX } from "../../ledger/tx.js";
 import { LocalCluster, waitFor } from "../../daemon/local-cluster.js";
 import { ConfigError } from "../../ledger/errors.js";
 import { Ledger } from "../../ledger/ledger.js";
-import { NodeVerifier } from "../../ledger/keys.js";
+import { toHex } from "../../ledger/hash.js";
+import { NodeSigner, NodeVerifier, writeKeyFile } from "../../ledger/keys.js";
 import { runCli } from "../helpers/cli.js";
 import { imageOf, loadMap } from "../helpers/meters.js";
 import { type PymodbusServer, startPymodbus } from "../helpers/pymodbus.js";
@@ -81,7 +83,7 @@ describe("box config file", () => {
     delete shaped.colour;
     const rest = problemsOf(() => parseConfig(shaped, "peergrid.json", "/etc/peergrid", () => "short"));
     assert.deepEqual(rest, [
-      "/raft/listen: everywhere is not HOST:PORT (e.g. 192.168.1.20:7400)",
+      "/raft/listen: everywhere is not HOST:PORT (e.g. 0.0.0.0:7400)",
       "/raft/peers/1: 192.168.1.21 is not HOST:PORT (e.g. 192.168.1.20:7400)",
       '/raft/peers/two: "two" is not a member index; peers are {"<member index>": "HOST:PORT"}, the index being the box\'s place in the genesis members',
       `/http/adminTokenFile: the token is 5 characters; it must be at least ${ADMIN_TOKEN_CHARS_MIN} (make one with: openssl rand -hex 32 > /etc/peergrid/admin.token)`,
@@ -112,6 +114,84 @@ describe("box config file", () => {
     ]);
     const inside = problemsOf(() => parseConfig({ ...example, controller: { ...controller, pccMeterId: 0, dispatch: { ...controller.dispatch, minOffMs: 0 } } }, "c.json", "/", () => TOKEN));
     assert.ok(inside.some((p) => p.startsWith("/controller/dispatch/minOffMs: 0 must be above demandFreshMs")), inside.join("\n"));
+  });
+
+  it("a schema mistake says what the key wants; an unknown key lists the keys there; a wrong mqtt object names its own key", () => {
+    const noDataDir = { ...example } as Record<string, unknown>;
+    delete noDataDir.dataDir;
+    // One line for the missing key (not a second "Expected string" for the same key), with what it is.
+    assert.deepEqual(problemsOf(() => parseConfig(noDataDir, "c.json", "/", () => TOKEN)), ["/dataDir: Expected required property: the box's data directory, made by `peergrid init`"]);
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, timing: { tickMs: 5 } }, "c.json", "/", () => TOKEN)), ["/timing/tickMs: Expected integer to be greater or equal to 10: the Raft tick, whole ms 10..10000 (default 100)"]);
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, timing: { tickms: 50 } }, "c.json", "/", () => TOKEN)), ["/timing/tickms: Unexpected property; the keys here are tickMs, electionTicks, heartbeatTicks, blockIntervalMs"]);
+    // Not "Expected union value": the object's own mistake.
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, mqtt: { broker: "embedded", user: "me" } }, "c.json", "/", () => TOKEN)), [
+      "/mqtt/user: Unexpected property; the keys here are broker, listen, topicPrefix, discoveryPrefix, username, passwordFile, outboxMax, currency",
+    ]);
+    const notOff = problemsOf(() => parseConfig({ ...example, mqtt: "on" }, "c.json", "/", () => TOKEN));
+    assert.equal(notOff.length, 1);
+    assert.match(notOff[0] ?? "", /^\/mqtt: .*"off" for none/);
+  });
+
+  it("values that pass the schema but would stop the box later are refused: timing, ports, peers", () => {
+    // heartbeatTicks alone, above the default electionTicks: Raft would refuse to start (an assertion, restarted forever).
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, timing: { heartbeatTicks: 20 } }, "c.json", "/", () => TOKEN)), [
+      "/timing/heartbeatTicks: 20 must be fewer than electionTicks (10, the default): lower it, or raise electionTicks",
+    ]);
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, timing: { electionTicks: 3, heartbeatTicks: 3 } }, "c.json", "/", () => TOKEN)), ["/timing/electionTicks: 3 must be more than heartbeatTicks (3)"]);
+    const ports = problemsOf(() =>
+      parseConfig(
+        {
+          ...example,
+          raft: { listen: "0.0.0.0:0", peers: { "1": "192.168.1.21:0", "01": "192.168.1.23:7400", [String(AUTHOR_MAX + 1)]: "192.168.1.24:7400", "2": "192.168.1.22:7400", "3": "192.168.1.22:7400" } },
+          http: { listen: "0.0.0.0:1883" },
+        },
+        "c.json",
+        "/",
+        () => TOKEN,
+      ),
+    );
+    // (In key order as JavaScript keeps it: integer keys first, ascending.)
+    assert.deepEqual(ports, [
+      "/raft/listen: port 0 lets the system pick a port, which the other boxes could not know; give a fixed one (e.g. 0.0.0.0:7400)",
+      "/raft/peers/1: port 0 lets the system pick a port, which that box could not know; give a fixed one (e.g. 192.168.1.20:7400)",
+      "/raft/peers/3: 192.168.1.22:7400 is also peer 2's address; each box has its own",
+      `/raft/peers/${AUTHOR_MAX + 1}: "${AUTHOR_MAX + 1}" is not a member index; peers are {"<member index>": "HOST:PORT"}, the index being the box's place in the genesis members`,
+      '/raft/peers/01: "01" is not a member index; peers are {"<member index>": "HOST:PORT"}, the index being the box\'s place in the genesis members',
+      "/http/listen: port 1883 clashes with /mqtt (the embedded broker, on 0.0.0.0:1883 by default): each listener of the box needs its own port",
+    ]);
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, http: { listen: "127.0.0.1:7400" }, mqtt: "off" }, "c.json", "/", () => TOKEN)), ["/http/listen: port 7400 clashes with /raft/listen: each listener of the box needs its own port"]);
+    assert.deepEqual(problemsOf(() => parseConfig({ ...example, http: { listen: "0.0.0.0:0" }, mqtt: { broker: "embedded", listen: "0.0.0.0:0" } }, "c.json", "/", () => TOKEN)), [
+      "/http/listen: port 0 lets the system pick a port, which the neighbours' phones could not know; give a fixed one (e.g. 0.0.0.0:8400)",
+      "/mqtt/listen: port 0 lets the system pick a port, which MQTT clients could not know; give a fixed one (e.g. 0.0.0.0:1883)",
+    ]);
+    // Different hosts may share a port; a box alone may let the system pick its Raft port.
+    assert.doesNotThrow(() => parseConfig({ ...example, raft: { listen: "127.0.0.1:0", peers: {} }, http: { listen: "127.0.0.1:1883" }, mqtt: { broker: "embedded", listen: "127.0.0.2:1883" } }, "c.json", "/", () => TOKEN));
+  });
+
+  it("the files the config names are checked before the box starts: the key, the data directory, and peers that include the box itself", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pg-config-files-"));
+    try {
+      const config = { dataDir: "data", key: "box.key", raft: { listen: "0.0.0.0:7400", peers: { "0": "192.168.1.20:7400", "1": "192.168.1.21:7400" } }, http: { listen: "off" }, mqtt: "off" };
+      // With a mistake in the document too: every one at once.
+      writeFileSync(join(dir, "peergrid.json"), JSON.stringify({ ...config, timing: { heartbeatTicks: 20 } }));
+      assert.deepEqual(problemsOf(() => loadConfig(join(dir, "peergrid.json"))), [
+        "/timing/heartbeatTicks: 20 must be fewer than electionTicks (10, the default): lower it, or raise electionTicks",
+        `/key: ${join(dir, "box.key")}: cannot read (ENOENT)`,
+        `/dataDir: ${join(dir, "data")} holds no ledger (ledger.sqlite): make it with peergrid init --genesis genesis.json --data-dir ${join(dir, "data")}`,
+      ]);
+      const signer = NodeSigner.generate();
+      writeKeyFile(join(dir, "box.key"), signer);
+      mkdirSync(join(dir, "data"));
+      writeFileSync(join(dir, "data", "ledger.sqlite"), "");
+      // The genesis that init leaves beside the ledger: this key is member 1, which raft.peers lists.
+      writeFileSync(join(dir, "data", "genesis.json"), JSON.stringify({ members: [{ publicKey: "ab".repeat(32) }, { publicKey: toHex(signer.publicKey) }] }));
+      writeFileSync(join(dir, "peergrid.json"), JSON.stringify(config));
+      assert.deepEqual(problemsOf(() => loadConfig(join(dir, "peergrid.json"))), ["/raft/peers/1: member 1 is this box itself (its key is member 1 of the genesis); list only the other boxes"]);
+      writeFileSync(join(dir, "peergrid.json"), JSON.stringify({ ...config, raft: { ...config.raft, peers: { "0": "192.168.1.20:7400" } } }));
+      assert.equal(loadConfig(join(dir, "peergrid.json")).keyFile, join(dir, "box.key"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a file that is not JSON, a missing file, and --config with other options are usage errors (exit 2)", async () => {

@@ -25,13 +25,72 @@ import type { NodeSigner } from "../../ledger/keys.js";
 import { type OrderRecord, voteKey } from "../../ledger/records.js";
 import { Quality, Role, type TxBody } from "../../ledger/tx.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
-import { ORDER_LEAD_MS, nextOrderIntervalStartMs } from "../../web/src/txs.js";
+import { ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX } from "../../ledger/tx.js";
+import { decimalOfMicro, money, price } from "../../web/src/format.js";
+import { ORDER_LEAD_MS, nextOrderIntervalStartMs, orderBody, parseEnergyWh, parsePriceMicroPerKWh, resultText } from "../../web/src/txs.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 1 } as const;
 const DESKTOP = { viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 } as const;
 const STEP_MS = 20_000;
 const ADMIN_TOKEN = "web-test-admin-token";
+
+/** WCAG 2 contrast ratio of two CSS rgb() colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (css: string) => {
+    const [r, g, bl] = (css.match(/[0-9.]+/g) ?? []).slice(0, 3).map((v) => {
+      const c = Number(v) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    }) as [number, number, number];
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x) as [number, number];
+  return (hi + 0.05) / (lo + 0.05);
+}
+
+describe("what the page signs: the order form's numbers, exactly", () => {
+  it("a price typed in currency units becomes integer micro-units per kWh by its digits, never rounded or wrapped", () => {
+    const cases: [string, number][] = [["0.15", 150_000], ["0.29", 290_000], ["1.005", 1_005_000], ["0.000001", 1], [".5", 500_000], ["2", 2_000_000], ["007.25", 7_250_000], [" 0.150 ", 150_000], ["1099511.627775", PRICE_MICRO_PER_KWH_MAX]];
+    for (const [text, micro] of cases) assert.equal(parsePriceMicroPerKWh(text), micro, text);
+    // Every price of up to 6 decimals from 0 to 3 per kWh, against integer arithmetic on the digits.
+    for (let micro = 0; micro <= 3_000_000; micro += 997) {
+      const text = `${Math.floor(micro / 1_000_000)}.${String(micro % 1_000_000).padStart(6, "0")}`;
+      assert.equal(parsePriceMicroPerKWh(text), micro, text);
+    }
+    for (const [text, why] of [["0.1234567", /at most 6 decimal places/], ["1e3", /plain number/], ["-1", /plain number/], ["", /plain number/], [".", /plain number/], ["0x10", /plain number/], ["1099511.627776", /at most 1099511.627775/], ["99999999999999999999", /at most/]] as const) {
+      assert.throws(() => parsePriceMicroPerKWh(text), why, text);
+    }
+  });
+
+  it("energy is whole Wh within what an order carries, and orderBody takes integers only", () => {
+    assert.equal(parseEnergyWh(" 700 "), 700);
+    for (const text of ["0", "1.5", "1e3", "-5", "", String(ORDER_ENERGY_WH_MAX + 1)]) assert.throws(() => parseEnergyWh(text), /energy/, text);
+    const body = orderBody({ side: "sell", energyWh: 700, priceMicroPerKWh: 150_000 }, 120_000, 60_000);
+    assert.deepEqual(body, { type: "order", side: "sell", energyWh: 700, priceMicroPerKWh: 150_000, intervalStartMs: 120_000, expiresAtMs: 180_000, flags: 0, counterparty: null });
+    assert.throws(() => orderBody({ side: "buy", energyWh: 700, priceMicroPerKWh: 0.5 }, 120_000, 60_000), /price/);
+    assert.throws(() => orderBody({ side: "buy", energyWh: 700, priceMicroPerKWh: PRICE_MICRO_PER_KWH_MAX + 1 }, 120_000, 60_000), /price/);
+  });
+
+  it("money and prices are shown from their integers, rounded half away from zero, with no float on the way", () => {
+    assert.equal(money(1_005_000), "1.01");
+    assert.equal(money(-1_005_000), "-1.01");
+    assert.equal(money(-2_500), "0.00", "not -0.00");
+    assert.equal(money(0), "0.00");
+    assert.equal(money(123_456_789_012), "123456.79");
+    assert.equal(price(150_500), "0.151 /kWh");
+    assert.equal(price(150_000), "0.150 /kWh");
+    assert.equal(price(PRICE_MICRO_PER_KWH_MAX), "1099511.628 /kWh");
+    assert.equal(decimalOfMicro(7, 6), "0.000007");
+    assert.equal(decimalOfMicro(1_500_000, 0), "2");
+    assert.equal(decimalOfMicro(0.5, 2), "?");
+  });
+
+  it("a ledger refusal is said in words, with its code", () => {
+    assert.equal(resultText("orderPrice"), "the price is outside the market's limits (orderPrice)");
+    assert.equal(resultText("somethingNew"), "somethingNew");
+    assert.equal(resultText("constructor"), "constructor", "no inherited property taken for words");
+  });
+});
 
 describe("web app in Chromium", () => {
   assert.ok(existsSync(CHROMIUM), `no ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
@@ -100,6 +159,12 @@ describe("web app in Chromium", () => {
     assert.match(js.headers.get("content-type") ?? "", /^text\/javascript/);
     const etag = js.headers.get("etag") as string;
     assert.equal((await fetch(`${base}/app.js`, { headers: { "if-none-match": etag } })).status, 304);
+    assert.equal((await fetch(`${base}/app.js`, { headers: { "if-none-match": `W/"old", W/${etag}` } })).status, 304, "a list of tags, weak ones too");
+    assert.equal((await fetch(`${base}/app.js`, { headers: { "if-none-match": `"old"` } })).status, 200);
+    assert.match(html.headers.get("content-security-policy") ?? "", /require-trusted-types-for 'script'; trusted-types peergrid/);
+    assert.equal((await fetch(`${base}/sw.js`)).headers.get("cache-control"), "no-cache", "a new service worker is seen at once");
+    assert.equal((await fetch(`${base}/../package.json`)).status, 404, "only the app's own files");
+    assert.equal((await fetch(`${base}/web/index.html`)).status, 404);
     assert.match(await (await fetch(`${base}/app.css`)).text(), /prefers-color-scheme: dark/);
     assert.equal((await fetch(`${base}/api/v1/status`)).status, 200, "the API is still there");
   });
@@ -136,6 +201,28 @@ describe("web app in Chromium", () => {
     const foreign = requests.filter((u) => !u.startsWith(`${base}/`));
     assert.deepEqual(foreign, [], "every request goes to the box");
     assert.deepEqual(problems, []);
+  });
+
+  it("opens from the service worker's cache when the box cannot be reached, a query string and all; says so legibly in the dark", { timeout: 60_000 }, async () => {
+    const ctx = await browser.newContext({ ...PHONE, colorScheme: "dark" });
+    try {
+      const p = await ctx.newPage();
+      await p.goto(base);
+      await p.waitForSelector("#app[data-sw=registered]");
+      // Trusted Types: a string can never become markup on this page, whoever tries (here, not on the watched page).
+      assert.equal(await p.evaluate<string>(`(() => { try { document.createElement("div").innerHTML = "<b>x</b>"; return "assigned"; } catch (e) { return e.name; } })()`), "TypeError");
+      await p.evaluate("navigator.serviceWorker.ready");
+      await p.reload(); // now under the worker's control
+      await p.waitForSelector("#app[data-ready=true]");
+      await ctx.setOffline(true);
+      await p.goto(`${base}/?from=home-screen`);
+      await p.waitForSelector("#app[data-ready=true]");
+      assert.equal((await p.textContent("#conn"))?.trim(), "box not answering");
+      const [fg, bg] = await p.evaluate<[string, string]>(`[getComputedStyle(document.getElementById("conn")).color, getComputedStyle(document.body).backgroundColor]`);
+      assert.ok(contrast(fg, bg) >= 4.5, `"box not answering" is ${fg} on ${bg}: contrast ${contrast(fg, bg).toFixed(2)}, under WCAG AA's 4.5`);
+    } finally {
+      await ctx.close();
+    }
   });
 
   it("once an admin enrols the key, the page shows the member number", { timeout: 60_000 }, async () => {
@@ -195,6 +282,44 @@ describe("web app in Chromium", () => {
     await c.waitFor("the order gone from the ledger", () => myOrders().length === 0, STEP_MS);
     await row.waitFor({ state: "detached", timeout: STEP_MS });
     assert.deepEqual(problems, []);
+  });
+
+  it("refuses a price it cannot sign exactly before sending, and says why the ledger refused an order, in words", { timeout: 60_000 }, async () => {
+    await page.locator("#market").scrollIntoViewIfNeeded();
+    const posted = () => requests.filter((u) => u === `${base}/api/v1/tx`).length;
+    const before = posted();
+    await page.fill("#energy", "700");
+    await page.fill("#price-input", "2000000"); // over what an order can carry: once rounded and sent, refused by the box as undecodable
+    await page.click("#place-order");
+    await page.locator("#messages .msg.error", { hasText: "Not sent: the price per kWh is at most 1099511.627775." }).waitFor({ timeout: STEP_MS });
+    assert.equal(posted(), before, "nothing signed, nothing sent");
+    await page.fill("#price-input", "3"); // within what an order carries, above the genesis' 2.00 per kWh
+    await page.click("#place-order");
+    const refused = page.locator("#messages .msg.error[role=alert]", { hasText: "refused by the ledger: the price is outside the market's limits (orderPrice)" });
+    await refused.waitFor({ timeout: STEP_MS });
+    assert.deepEqual(myOrders(), []);
+    assert.deepEqual(problems, []);
+  });
+
+  it("an unexpected failure while signing is shown to the neighbour, not lost in the console", { timeout: 60_000 }, async () => {
+    // A box whose answer the page cannot sign for (a damaged chain hash): the page says so.
+    const ctx = await browser.newContext({ ...PHONE, serviceWorkers: "block" });
+    const errors: string[] = [];
+    try {
+      await ctx.route("**/api/v1/members/by-key/*", (route) =>
+        route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify({ chainHash: "not-hex", height: 1, member: { index: 7, name: "x", roles: ["user"], active: true, lastSeq: 0, openOrders: 0 } }) }),
+      );
+      await ctx.route("**/api/v1/tx", (route) => route.abort());
+      const p = await ctx.newPage();
+      p.on("pageerror", (e) => errors.push(e.message));
+      await p.goto(base);
+      await p.waitForSelector("#app[data-enrolment=enrolled]");
+      await p.click("#place-order");
+      await p.locator("#messages .msg.error", { hasText: /Something went wrong, nothing was sent: not a 32-byte hex id: not-hex/ }).waitFor({ timeout: STEP_MS });
+      assert.deepEqual(errors, []);
+    } finally {
+      await ctx.close();
+    }
   });
 
   it("shows the outage banner when the ledger says the neighbourhood is islanded", { timeout: 60_000 }, async () => {

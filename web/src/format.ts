@@ -2,13 +2,31 @@
 // everywhere near consensus): the ledger's micro-currency and Wh stay integers
 // until they are printed.
 
+const MICRO_DIGITS = 6;
+
+/**
+ * Integer micro-units as a decimal with `places` places (0..6), rounded half away from zero on the
+ * integers themselves: a float would show 1_005_000 micro as "1.00" (1.005 is 1.00499… in binary) and
+ * -2_500 as "-0.00".
+ */
+export function decimalOfMicro(micro: number, places: number): string {
+  if (!Number.isSafeInteger(micro) || !Number.isInteger(places) || places < 0 || places > MICRO_DIGITS) return "?";
+  const step = 10 ** (MICRO_DIGITS - places);
+  const abs = Math.abs(micro);
+  const rest = abs % step;
+  const q = (abs - rest) / step + (rest * 2 >= step ? 1 : 0); // in units of 10^-places
+  const scale = 10 ** places;
+  const fraction = places === 0 ? "" : `.${String(q % scale).padStart(places, "0")}`;
+  return `${micro < 0 && q > 0 ? "-" : ""}${Math.floor(q / scale)}${fraction}`;
+}
+
 export function price(microPerKWh: number | null | undefined): string {
   if (microPerKWh === null || microPerKWh === undefined) return "–";
-  return `${(microPerKWh / 1_000_000).toFixed(3)} /kWh`;
+  return `${decimalOfMicro(microPerKWh, 3)} /kWh`;
 }
 
 export function money(micro: number): string {
-  return (micro / 1_000_000).toFixed(2);
+  return decimalOfMicro(micro, 2);
 }
 
 export function energy(wh: number): string {

@@ -24,7 +24,7 @@ import { powerChart } from "./chart.js";
 import { byId, fill, h, notAvailable } from "./dom.js";
 import { clock, energy, money, power, price, shortId } from "./format.js";
 import { loadOrCreateSigner } from "./key.js";
-import { cancelBody, nextOrderIntervalStartMs, orderBody, sign, voteBody } from "./txs.js";
+import { cancelBody, nextOrderIntervalStartMs, orderBody, parseEnergyWh, parsePriceMicroPerKWh, resultText, sign, voteBody } from "./txs.js";
 
 const REFRESH_MS = 3_000;
 /** After a 429 (the box's per-client rate limit) the page polls this much more slowly, for a minute. */
@@ -57,7 +57,8 @@ const boxNowMs = () => Date.now() + view.clockOffsetMs;
 // ---- messages ----
 
 function say(text: string, kind: "info" | "ok" | "error" = "info"): void {
-  fill(byId("messages"), h("p", { class: `msg ${kind}` }, text));
+  // An error interrupts (role alert); progress waits for a pause (the region's aria-live polite).
+  fill(byId("messages"), h("p", { class: `msg ${kind}`, role: kind === "error" ? "alert" : undefined }, text));
 }
 
 // ---- signing and submitting ----
@@ -99,7 +100,7 @@ async function send(body: TxBody, what: string): Promise<string | null> {
     const fate = await waitFate(id);
     if (fate === null) say(`${what} sent, not in a block yet: it may still be. Check again in a moment.`, "error");
     else if (fate.status === "rejected") say(`${what} refused: ${fate.message ?? fate.code ?? "rejected"}`, "error");
-    else if (fate.result !== "ok") say(`${what} refused by the ledger: ${fate.result ?? "?"}`, "error");
+    else if (fate.result !== "ok") say(`${what} refused by the ledger: ${resultText(fate.result ?? "?")}`, "error");
     else say(`${what} done (in block).`, "ok");
     return fate?.status === "committed" && fate.result === "ok" ? id : null;
   }
@@ -112,6 +113,9 @@ async function withBusy(f: () => Promise<void>): Promise<void> {
   document.body.classList.add("busy");
   try {
     await f();
+  } catch (err) {
+    // Nothing a click starts may fail silently: the neighbour would wait for an order that was never sent.
+    say(`Something went wrong, nothing was sent: ${err instanceof Error ? err.message : String(err)}`, "error");
   } finally {
     view.busy = false;
     document.body.classList.remove("busy");
@@ -122,16 +126,16 @@ async function withBusy(f: () => Promise<void>): Promise<void> {
 async function placeOrder(form: HTMLFormElement): Promise<void> {
   const data = new FormData(form);
   const side = data.get("side") === "buy" ? "buy" : "sell";
-  const energyWh = Number(data.get("energyWh"));
-  const pricePerKWh = Number(data.get("price"));
   const market = view.market;
   if (market === null) return say("The market's rules have not loaded yet.", "error");
   let body: TxBody;
   const start = nextOrderIntervalStartMs(boxNowMs(), market.intervalMs);
   try {
-    body = orderBody({ side, energyWh, pricePerKWh }, start, market.intervalMs);
+    const energyWh = parseEnergyWh(String(data.get("energyWh") ?? ""));
+    const priceMicroPerKWh = parsePriceMicroPerKWh(String(data.get("price") ?? ""));
+    body = orderBody({ side, energyWh, priceMicroPerKWh }, start, market.intervalMs);
   } catch (err) {
-    return say((err as Error).message, "error");
+    return say(`Not sent: ${(err as Error).message}.`, "error");
   }
   await send(body, `${side === "buy" ? "Buy" : "Sell"} order`);
 }
@@ -198,7 +202,7 @@ function renderKey(): void {
     fill(
       box,
       h("p", { class: "ok" }, `Enrolled as member ${me.member.index} (“${me.member.name}”, ${me.member.roles.join(", ")})${me.member.active ? "" : " — removed: this key can no longer sign"}.`),
-      h("p", { class: "muted" }, "This browser keeps your key. Clearing its site data deletes it: you would need a new key enrolled."),
+      h("p", { class: "muted" }, `This browser keeps your key for this address (${location.host}); another box's address gets a key of its own. Clearing the site's data deletes it: you would need a new key enrolled.`),
     );
     byId("member-no").textContent = String(me.member.index);
     return;
@@ -215,6 +219,7 @@ function renderKey(): void {
       h("li", {}, "The admin enrols it, either with the command ", h("code", {}, `peergrid propose --enrol YOURNAME:user:${signer.publicKeyHex}`), " and the members' vote, or at once through a box's admin route (POST /api/v1/admin/members with this key, your name and the role user; it takes the box owner's admin token)."),
       h("li", {}, "Keep this page open: it notices the enrolment by itself within a few seconds."),
     ),
+    h("p", { class: "muted small" }, `The key is kept by this browser for this address (${location.host}): use this address from now on, since another box's address makes another key.`),
   );
 }
 
@@ -382,16 +387,22 @@ async function renderCommunity(): Promise<void> {
   const items = await Promise.all(
     shown.map(async (p, i) => {
       const mine = myVotes[i];
+      const what = await proposalText(p);
       return h(
         "li",
         { class: "proposal", "data-proposal": p.id },
-        h("div", {}, h("strong", {}, await proposalText(p)), ` — proposed by ${await nameOf(p.author)}`),
+        h("div", {}, h("strong", {}, what), ` — proposed by ${await nameOf(p.author)}`),
         h("div", { class: "muted small" }, `yes ${p.yes} · no ${p.no}${p.electorate > 0 ? ` of ${p.electorate} voters` : ""} · voting ends at block ${p.votingEndsHeight}${height > 0 ? ` (about ${Math.max(0, p.votingEndsHeight - height)} blocks left)` : ""}`),
         me === null
           ? h("div", { class: "muted small" }, "Enrol to vote.")
           : mine !== undefined
             ? h("div", { class: "small ok" }, `You voted ${mine.approve ? "yes" : "no"}.`)
-            : h("div", { class: "actions" }, h("button", { type: "button", "data-vote": "yes", "data-id": p.id }, "Yes"), h("button", { type: "button", "data-vote": "no", "data-id": p.id, class: "secondary" }, "No")),
+            : h(
+                "div",
+                { class: "actions" },
+                h("button", { type: "button", "data-vote": "yes", "data-id": p.id, "aria-label": `Vote yes: ${what}` }, "Yes"),
+                h("button", { type: "button", "data-vote": "no", "data-id": p.id, class: "secondary", "aria-label": `Vote no: ${what}` }, "No"),
+              ),
       );
     }),
   );
@@ -399,6 +410,23 @@ async function renderCommunity(): Promise<void> {
 }
 
 // ---- wiring ----
+
+/** The page's one Trusted Types policy (daemon/web.ts's CSP requires them): the service worker's URL, nothing else. */
+interface TrustedTypesLike {
+  createPolicy(name: string, rules: { createScriptURL(url: string): string }): { createScriptURL(url: string): unknown };
+}
+
+function serviceWorkerUrl(): unknown {
+  const tt = (window as unknown as { trustedTypes?: TrustedTypesLike }).trustedTypes;
+  if (tt === undefined) return "/sw.js"; // a browser without Trusted Types takes the plain string
+  const policy = tt.createPolicy("peergrid", {
+    createScriptURL: (url) => {
+      if (url !== "/sw.js") throw new Error(`no script but /sw.js: ${url}`);
+      return url;
+    },
+  });
+  return policy.createScriptURL("/sw.js");
+}
 
 function wire(): void {
   byId<HTMLFormElement>("order-form").addEventListener("submit", (ev) => {
@@ -442,7 +470,7 @@ function wire(): void {
     if (document.visibilityState === "visible" && !view.busy && (!slow || ticks % RATE_LIMITED_SLOWDOWN === 0)) void refresh();
   }, REFRESH_MS);
   if ("serviceWorker" in navigator) {
-    navigator.serviceWorker.register("/sw.js").then(
+    navigator.serviceWorker.register(serviceWorkerUrl() as string).then(
       () => (byId("app").dataset.sw = "registered"),
       (err: unknown) => (byId("app").dataset.sw = `failed: ${String(err)}`),
     );

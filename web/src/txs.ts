@@ -4,7 +4,7 @@
 // an order is for a future interval, a multiple of intervalMs, and must not
 // have expired when its block is cut).
 import { parseHex } from "../../ledger/hash.js";
-import { type OrderSideName, type SignedTx, type Signer, type TxBody, signTx } from "../../ledger/tx.js";
+import { ORDER_ENERGY_WH_MAX, type OrderSideName, PRICE_MICRO_PER_KWH_MAX, type SignedTx, type Signer, type TxBody, signTx } from "../../ledger/tx.js";
 
 /**
  * Blocks are cut about once a second and a submission takes a block or two to
@@ -20,22 +20,53 @@ export function nextOrderIntervalStartMs(nowMs: number, intervalMs: number): num
   return next - nowMs < ORDER_LEAD_MS ? next + intervalMs : next;
 }
 
-/** An order as the form gives it: Wh and a price per kWh in currency units (e.g. 0.15). */
+/** Micro-currency units in one currency unit: prices are typed in units, signed in micro-units. */
+const MICRO_PER_UNIT = 1_000_000;
+const PRICE_DECIMALS_MAX = 6;
+
+/**
+ * A price per kWh as the neighbour typed it ("0.15") in micro-currency per kWh, exactly: the digits are
+ * shifted, never multiplied as a float (0.15 * 1e6 is not 150000 in binary), and a price finer than one
+ * micro-unit, or beyond what an order can carry, is refused rather than rounded or wrapped.
+ */
+export function parsePriceMicroPerKWh(text: string): number {
+  const m = /^\s*([0-9]*)(?:\.([0-9]*))?\s*$/.exec(text);
+  const whole = (m?.[1] ?? "").replace(/^0+(?=[0-9])/, "");
+  const fraction = m?.[2] ?? "";
+  if (m === null || (whole === "" && fraction === "")) throw new Error(`the price per kWh is a plain number such as 0.15, not "${text.slice(0, 24)}"`);
+  if (fraction.length > PRICE_DECIMALS_MAX) throw new Error(`the price per kWh has at most ${PRICE_DECIMALS_MAX} decimal places`);
+  const tooHigh = `the price per kWh is at most ${PRICE_MICRO_PER_KWH_MAX / MICRO_PER_UNIT}`;
+  if (whole.length > 9) throw new Error(tooHigh);
+  // Invariant: at most 9 + 6 digits, so the sum is an exact integer (below 2^53) before the bound is checked.
+  const micro = Number(whole === "" ? "0" : whole) * MICRO_PER_UNIT + Number(fraction.padEnd(PRICE_DECIMALS_MAX, "0"));
+  if (micro > PRICE_MICRO_PER_KWH_MAX) throw new Error(tooHigh);
+  return micro;
+}
+
+/** Energy in whole Wh as typed ("700"). */
+export function parseEnergyWh(text: string): number {
+  const t = text.trim();
+  if (!/^[0-9]{1,15}$/.test(t)) throw new Error(`the energy is a whole number of Wh such as 500, not "${text.slice(0, 24)}"`);
+  const wh = Number(t);
+  if (wh < 1 || wh > ORDER_ENERGY_WH_MAX) throw new Error(`the energy is 1 to ${ORDER_ENERGY_WH_MAX} Wh`);
+  return wh;
+}
+
+/** An order as the ledger takes it: Wh and micro-currency per kWh, integers (parseEnergyWh, parsePriceMicroPerKWh). */
 export interface OrderForm {
   readonly side: OrderSideName;
   readonly energyWh: number;
-  readonly pricePerKWh: number;
+  readonly priceMicroPerKWh: number;
 }
 
-/** Integers for the ledger: price in micro-currency per kWh, rounded to the nearest micro. */
 export function orderBody(form: OrderForm, intervalStartMs: number, intervalMs: number): TxBody {
-  if (!Number.isSafeInteger(form.energyWh) || form.energyWh < 1) throw new Error("energy is a whole number of Wh, at least 1");
-  if (!Number.isFinite(form.pricePerKWh) || form.pricePerKWh < 0) throw new Error("the price is a number, at least 0");
+  if (!Number.isSafeInteger(form.energyWh) || form.energyWh < 1 || form.energyWh > ORDER_ENERGY_WH_MAX) throw new Error(`energy is a whole number of Wh, 1 to ${ORDER_ENERGY_WH_MAX}`);
+  if (!Number.isSafeInteger(form.priceMicroPerKWh) || form.priceMicroPerKWh < 0 || form.priceMicroPerKWh > PRICE_MICRO_PER_KWH_MAX) throw new Error(`the price is a whole number of micro-units per kWh, 0 to ${PRICE_MICRO_PER_KWH_MAX}`);
   return {
     type: "order",
     side: form.side,
     energyWh: form.energyWh,
-    priceMicroPerKWh: Math.round(form.pricePerKWh * 1_000_000),
+    priceMicroPerKWh: form.priceMicroPerKWh,
     intervalStartMs,
     // Open until its interval ends: it clears when the interval starts, and a
     // later expiry would only keep a stale order in the book.
@@ -43,6 +74,28 @@ export function orderBody(form: OrderForm, intervalStartMs: number, intervalMs: 
     flags: 0,
     counterparty: null,
   };
+}
+
+/** What a ledger result code (GET /api/v1/tx/:id `result`) means to the neighbour who signed the transaction. */
+const RESULT_WORDS: ReadonlyMap<string, string> = new Map(Object.entries({
+  orderEnergy: "the energy is outside the market's limits for one order",
+  orderPrice: "the price is outside the market's limits",
+  orderInterval: "the interval is not open for orders any more (or not yet); try again",
+  orderExpired: "the order expired before it reached a block; try again",
+  openOrdersLimit: "you have as many open orders as the market allows; cancel one first",
+  orderNotFound: "the order is no longer open (cleared, expired or cancelled already)",
+  notOrderAuthor: "the order is not yours",
+  notPermitted: "your member's roles do not allow this",
+  authorRemoved: "this key's member was removed",
+  staleSequence: "another device with this key signed first; try again",
+  votingClosed: "voting on this proposal has closed",
+  alreadyVoted: "you have voted on this proposal already",
+  proposalNotFound: "no such proposal",
+}));
+
+export function resultText(result: string): string {
+  const words = RESULT_WORDS.get(result);
+  return words === undefined ? result : `${words} (${result})`;
 }
 
 function hash32(hex: string): Uint8Array {
