@@ -33,7 +33,7 @@
 //   GET  /api/v1/governance      proposals (any status), the critical-load list, market parameters
 //   GET  /api/v1/governance/proposals/:id    one proposal and its votes
 // Live
-//   GET  /api/v1/stream?topics=  Server-Sent Events: block, reading, clearing, island (daemon/stream.ts)
+//   GET  /api/v1/stream?topics=  Server-Sent Events: block, reading, clearing, trade, island (daemon/stream.ts)
 // Admin (Authorization: Bearer <the token in http.adminTokenFile>)
 //   POST /api/v1/admin/members            the box enrols a member (signs a member transaction)
 //   POST /api/v1/admin/members/:member/remove
@@ -58,6 +58,7 @@ import { parseHex, toHex } from "../ledger/hash.js";
 import { type LedgerState, resultName } from "../ledger/state.js";
 import {
   type BalanceRecord,
+  type BreakerRecord,
   CRITICAL_LOADS_KEY,
   GLOBAL_KEY,
   MARKET_KEY,
@@ -86,6 +87,10 @@ const ErrorSchema = Type.Object(
 );
 
 const Hex = (bytes: number) => Type.String({ pattern: `^[0-9a-f]{${bytes * 2}}$` });
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Count = Type.Integer({ minimum: 0 });
+const TimeMs = Type.Integer({ minimum: 0, maximum: 2 ** 48 });
+const MemberIndex = Type.Integer({ minimum: 0, maximum: 2 ** 24 - 1, description: "a member's number (its index in the ledger)" });
 
 const LatencySchema = Type.Object({
   count: Type.Integer(),
@@ -111,6 +116,10 @@ const StatusSchema = Type.Object({
   durableRaftIndex: Type.Integer(),
   commitLatencyMs: LatencySchema,
   counters: Type.Record(Type.String(), Type.Integer()),
+  signatureChecks: Type.Object(
+    { ahead: Count, remembered: Count, onTheSpot: Count, batches: Count },
+    { description: "where signature checks were made: ahead in the worker, answered from a remembered verdict, on the spot; batches sent to the worker" },
+  ),
 });
 
 const BlockSchema = Type.Object({
@@ -128,11 +137,6 @@ const BlockSchema = Type.Object({
     Type.Object({ id: Hex(32), type: Type.String(), author: Type.Integer(), seq: Type.Integer(), result: Type.String(), resultCode: Type.Integer() }),
   ),
 });
-
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const Count = Type.Integer({ minimum: 0 });
-const TimeMs = Type.Integer({ minimum: 0, maximum: 2 ** 48 });
-const MemberIndex = Type.Integer({ minimum: 0, maximum: 2 ** 24 - 1, description: "a member's number (its index in the ledger)" });
 
 const MetersSchema = Type.Object({
   submitted: Type.Object({ readings: Count, accepted: Count, refused: Count, lastRefusal: Nullable(Type.String()) }),
@@ -336,6 +340,14 @@ export const DEFAULT_HEALTH_LIMITS: HealthLimits = { headStaleBlocks: 5, meterSi
 /** The most points one history answer holds; a longer range asks for a larger stepMs. */
 export const READING_POINTS_MAX = 2_000;
 
+/**
+ * The most readings (every meter's: the index is by time, not by meter) one
+ * history request walks over: its cost whatever the range and however
+ * sparse the meter's readings. 500,000 is over two hours of the design load
+ * (60 meters at 1 Hz), a raw answer of 2,000 s with room to spare.
+ */
+export const READING_ENTRIES_MAX = 500_000;
+
 export interface HttpOptions {
   readonly logger?: boolean;
   /** The box's meters, if it polls any (daemon/meters.ts). */
@@ -355,6 +367,8 @@ export interface HttpOptions {
   readonly health?: Partial<HealthLimits>;
   /** The wall clock (ms since the epoch) for ages; a test may move it. */
   readonly now?: () => number;
+  /** Readings one history request may walk over (default READING_ENTRIES_MAX; a test makes it small). */
+  readonly historyEntriesMax?: number;
 }
 
 /** What the route groups share. */
@@ -367,6 +381,8 @@ interface Ctx {
   readonly counters: { rateLimited: number };
   readonly health: HealthWatch;
   readonly healthLimits: HealthLimits;
+  readonly historyEntriesMax: number;
+  readonly rateLimits: RateLimits;
 }
 
 /** The live stream hub of an app built by buildHttp (tests publish through it). */
@@ -399,7 +415,10 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
     counters: { rateLimited: 0 },
     health: new HealthWatch(),
     healthLimits: { ...DEFAULT_HEALTH_LIMITS, ...options.health },
+    historyEntriesMax: options.historyEntriesMax ?? READING_ENTRIES_MAX,
+    rateLimits: { ...DEFAULT_RATE_LIMITS, ...options.rateLimits },
   };
+  assert(Number.isSafeInteger(ctx.historyEntriesMax) && ctx.historyEntriesMax >= 1, "historyEntriesMax is a positive integer");
   hubs.set(app, ctx.hub);
   // Health samples the meters and the controller with each block: a failing meter is seen even if no one asks.
   const unsubscribe = node.onBlock(() => sampleHealth(ctx));
@@ -436,7 +455,7 @@ export function buildHttp(node: BoxNode, options: HttpOptions = {}): FastifyInst
       components: { securitySchemes: { adminToken: { type: "http", scheme: "bearer", description: "the token in the file named by http.adminTokenFile in the box's config" } } },
     },
   });
-  registerRateLimit(app, ctx, { ...DEFAULT_RATE_LIMITS, ...options.rateLimits });
+  registerRateLimit(app, ctx, ctx.rateLimits);
   // Routes in a plugin registered after swagger and the rate limit, so that both see every route.
   app.register(async (api) => {
     boxRoutes(api, ctx);
@@ -515,12 +534,13 @@ function boxRoutes(api: FastifyInstance, ctx: Ctx): void {
     "/api/v1/status",
     {
       schema: {
-        ...doc("box", "This box: id, Raft role and term, leader, head block, peers, pool, commit latency", "?resetLatency=true forgets the commit latencies after answering (benchmarks)."),
+        ...doc("box", "This box: id, Raft role and term, leader, head block, peers, pool, commit latency", "?resetLatency=true forgets the commit latencies after answering (benchmarks): only from the box itself (loopback) or with the admin token, else 403 PG_ERR_RESET_FORBIDDEN."),
         querystring: Type.Object({ resetLatency: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
-        response: { 200: StatusSchema, ...errors(400) },
+        response: { 200: StatusSchema, ...errors(400, 403) },
       },
     },
     async (req) => {
+      if (req.query.resetLatency === true) checkMayReset(ctx, req, "resetLatency");
       const status = node.status();
       if (req.query.resetLatency === true) node.commitLatency.reset();
       return status;
@@ -769,12 +789,13 @@ function meterRoutes(api: FastifyInstance, ctx: Ctx): void {
     "/api/v1/meters",
     {
       schema: {
-        ...doc("meters", "This box's meters: per bus the poll jitter, round time and request counts; per meter its map, poll counts, last problem and last checked reading", "?resetTimings=true forgets jitter and round times after answering."),
+        ...doc("meters", "This box's meters: per bus the poll jitter, round time and request counts; per meter its map, poll counts, last problem and last checked reading", "?resetTimings=true forgets jitter and round times after answering: only from the box itself (loopback) or with the admin token, else 403 PG_ERR_RESET_FORBIDDEN."),
         querystring: Type.Object({ resetTimings: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
-        response: { 200: MetersSchema, ...errors(400) },
+        response: { 200: MetersSchema, ...errors(400, 403) },
       },
     },
     async (req) => {
+      if (req.query.resetTimings === true) checkMayReset(ctx, req, "resetTimings");
       const meters = ctx.options.meters?.() ?? null;
       const status = meters?.status() ?? NO_METERS;
       if (req.query.resetTimings === true) meters?.resetTimings();
@@ -810,7 +831,9 @@ function meterRoutes(api: FastifyInstance, ctx: Ctx): void {
           "meters",
           "One meter's history from the ledger, downsampled on request",
           `Accepted readings with time in [from, to) (default: the last 15 minutes). Without stepMs every reading; with stepMs the last reading of each stepMs-wide bucket. ` +
-            `At most ${READING_POINTS_MAX} points: a longer range needs a larger stepMs (400 PG_ERR_TOO_MANY_POINTS names the least). meanPowerW is the mean power between a point and the one before, from the energy counters.`,
+            `At most ${READING_POINTS_MAX} points: a longer range needs a larger stepMs (400 PG_ERR_TOO_MANY_POINTS names the least). ` +
+            `One request walks over at most ${READING_ENTRIES_MAX} readings of every meter (the ledger indexes readings by time): a raw range holding more is refused the same way, and a bucket whose last share of them holds none of this meter's shows no point. ` +
+            `meanPowerW is the mean power between a point and the one before, from the energy counters.`,
         ),
         params: Type.Object({ member: MemberIndex, meterId: Type.Integer({ minimum: 0, maximum: METER_ID_MAX }) }),
         querystring: Type.Object({ from: Type.Optional(TimeMs), to: Type.Optional(TimeMs), stepMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 40 })) }, { additionalProperties: false }),
@@ -829,23 +852,38 @@ function meterRoutes(api: FastifyInstance, ctx: Ctx): void {
       const fromMs = req.query.from ?? Math.max(0, toMs - 15 * 60_000);
       if (fromMs >= toMs) throw new ApiError(400, "PG_ERR_BAD_RANGE", `from (${fromMs}) must be before to (${toMs})`);
       const stepMs = req.query.stepMs ?? null;
-      const meters = Math.max(1, treeIndexOf(state).metersOf.get(member) ?? 1);
-      const leastStepMs = Math.ceil((toMs - fromMs) / READING_POINTS_MAX);
-      const tooMany = () =>
-        new ApiError(400, "PG_ERR_TOO_MANY_POINTS", `more than ${READING_POINTS_MAX} points in [${fromMs}, ${toMs}): ask with stepMs=${leastStepMs} or more, or a shorter range`);
-      let points: MeterPoint[];
-      if (stepMs === null) {
-        // The author's rows of all its meters are walked: bound the walk by the points wanted times its meters.
-        const walk = node.ledger.store.meterReadings(member, meterId, fromMs, toMs, READING_POINTS_MAX + 1, (READING_POINTS_MAX + 1) * meters);
-        if (walk.points.length > READING_POINTS_MAX || !walk.complete) throw tooMany();
-        points = walk.points;
-      } else {
-        if (Math.ceil((toMs - fromMs) / stepMs) > READING_POINTS_MAX) throw tooMany();
-        points = node.ledger.store.meterSamples(member, meterId, fromMs, toMs, stepMs, 16 * meters);
-      }
+      const points = stepMs === null ? rawHistory(ctx, member, meterId, fromMs, toMs) : sampledHistory(ctx, member, meterId, fromMs, toMs, stepMs);
       return { member, meterId, fromMs, toMs, stepMs, points: withMeanPower(points) };
     },
   );
+}
+
+function tooManyPoints(fromMs: number, toMs: number, why: string): ApiError {
+  const leastStepMs = Math.ceil((toMs - fromMs) / READING_POINTS_MAX);
+  return new ApiError(400, "PG_ERR_TOO_MANY_POINTS", `${why} in [${fromMs}, ${toMs}): ask with stepMs=${leastStepMs} or more, or a shorter range`);
+}
+
+/** Every reading of the meter in [fromMs, toMs), or 400 when there are more than one answer holds or walks over. */
+function rawHistory(ctx: Ctx, member: number, meterId: number, fromMs: number, toMs: number): MeterPoint[] {
+  // The author's rows of all its meters are decoded: bound them by the points wanted times its meters.
+  const authorRowsMax = (READING_POINTS_MAX + 1) * metersOf(ctx, member);
+  const walk = ctx.node.ledger.store.meterReadings(member, meterId, fromMs, toMs, READING_POINTS_MAX + 1, { authorRowsMax, entriesMax: ctx.historyEntriesMax });
+  if (walk.points.length > READING_POINTS_MAX) throw tooManyPoints(fromMs, toMs, `more than ${READING_POINTS_MAX} points`);
+  if (!walk.complete) throw tooManyPoints(fromMs, toMs, `more readings (of every meter) than one answer walks over (${ctx.historyEntriesMax})`);
+  return walk.points;
+}
+
+/** The meter's last reading in each stepMs bucket of [fromMs, toMs); the walk's bound is shared out among the buckets. */
+function sampledHistory(ctx: Ctx, member: number, meterId: number, fromMs: number, toMs: number, stepMs: number): MeterPoint[] {
+  const buckets = Math.ceil((toMs - fromMs) / stepMs);
+  if (buckets > READING_POINTS_MAX) throw tooManyPoints(fromMs, toMs, `more than ${READING_POINTS_MAX} points`);
+  const entriesPerBucketMax = Math.max(1, Math.floor(ctx.historyEntriesMax / buckets));
+  return ctx.node.ledger.store.meterSamples(member, meterId, fromMs, toMs, stepMs, { authorRowsPerBucketMax: 16 * metersOf(ctx, member), entriesPerBucketMax });
+}
+
+/** The member's meters with a reading in the ledger (at least 1): how many of its rows to decode to find one meter's. */
+function metersOf(ctx: Ctx, member: number): number {
+  return Math.max(1, treeIndexOf(ctx.node.ledger.state).metersOf.get(member) ?? 1);
 }
 
 /** Points with the mean power since the previous point, from the counters (null first, or when a counter went back). */
@@ -906,12 +944,8 @@ function marketRoutes(api: FastifyInstance, ctx: Ctx): void {
       const I = state.chain.genesis.market.intervalMs;
       const only = req.query.interval;
       if (only !== undefined && only % I !== 0) throw new ApiError(400, "PG_ERR_BAD_INTERVAL", `intervals start at multiples of ${I} ms: ${only} is not one (the nearest before is ${only - (only % I)})`);
-      const byInterval = new Map<number, OrderRecord[]>();
-      for (const o of treeIndexOf(state).orders) {
-        if (only !== undefined && o.intervalStartMs !== only) continue;
-        byInterval.set(o.intervalStartMs, [...(byInterval.get(o.intervalStartMs) ?? []), o]);
-      }
-      const intervals = [...byInterval].sort(([a], [b]) => a - b).map(([start, orders]) => bookOf(start, orders));
+      const book = treeIndexOf(state).book;
+      const intervals = only === undefined ? book : book.filter((i) => i.intervalStartMs === only);
       return { height: state.height, intervalMs: I, intervals };
     },
   );
@@ -971,31 +1005,47 @@ export function bookOf(intervalStartMs: number, orders: readonly OrderRecord[]):
 
 /**
  * What requests read by walking every state record, computed once per state
- * (a block makes a new tree; the old one's index goes with it).
+ * (a block makes a new tree; the old one's index goes with it): no request
+ * walks the records, groups or sorts them itself.
  */
 interface TreeIndex {
-  readonly orders: readonly OrderRecord[];
+  /** Open orders by interval, the earliest first, each ranked as the clearing ranks it (bookOf). */
+  readonly book: readonly Static<typeof BookIntervalSchema>[];
+  /** Open orders by author, by interval then age. */
+  readonly ordersOf: ReadonlyMap<number, readonly OrderRecord[]>;
   /** Account name ("3", "utility", "community") -> balance, micro-currency. */
   readonly balances: ReadonlyMap<string, number>;
   readonly proposals: readonly ProposalRecord[]; // newest first
-  readonly votes: ReadonlyMap<string, readonly VoteRecord[]>; // by proposal id (hex)
+  readonly proposalsById: ReadonlyMap<string, ProposalRecord>; // by id (hex)
+  readonly votes: ReadonlyMap<string, readonly VoteRecord[]>; // by proposal id (hex), by member
   readonly metersOf: ReadonlyMap<number, number>; // member -> meters with a reading
+  readonly breakers: readonly BreakerRecord[]; // by premise, then breaker
 }
 
 const treeIndexes = new WeakMap<object, TreeIndex>();
 
+/** Append `v` to the list under `k` (in place: one walk, no copies). */
+function pushTo<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list === undefined) m.set(k, [v]);
+  else list.push(v);
+}
+
 function treeIndexOf(state: LedgerState): TreeIndex {
   const cached = treeIndexes.get(state.tree);
   if (cached !== undefined) return cached;
-  const orders: OrderRecord[] = [];
+  const byInterval = new Map<number, OrderRecord[]>();
+  const ordersOf = new Map<number, OrderRecord[]>();
   const balances = new Map<string, number>();
   const proposals: ProposalRecord[] = [];
   const votes = new Map<string, VoteRecord[]>();
   const metersOf = new Map<number, number>();
+  const breakers: BreakerRecord[] = [];
   for (const { value } of state.tree.entries()) {
     switch (value.kind) {
       case "order":
-        orders.push(value);
+        pushTo(byInterval, value.intervalStartMs, value);
+        pushTo(ordersOf, value.author, value);
         break;
       case "balance":
         balances.set(String((value as BalanceRecord).account), value.balanceMicro);
@@ -1003,21 +1053,26 @@ function treeIndexOf(state: LedgerState): TreeIndex {
       case "proposal":
         proposals.push(value);
         break;
-      case "vote": {
-        const key = toHex(value.proposal);
-        votes.set(key, [...(votes.get(key) ?? []), value]);
+      case "vote":
+        pushTo(votes, toHex(value.proposal), value);
         break;
-      }
       case "meter":
         metersOf.set(value.author, (metersOf.get(value.author) ?? 0) + 1);
+        break;
+      case "breaker":
+        breakers.push(value);
         break;
       default:
         break;
     }
   }
+  const book = [...byInterval].sort(([a], [b]) => a - b).map(([start, orders]) => bookOf(start, orders));
+  for (const list of ordersOf.values()) list.sort((a, b) => a.intervalStartMs - b.intervalStartMs || a.placedHeight - b.placedHeight);
   proposals.sort((a, b) => b.createdHeight - a.createdHeight || toHex(a.id).localeCompare(toHex(b.id)));
   for (const v of votes.values()) v.sort((a, b) => a.member - b.member);
-  const index: TreeIndex = { orders, balances, proposals, votes, metersOf };
+  breakers.sort((a, b) => a.premise - b.premise || a.breaker - b.breaker);
+  const proposalsById = new Map(proposals.map((p) => [toHex(p.id), p]));
+  const index: TreeIndex = { book, ordersOf, balances, proposals, proposalsById, votes, metersOf, breakers };
   treeIndexes.set(state.tree, index);
   return index;
 }
@@ -1059,7 +1114,7 @@ function memberRoutes(api: FastifyInstance, ctx: Ctx): void {
       const m = state.tree.get(memberKey(index));
       if (m?.kind !== "member") throw new ApiError(404, "PG_ERR_MEMBER_NOT_FOUND", `no member ${index} on this chain (members are numbered from 0; ${memberCountOf(state)} so far)`);
       const tree = treeIndexOf(state);
-      const orders = tree.orders.filter((o) => o.author === index).sort((a, b) => a.intervalStartMs - b.intervalStartMs || a.placedHeight - b.placedHeight);
+      const orders = tree.ordersOf.get(index) ?? [];
       const limit = req.query.tradesLimit ?? 50;
       // One more than asked: whether there is a next page. A page ends on an interval boundary, so it never splits one interval's trades.
       const rows = node.ledger.store.tradesOfMember(index, req.query.tradesBefore ?? 2 ** 48, limit + 1);
@@ -1152,15 +1207,12 @@ function gridRoutes(api: FastifyInstance, ctx: Ctx): void {
       const state = node.ledger.state;
       const global = state.tree.get(GLOBAL_KEY);
       assert(global?.kind === "global", "the global record exists from genesis");
-      const breakers: Static<typeof GridSchema>["breakers"] = [];
-      for (const { value } of state.tree.entries()) {
-        if (value.kind === "breaker") breakers.push({ premise: value.premise, breaker: value.breaker, commandedClose: value.commandedClose, readback: value.readback, changeMs: value.changeMs, operations: value.operations });
-      }
-      const proposals = treeIndexOf(state)
-        .proposals.filter((p) => p.status === "open" || p.status === "accepted")
+      const tree = treeIndexOf(state);
+      const breakers = tree.breakers.map((b) => ({ premise: b.premise, breaker: b.breaker, commandedClose: b.commandedClose, readback: b.readback, changeMs: b.changeMs, operations: b.operations }));
+      const proposals = tree.proposals
+        .filter((p) => p.status === "open" || p.status === "accepted")
         .sort((a, b) => a.createdHeight - b.createdHeight)
         .map((p) => ({ id: toHex(p.id), author: p.author, kind: p.action.kind, status: p.status, yes: p.yes, no: p.no, votingEndsHeight: p.votingEndsHeight, effectiveHeight: p.effectiveHeight }));
-      breakers.sort((a, b) => a.premise - b.premise || a.breaker - b.breaker);
       const c = ctx.options.controller?.() ?? null;
       const cs = c?.status() ?? null;
       return {
@@ -1224,7 +1276,7 @@ function gridRoutes(api: FastifyInstance, ctx: Ctx): void {
     async (req) => {
       const id = req.params.id.toLowerCase();
       const tree = treeIndexOf(node.ledger.state);
-      const p = tree.proposals.find((q) => toHex(q.id) === id);
+      const p = tree.proposalsById.get(id);
       if (p === undefined) throw new ApiError(404, "PG_ERR_PROPOSAL_NOT_FOUND", `no proposal ${id} on this chain (a proposal's id is its transaction's id)`);
       return { proposal: proposalJson(p), votes: (tree.votes.get(id) ?? []).map((v) => ({ member: v.member, approve: v.approve })) };
     },
@@ -1275,10 +1327,12 @@ function streamRoute(api: FastifyInstance, ctx: Ctx): void {
       schema: {
         ...doc(
           "stream",
-          "Live events (Server-Sent Events): block, reading, clearing, island",
+          "Live events (Server-Sent Events): block, reading, clearing (the price), trade, island",
           `?topics=${STREAM_TOPICS.join(",")} (any of them; default all). Events: block {height, timeMs, txCount, hash, proposer}; reading {height, member, meterId, timeMs, importWh, exportWh, powerW, quality} for each accepted reading; ` +
-            `clearing {height, intervalStartMs, rule, priceMicroPerKWh, volumeWh, trades, buyOrders, sellOrders}; island {height, islanded, sinceMs, changeMs}. A comment every ${ctx.hub.limits.heartbeatMs / 1000} s. ` +
-            `A client more than ${ctx.hub.limits.clientBufferBytesMax} bytes behind is disconnected (reconnect; events are not replayed). 503 PG_ERR_STREAM_FULL when ${ctx.hub.limits.clientsMax} clients are connected.`,
+            `clearing {height, intervalStartMs, rule, priceMicroPerKWh, volumeWh, trades, buyOrders, sellOrders}; trade {height, intervalStartMs, index, buyOrder, sellOrder, buyer, seller, energyWh, buyerPriceMicroPerKWh, sellerPriceMicroPerKWh} for each trade of a clearing; ` +
+            `island {height, islanded, sinceMs, changeMs}. A comment every ${ctx.hub.limits.heartbeatMs / 1000} s. ` +
+            `A client more than ${ctx.hub.limits.clientBufferBytesMax} bytes behind (less when many are connected: ${ctx.hub.limits.buffersBytesMax} bytes among them all) is disconnected (reconnect; events are not replayed). ` +
+            `503 PG_ERR_STREAM_FULL when ${ctx.hub.limits.clientsMax} clients are connected; 429 PG_ERR_STREAM_CLIENT_LIMIT when ${ctx.hub.limits.clientsPerAddressMax} are from the client's address.`,
         ),
         querystring: Type.Object({ topics: Type.Optional(Type.String({ pattern: `^(${STREAM_TOPICS.join("|")})(,(${STREAM_TOPICS.join("|")}))*$` })) }, { additionalProperties: false }),
         response: { 200: { description: "an event stream", content: { "text/event-stream": { schema: Type.String() } } }, ...errors(400, 503) },
@@ -1287,10 +1341,18 @@ function streamRoute(api: FastifyInstance, ctx: Ctx): void {
     async (req, reply) => {
       const topics = parseTopics(req.query.topics);
       if (topics === null) throw new ApiError(400, "PG_ERR_BAD_TOPIC", `topics are ${STREAM_TOPICS.join(", ")}, separated by commas`);
-      if (ctx.hub.clientCount >= ctx.hub.limits.clientsMax) throw new ApiError(503, "PG_ERR_STREAM_FULL", `${ctx.hub.limits.clientsMax} stream clients are connected, the most this box serves; try again later`);
+      // The box's own tools on loopback are not counted by address, as they are not rate limited.
+      const address = ctx.rateLimits.exemptLoopback && isLoopback(req.ip) ? null : req.ip;
+      const refusal = ctx.hub.refusal(address);
+      if (refusal !== null) {
+        ctx.hub.stats.refused++;
+        const { clientsMax, clientsPerAddressMax } = ctx.hub.limits;
+        if (refusal === "full") throw new ApiError(503, "PG_ERR_STREAM_FULL", `${clientsMax} stream clients are connected, the most this box serves; try again later`);
+        throw new ApiError(429, "PG_ERR_STREAM_CLIENT_LIMIT", `${clientsPerAddressMax} streams from ${req.ip} are open, the most one client may have: close one (one stream can carry every topic)`);
+      }
       reply.hijack();
-      const attached = ctx.hub.attach(reply.raw, topics);
-      assert(attached, "room was checked just before");
+      // False only when the connection closed while the request was handled: nothing to answer.
+      if (!ctx.hub.attach(reply.raw, topics, address)) reply.raw.destroy();
     },
   );
 }
@@ -1301,8 +1363,9 @@ const ROLE_NAMES = Object.keys(Role) as RoleName[];
 
 function adminRoutes(admin: FastifyInstance, ctx: Ctx): void {
   const token = ctx.options.adminToken ?? null;
-  // preValidation: after the rate limit (onRequest), before the body is checked: without the token nothing more is said.
-  admin.addHook("preValidation", async (req, reply) => checkAdmin(token, req, reply));
+  // preParsing: after the rate limit (a route's onRequest hook, which runs after this scope's), before the body
+  // is read, parsed or checked: without the token nothing more is said, and nothing more is done.
+  admin.addHook("preParsing", async (req, reply) => checkAdmin(token, req, reply));
   const security = [{ adminToken: [] }];
 
   admin.post<{ Body: { publicKey: string; name: string; roles: RoleName[] } }>(
@@ -1369,17 +1432,31 @@ function adminRoutes(admin: FastifyInstance, ctx: Ctx): void {
   );
 }
 
-/** The admin credential: constant-time over SHA-256 digests, so neither the token's content nor its length leaks by timing. */
+/** Whether the request carries the admin credential: constant-time over SHA-256 digests, so neither the token's content nor its length leaks by timing. */
+function hasAdminToken(token: string | null, req: FastifyRequest): boolean {
+  if (token === null || token === "") return false;
+  const given = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
+  const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
+  return given !== undefined && timingSafeEqual(digest(given), digest(token));
+}
+
 async function checkAdmin(token: string | null, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (token === null || token === "") {
     throw new ApiError(403, "PG_ERR_ADMIN_DISABLED", "admin routes are off on this box: put a token of at least 32 characters in a file (openssl rand -hex 32 > admin.token), name it as http.adminTokenFile in the box's config file, and restart the box");
   }
-  const given = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
-  const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
-  if (given === undefined || !timingSafeEqual(digest(given), digest(token))) {
+  if (!hasAdminToken(token, req)) {
     void reply.header("www-authenticate", 'Bearer realm="peergrid admin"');
     throw new ApiError(401, "PG_ERR_UNAUTHORIZED", "admin routes need the header Authorization: Bearer <the token in the box's http.adminTokenFile>");
   }
+}
+
+/**
+ * Statistics that operators and /metrics read are reset only by the box's
+ * own tools (loopback: benchmarks) or an admin; not by any client on the LAN.
+ */
+function checkMayReset(ctx: Ctx, req: FastifyRequest, what: string): void {
+  if (isLoopback(req.ip) || hasAdminToken(ctx.options.adminToken ?? null, req)) return;
+  throw new ApiError(403, "PG_ERR_RESET_FORBIDDEN", `?${what}=true resets statistics: only from the box itself (loopback) or with Authorization: Bearer <the admin token>`);
 }
 
 /** Sign `body` as this box (its sequence) and submit it, when the box's member is an active admin. */

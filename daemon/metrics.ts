@@ -8,24 +8,26 @@
 // collectors would be more code to tame than these hundred lines. The one
 // thing counted here is the HTTP latency histogram, whose label set is
 // bounded (route patterns, methods and status codes; seriesMax at most).
+// Durations are in seconds, Prometheus's base unit (the box measures
+// milliseconds; they are converted here, on the way out).
 //
-//   peergrid_block_height                      gauge
-//   peergrid_head_age_ms                       gauge    now - the head block's time
-//   peergrid_commit_latency_ms{quantile}       gauge    p50, p99, max of the node's window
-//   peergrid_commit_latency_samples_total      counter
-//   peergrid_raft_role{role}                   gauge    1 for the box's role, 0 for the others
-//   peergrid_raft_term                         gauge
-//   peergrid_peers_connected / _configured     gauge
-//   peergrid_mempool_txs                       gauge
-//   peergrid_meter_polls_total{meter,result}   counter  good, failed, flagged
-//   peergrid_meter_poll_latency_ms{meter}      gauge    the last poll's
-//   peergrid_meter_readings_total{outcome}     counter  accepted, refused by the pool
-//   peergrid_mqtt_connected                    gauge    (only with MQTT)
-//   peergrid_mqtt_outbox_depth                 gauge    (only with MQTT)
-//   peergrid_http_request_duration_ms          histogram {route, method, code}
-//   peergrid_http_rate_limited_total           counter
-//   peergrid_stream_clients                    gauge
-//   peergrid_stream_dropped_total              counter
+//   peergrid_block_height                        gauge
+//   peergrid_head_age_seconds                    gauge    now - the head block's time
+//   peergrid_commit_latency_seconds{quantile}    gauge    p50, p99, max of the node's window
+//   peergrid_commit_latency_samples_total        counter
+//   peergrid_raft_role{role}                     gauge    1 for the box's role, 0 for the others
+//   peergrid_raft_term                           gauge
+//   peergrid_peers_connected / _configured       gauge
+//   peergrid_mempool_txs                         gauge
+//   peergrid_meter_polls_total{meter,result}     counter  good, failed, flagged
+//   peergrid_meter_poll_latency_seconds{meter}   gauge    the last poll's
+//   peergrid_meter_readings_total{outcome}       counter  accepted, refused by the pool
+//   peergrid_mqtt_connected                      gauge    (only with MQTT)
+//   peergrid_mqtt_outbox_depth                   gauge    (only with MQTT)
+//   peergrid_http_request_duration_seconds       histogram {route, method, code}
+//   peergrid_http_rate_limited_total             counter
+//   peergrid_stream_clients                      gauge
+//   peergrid_stream_dropped_total                counter
 import type { MetersStatus } from "./meters.js";
 import type { NodeStatus } from "./node.js";
 
@@ -75,22 +77,25 @@ export function renderMetrics(families: readonly MetricFamily[]): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** Upper bounds (ms) of the HTTP latency buckets: a LAN request takes milliseconds; a slow SD card, seconds. */
-export const HTTP_BUCKETS_MS: readonly number[] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+/** Upper bounds (s) of the HTTP latency buckets: a LAN request takes milliseconds; a slow SD card, seconds. */
+export const HTTP_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Milliseconds as seconds, for exposition. */
+const seconds = (ms: number): number => ms / 1_000;
 
 /**
- * A histogram of durations by a small label set. Bounded: past seriesMax
- * label sets, new ones are counted under route="other" (which is always
- * allowed one series per method and code).
+ * A histogram of durations (seconds) by a small label set. Bounded: past
+ * seriesMax label sets, new ones are counted under route="other" (which is
+ * always allowed one series per method and code).
  */
 export class DurationHistogram {
   private readonly series = new Map<string, { labels: Record<string, string>; counts: number[]; sum: number; count: number }>();
 
   constructor(
-    readonly bucketsMs: readonly number[] = HTTP_BUCKETS_MS,
+    readonly bucketsSeconds: readonly number[] = HTTP_BUCKETS_SECONDS,
     readonly seriesMax = 256,
   ) {
-    for (let i = 1; i < bucketsMs.length; i++) if (!((bucketsMs[i] as number) > (bucketsMs[i - 1] as number))) throw new RangeError("buckets must increase");
+    for (let i = 1; i < bucketsSeconds.length; i++) if (!((bucketsSeconds[i] as number) > (bucketsSeconds[i - 1] as number))) throw new RangeError("buckets must increase");
   }
 
   observe(route: string, method: string, code: number, ms: number): void {
@@ -100,11 +105,11 @@ export class DurationHistogram {
       labels = { route: "other", method, code: String(code) };
       key = `${method} ${code} \0other`;
     }
-    const s = this.series.get(key) ?? { labels, counts: this.bucketsMs.map(() => 0), sum: 0, count: 0 };
+    const s = this.series.get(key) ?? { labels, counts: this.bucketsSeconds.map(() => 0), sum: 0, count: 0 };
     this.series.set(key, s);
-    const v = Number.isFinite(ms) && ms > 0 ? ms : 0;
+    const v = Number.isFinite(ms) && ms > 0 ? seconds(ms) : 0;
     // Cumulative as exposed: each bucket counts the observations at or below its bound.
-    for (let i = 0; i < this.bucketsMs.length; i++) if (v <= (this.bucketsMs[i] as number)) s.counts[i] = (s.counts[i] as number) + 1;
+    for (let i = 0; i < this.bucketsSeconds.length; i++) if (v <= (this.bucketsSeconds[i] as number)) s.counts[i] = (s.counts[i] as number) + 1;
     s.sum += v;
     s.count++;
   }
@@ -113,7 +118,7 @@ export class DurationHistogram {
     const samples: Sample[] = [];
     const ordered = [...this.series.values()].sort((a, b) => `${a.labels.route} ${a.labels.method} ${a.labels.code}`.localeCompare(`${b.labels.route} ${b.labels.method} ${b.labels.code}`));
     for (const s of ordered) {
-      this.bucketsMs.forEach((le, i) => samples.push({ suffix: "_bucket", labels: { ...s.labels, le: String(le) }, value: s.counts[i] as number }));
+      this.bucketsSeconds.forEach((le, i) => samples.push({ suffix: "_bucket", labels: { ...s.labels, le: String(le) }, value: s.counts[i] as number }));
       samples.push({ suffix: "_bucket", labels: { ...s.labels, le: "+Inf" }, value: s.count });
       samples.push({ suffix: "_sum", labels: s.labels, value: s.sum });
       samples.push({ suffix: "_count", labels: s.labels, value: s.count });
@@ -148,13 +153,13 @@ export function boxMetrics(s: MetricsSources): MetricFamily[] {
   const st = s.status;
   const lat = st.commitLatencyMs;
   const quantiles: Sample[] = [];
-  if (lat.p50 !== null) quantiles.push({ labels: { quantile: "0.5" }, value: lat.p50 });
-  if (lat.p99 !== null) quantiles.push({ labels: { quantile: "0.99" }, value: lat.p99 });
-  if (lat.max !== null) quantiles.push({ labels: { quantile: "1" }, value: lat.max });
+  if (lat.p50 !== null) quantiles.push({ labels: { quantile: "0.5" }, value: seconds(lat.p50) });
+  if (lat.p99 !== null) quantiles.push({ labels: { quantile: "0.99" }, value: seconds(lat.p99) });
+  if (lat.max !== null) quantiles.push({ labels: { quantile: "1" }, value: seconds(lat.max) });
   const families: MetricFamily[] = [
     gauge("peergrid_block_height", "Height of the newest block this box applied.", st.height),
-    gauge("peergrid_head_age_ms", "Milliseconds since the time of the newest applied block.", Math.max(0, s.nowMs - st.lastBlockTimeMs)),
-    { name: "peergrid_commit_latency_ms", help: "Commit latency of transactions submitted to this box, over its recent window (quantile 1: the maximum).", type: "gauge", samples: quantiles },
+    gauge("peergrid_head_age_seconds", "Seconds since the time of the newest applied block.", seconds(Math.max(0, s.nowMs - st.lastBlockTimeMs))),
+    { name: "peergrid_commit_latency_seconds", help: "Commit latency in seconds of transactions submitted to this box, over its recent window (quantile 1: the maximum).", type: "gauge", samples: quantiles },
     counter("peergrid_commit_latency_samples_total", "Transactions submitted here whose commit latency was measured.", lat.count),
     { name: "peergrid_raft_role", help: "The box's Raft role: 1 for the role it has.", type: "gauge", samples: RAFT_ROLES.map((role) => ({ labels: { role }, value: st.role === role ? 1 : 0 })) },
     gauge("peergrid_raft_term", "The box's Raft term.", st.term),
@@ -165,7 +170,7 @@ export function boxMetrics(s: MetricsSources): MetricFamily[] {
     ...(s.mqtt === null
       ? []
       : [gauge("peergrid_mqtt_connected", "1 while the MQTT bridge is connected to its broker.", s.mqtt.connected ? 1 : 0), gauge("peergrid_mqtt_outbox_depth", "Messages waiting in the MQTT bridge's outbox.", s.mqtt.outboxDepth)]),
-    s.http.family("peergrid_http_request_duration_ms", "HTTP API request durations in milliseconds, by route pattern, method and status code (the stream excluded)."),
+    s.http.family("peergrid_http_request_duration_seconds", "HTTP API request durations in seconds, by route pattern, method and status code (the stream excluded)."),
     counter("peergrid_http_rate_limited_total", "HTTP requests refused for exceeding a rate limit.", s.rateLimited),
     gauge("peergrid_stream_clients", "Clients connected to the live stream.", s.stream.clients),
     counter("peergrid_stream_dropped_total", "Stream clients dropped for falling too far behind.", s.stream.dropped),
@@ -180,13 +185,13 @@ function meterFamilies(m: MetersStatus | null): MetricFamily[] {
     for (const meter of bus.meters) {
       const id = String(meter.meterId);
       polls.push({ labels: { meter: id, result: "good" }, value: meter.stats.good }, { labels: { meter: id, result: "failed" }, value: meter.stats.failed }, { labels: { meter: id, result: "flagged" }, value: meter.stats.flagged });
-      if (meter.stats.lastLatencyMs !== null) latency.push({ labels: { meter: id }, value: meter.stats.lastLatencyMs });
+      if (meter.stats.lastLatencyMs !== null) latency.push({ labels: { meter: id }, value: seconds(meter.stats.lastLatencyMs) });
     }
   }
   const submitted = m?.submitted ?? { accepted: 0, refused: 0 };
   return [
     { name: "peergrid_meter_polls_total", help: "Polls of each meter of this box: good, failed (no answer) and flagged (a value failed its checks).", type: "counter", samples: polls },
-    { name: "peergrid_meter_poll_latency_ms", help: "The last poll's latency of each meter, from its start to its last reply.", type: "gauge", samples: latency },
+    { name: "peergrid_meter_poll_latency_seconds", help: "The last poll's latency of each meter in seconds, from its start to its last reply.", type: "gauge", samples: latency },
     {
       name: "peergrid_meter_readings_total",
       help: "Readings of this box's meters handed to the pool: accepted or refused.",

@@ -436,9 +436,20 @@ export class LedgerStore {
       transfersOf: db.prepare("SELECT * FROM market_transfers WHERE period_end_ms = ? ORDER BY idx"),
       // Read-only queries of the HTTP API (daemon/http.ts).
       headersBefore: db.prepare("SELECT height, hash, header, tx_count, state_root FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?"),
-      // Walks the (type, time, author) index from the range's end back: the newest accepted readings of one author first.
-      readingRowsDesc: db.prepare(`SELECT height, raw FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? AND result = 0 ORDER BY time_ms DESC LIMIT ?`),
-      readingRowsAsc: db.prepare(`SELECT height, raw FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? AND author = ? AND result = 0 ORDER BY time_ms LIMIT ?`),
+      // One author's accepted readings among the first @entries entries of the (type, time, author) index in
+      // [@fromMs, @toMs), every author's: the index is not by author, so without that bound a walk for a meter that
+      // is silent (or an author with few readings) would pass over every other meter's readings in the range.
+      // The walk is a co-routine in index order (CROSS JOIN keeps it the outer loop): a caller that stops early stops it.
+      readingWalkAsc: db.prepare(
+        `SELECT t.height, t.raw FROM (SELECT rowid AS r, author AS a FROM txs WHERE type = ${TxType.reading} AND time_ms >= @fromMs AND time_ms < @toMs ORDER BY time_ms LIMIT @entries) AS s
+         CROSS JOIN txs AS t ON t.rowid = s.r WHERE s.a = @author AND t.result = 0`,
+      ),
+      readingWalkDesc: db.prepare(
+        `SELECT t.height, t.raw FROM (SELECT rowid AS r, author AS a FROM txs WHERE type = ${TxType.reading} AND time_ms >= @fromMs AND time_ms < @toMs ORDER BY time_ms DESC LIMIT @entries) AS s
+         CROSS JOIN txs AS t ON t.rowid = s.r WHERE s.a = @author AND t.result = 0`,
+      ),
+      // Whether [?, ?) holds more than ? readings (of any author): whether a walk bounded by that many was cut.
+      readingEntryBeyond: db.prepare(`SELECT 1 AS beyond FROM txs WHERE type = ${TxType.reading} AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT 1 OFFSET ?`),
       // Each branch walks its own index newest interval first and stops at the limit (no sort of all the member's
       // trades; the last interval of a page may be cut, which the caller handles); a self-trade is listed once.
       tradesOfMember: db.prepare(
@@ -750,39 +761,45 @@ export class LedgerStore {
 
   /**
    * One meter's accepted readings in [fromMs, toMs), oldest first, at most
-   * `pointsMax`. Readings are indexed by (type, time, author), not by meter:
-   * the author's rows are walked and the meter picked here, reading at most
-   * `rowsScannedMax` rows (the caller sizes it by the author's meter count).
-   * `complete` is false when that bound stopped the walk before the range's
-   * end or pointsMax: there may be more points than returned.
+   * `pointsMax`. Readings are indexed by (type, time, author), not by meter
+   * nor first by author: the walk passes over at most `bounds.entriesMax`
+   * index entries (every author's readings) and decodes at most
+   * `bounds.authorRowsMax` of the author's rows to pick the meter's (the
+   * caller sizes it by the author's meter count). `complete` is false when
+   * either bound stopped the walk before the range's end or pointsMax: there
+   * may be more points than returned.
    */
-  meterReadings(author: number, meterId: number, fromMs: number, toMs: number, pointsMax: number, rowsScannedMax: number): { points: MeterPoint[]; complete: boolean } {
+  meterReadings(author: number, meterId: number, fromMs: number, toMs: number, pointsMax: number, bounds: { readonly authorRowsMax: number; readonly entriesMax: number }): { points: MeterPoint[]; complete: boolean } {
+    assert(pointsMax >= 1 && bounds.authorRowsMax >= 1 && bounds.entriesMax >= 1 && toMs >= fromMs, "bounds and a range");
     const points: MeterPoint[] = [];
-    let scanned = 0;
-    for (const row of this.stmts.readingRowsAsc.iterate(fromMs, toMs, author, rowsScannedMax) as Iterable<Row>) {
-      scanned++;
+    let decoded = 0;
+    for (const row of this.stmts.readingWalkAsc.iterate({ fromMs, toMs, author, entries: bounds.entriesMax }) as Iterable<Row>) {
+      if (decoded++ >= bounds.authorRowsMax) return { points, complete: false };
       const p = meterPointOf(row, meterId);
       if (p !== null) points.push(p);
       if (points.length >= pointsMax) return { points, complete: true };
     }
-    return { points, complete: scanned < rowsScannedMax };
+    return { points, complete: this.stmts.readingEntryBeyond.get(fromMs, toMs, bounds.entriesMax) === undefined };
   }
 
   /**
    * One point per bucket [fromMs + k stepMs, + stepMs) of [fromMs, toMs): the
    * meter's last accepted reading in the bucket (none: no point), oldest
    * first. Each bucket is one walk of the (type, time, author) index back
-   * from its end, stopping at the meter's first row or after
-   * `rowsPerBucketMax` of the author's rows (a bucket whose last that many
-   * rows are all the author's other meters shows no point). Cost: the
-   * number of buckets, not of readings.
+   * from its end, stopping at the meter's first row, after
+   * `bounds.authorRowsPerBucketMax` of the author's rows, or after
+   * `bounds.entriesPerBucketMax` index entries of any author (a bucket whose
+   * last that many readings hold none of the meter's shows no point). Cost:
+   * the number of buckets times those bounds at the most, not the readings.
    */
-  meterSamples(author: number, meterId: number, fromMs: number, toMs: number, stepMs: number, rowsPerBucketMax: number): MeterPoint[] {
-    assert(stepMs >= 1 && toMs >= fromMs, "a bucket width and a range");
+  meterSamples(author: number, meterId: number, fromMs: number, toMs: number, stepMs: number, bounds: { readonly authorRowsPerBucketMax: number; readonly entriesPerBucketMax: number }): MeterPoint[] {
+    assert(stepMs >= 1 && toMs >= fromMs && bounds.authorRowsPerBucketMax >= 1 && bounds.entriesPerBucketMax >= 1, "a bucket width, a range and bounds");
     const out: MeterPoint[] = [];
     for (let start = fromMs; start < toMs; start += stepMs) {
-      const end = Math.min(start + stepMs, toMs);
-      for (const row of this.stmts.readingRowsDesc.iterate(start, end, author, rowsPerBucketMax) as Iterable<Row>) {
+      const walk = { fromMs: start, toMs: Math.min(start + stepMs, toMs), author, entries: bounds.entriesPerBucketMax };
+      let decoded = 0;
+      for (const row of this.stmts.readingWalkDesc.iterate(walk) as Iterable<Row>) {
+        if (decoded++ >= bounds.authorRowsPerBucketMax) break;
         const p = meterPointOf(row, meterId);
         if (p === null) continue;
         out.push(p);

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { createServer, type AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { BoxSequence } from "../../daemon/box-sequence.js";
 import { buildHttp, redactConfig, withMeanPower } from "../../daemon/http.js";
@@ -23,6 +24,29 @@ const ADMIN_TOKEN = "a".repeat(20) + "0123456789abcdef0123";
 interface Problem {
   code: string;
   message: string;
+}
+
+/** Mismatches between what a handler returned and what the response schema let through. */
+const mismatches: string[] = [];
+
+/**
+ * Compare each answer's JSON before and after fastify's serialiser: a field
+ * the schema does not name is dropped silently, a value of another type is
+ * coerced; either is a schema that does not describe the route's answer.
+ */
+function watchSerialisation(a: FastifyInstance): void {
+  const before = new WeakMap<object, string>();
+  a.addHook("preSerialization", async (req, _reply, payload) => {
+    before.set(req, JSON.stringify(payload));
+    return payload;
+  });
+  a.addHook("onSend", async (req, reply, payload) => {
+    const json = before.get(req);
+    if (json !== undefined && typeof payload === "string" && !isDeepStrictEqual(JSON.parse(payload), JSON.parse(json))) {
+      mismatches.push(`${req.method} ${req.url} ${reply.statusCode}: handler ${json.slice(0, 4000)}\n   sent ${payload.slice(0, 4000)}`);
+    }
+    return payload;
+  });
 }
 
 describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
@@ -53,6 +77,14 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     const r = await a.inject({ url });
     return { status: r.statusCode, body: r.json() as Record<string, unknown> & { code?: string; message?: string } };
   };
+  /** Each URL answers this status with this stable code, and a message. */
+  const answersWith = async (cases: readonly (readonly [string, number, string])[]) => {
+    for (const [url, status, code] of cases) {
+      const r = await get(url);
+      assert.deepEqual([r.status, r.body.code], [status, code], url);
+      assert.ok((r.body.message ?? "").length > 10, url);
+    }
+  };
 
   before(async () => {
     node = await c.start(0, { now });
@@ -60,6 +92,7 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     box = new BoxSequence(node, c.signers[0] as NodeSigner, 0);
     for (const i of [1, 2, 3]) users[i] = new BoxSequence(node, c.signers[i] as NodeSigner, i);
     app = buildHttp(node, { now, rateLimits: { exemptLoopback: true } });
+    watchSerialisation(app);
   });
   after(async () => {
     await app.close();
@@ -106,6 +139,7 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     const meters = new BoxMeters(node, box, [parseMeterSpec(`7=eastron-sdm630@tcp:127.0.0.1:${port}/1`)], { now });
     let clockAheadMs = 0;
     const watched = buildHttp(node, { now: () => now() + clockAheadMs, meters: () => meters, health: { meterSilentMs: 1_500 }, mqtt: () => ({ connected: false, outboxDepth: 7 }) });
+    watchSerialisation(watched);
     try {
       assert.equal((await get("/api/v1/health", watched)).status, 200, "a meter seen for the first time has its grace");
       meters.start();
@@ -127,6 +161,10 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
       assert.match(text, /^peergrid_meter_polls_total\{meter="7",result="good"\} 0$/m);
       assert.match(text, /^peergrid_mqtt_outbox_depth 7$/m);
       assert.match(text, /^peergrid_mqtt_connected 0$/m);
+      const status = await get("/api/v1/meters", watched);
+      const bus = (status.body.buses as { meters: { meterId: number; stats: { failed: number; lastProblem: string | null } }[] }[])[0];
+      assert.equal(bus?.meters[0]?.meterId, 7);
+      assert.ok((bus?.meters[0]?.stats.failed ?? 0) > 0 && bus?.meters[0]?.stats.lastProblem !== null, JSON.stringify(bus));
     } finally {
       await meters.stop();
       await watched.close();
@@ -211,18 +249,40 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     const least = Math.ceil(b / 2_000);
     assert.match(tooMany.body.message ?? "", new RegExp(`stepMs=${least} or more`));
     assert.equal((await get(`/api/v1/readings/0/3?from=0&to=${b}&stepMs=${least}`)).status, 200, "the step it names is enough");
-    const cases: [string, number, string][] = [
+    await answersWith([
       [`/api/v1/readings/99/3`, 404, "PG_ERR_MEMBER_NOT_FOUND"],
       [`/api/v1/readings/1/3`, 404, "PG_ERR_METER_NOT_FOUND"],
       [`/api/v1/readings/0/300`, 400, "PG_ERR_BAD_REQUEST"],
       [`/api/v1/readings/0/3?from=${b}&to=${b}`, 400, "PG_ERR_BAD_RANGE"],
       [`/api/v1/readings/0/3?stepMs=0`, 400, "PG_ERR_BAD_REQUEST"],
       [`/api/v1/readings/x/3`, 400, "PG_ERR_BAD_REQUEST"],
-    ];
-    for (const [url, status, code] of cases) {
-      const r = await get(url);
-      assert.deepEqual([r.status, r.body.code], [status, code], url);
-      assert.ok((r.body.message ?? "").length > 10, url);
+    ]);
+  });
+
+  it("a history request walks over a bounded number of readings, every meter's, however sparse the meter's own", async () => {
+    // [b, b + 30 s) holds 60 readings of box 0 (meters 3 and 4); this box walks over at most 40 a request.
+    const b = history.baseMs;
+    const small = buildHttp(node, { now, historyEntriesMax: 40 });
+    try {
+      const cut = await get(`/api/v1/readings/0/3?from=${b}&to=${b + 30_000}`, small);
+      assert.deepEqual([cut.status, cut.body.code], [400, "PG_ERR_TOO_MANY_POINTS"], "30 points of its own, but 60 readings to walk over");
+      assert.match(cut.body.message ?? "", /than one answer walks over \(40\).*stepMs=15 or more/);
+      const within = await get(`/api/v1/readings/0/3?from=${b}&to=${b + 20_000}`, small);
+      assert.equal(within.status, 200, "40 readings: within the bound");
+      assert.equal((within.body.points as unknown[]).length, 20);
+      // Stepped: 3 buckets share 40 / 3 = 13 readings each, enough for both meters' last reading of each bucket...
+      const both = (id: number) => get(`/api/v1/readings/0/${id}?from=${b}&to=${b + 30_000}&stepMs=10000`, small);
+      assert.deepEqual([(await both(3)).body.points, (await both(4)).body.points].map((p) => (p as unknown[]).length), [3, 3]);
+      // ...but with one reading a bucket, each bucket's last reading is one meter's: the other shows no point there.
+      const tiny = buildHttp(node, { now, historyEntriesMax: 3 });
+      try {
+        const [three, four] = await Promise.all([3, 4].map(async (id) => ((await get(`/api/v1/readings/0/${id}?from=${b}&to=${b + 30_000}&stepMs=10000`, tiny)).body.points as unknown[]).length));
+        assert.equal((three ?? 0) + (four ?? 0), 3, `one point a bucket in all: ${three} + ${four}`);
+      } finally {
+        await tiny.close();
+      }
+    } finally {
+      await small.close();
     }
   });
 
@@ -274,6 +334,12 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     const cleared = node.ledger.store.marketInterval(s);
     const price = cleared?.priceMicroPerKWh as number;
     assert.ok(price >= 120_000 && price <= 170_000, `a price between the crossing limits: ${price}`);
+    const recorded = await get(`/api/v1/market/intervals/${s}`);
+    assert.equal(recorded.status, 200);
+    assert.deepEqual(((recorded.body.interval as { trades: { buyOrder: string }[] }).trades).map((t) => t.buyOrder), [market.buy]);
+    assert.deepEqual((await get(`/api/v1/market/intervals/${s + 1}`)).body.code, "PG_ERR_INTERVAL_NOT_FOUND");
+    const grid = await get("/api/v1/grid");
+    assert.deepEqual([grid.status, grid.body.islanded, grid.body.breakers, grid.body.controller], [200, false, [], null]);
     type Trade = { intervalStartMs: number; side: string; order: string; counterparty: number; energyWh: number; priceMicroPerKWh: number; deliveredWh: number | null };
     const buyer = await get("/api/v1/members/1");
     assert.equal(buyer.status, 200);
@@ -293,14 +359,11 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     const market2 = await get("/api/v1/market");
     const balances = new Map((market2.body.balances as { account: string; balanceMicro: number }[]).map((b) => [b.account, b.balanceMicro]));
     assert.equal(buyer.body.balanceMicro, balances.get("1") ?? 0, "the member's balance is the market's");
-    for (const [url, status, code] of [
+    await answersWith([
       ["/api/v1/members/99", 404, "PG_ERR_MEMBER_NOT_FOUND"],
       ["/api/v1/members/-1", 400, "PG_ERR_BAD_REQUEST"],
       ["/api/v1/members/1?tradesLimit=501", 400, "PG_ERR_BAD_REQUEST"],
-    ] as const) {
-      const r = await get(url);
-      assert.deepEqual([r.status, r.body.code], [status, code], url);
-    }
+    ]);
   });
 
   it("GET /api/v1/governance lists proposals with their tallies; /governance/proposals/:id its votes", async () => {
@@ -320,13 +383,28 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     assert.equal(one.status, 200);
     assert.deepEqual(one.body.votes, [{ member: 2, approve: true }]);
     assert.deepEqual((await get("/api/v1/governance?status=applied")).body.proposals, []);
-    for (const [url, status, code] of [
+    await answersWith([
       [`/api/v1/governance/proposals/${"ab".repeat(32)}`, 404, "PG_ERR_PROPOSAL_NOT_FOUND"],
       ["/api/v1/governance/proposals/nope", 400, "PG_ERR_BAD_REQUEST"],
       ["/api/v1/governance?status=maybe", 400, "PG_ERR_BAD_REQUEST"],
-    ] as const) {
-      const r = await get(url);
-      assert.deepEqual([r.status, r.body.code], [status, code], url);
+    ]);
+  });
+
+  it("requests read the state's records through an index built once per block, never walking them each", async () => {
+    const tree = node.ledger.state.tree as { entries: () => Iterable<unknown> };
+    const entries = tree.entries;
+    let walks = 0;
+    tree.entries = function (this: unknown) {
+      walks++;
+      return entries.call(this);
+    };
+    try {
+      for (const url of ["/api/v1/grid", "/api/v1/grid", "/api/v1/market/book", "/api/v1/market", "/api/v1/members/1", "/api/v1/governance", `/api/v1/readings/0/3`]) {
+        assert.equal((await get(url)).status, 200, url);
+      }
+      assert.ok(walks <= 1, `the records of one state walked ${walks} times`);
+    } finally {
+      tree.entries = entries;
     }
   });
 
@@ -372,6 +450,7 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     assert.match(off.json().message, /http\.adminTokenFile/);
     const admin = buildHttp(node, { adminToken: ADMIN_TOKEN, sequence: box, config: { dataDir: "/var/lib/peergrid", adminToken: ADMIN_TOKEN, peers: new Map([[1, { host: "10.0.0.2", port: 7400 }]]), mqtt: { broker: "mqtt://box:hunter2@10.0.0.9:1883", password: "hunter2" } } });
     const notAdmin = buildHttp(node, { adminToken: ADMIN_TOKEN, sequence: users[1] as BoxSequence });
+    watchSerialisation(admin);
     const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
     try {
       for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: `Basic ${ADMIN_TOKEN}` }, { authorization: `Bearer ${ADMIN_TOKEN}x` }]) {
@@ -380,8 +459,10 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
         assert.equal(r.json().code, "PG_ERR_UNAUTHORIZED");
         assert.match(String(r.headers["www-authenticate"]), /^Bearer/);
       }
-      const unauthBad = await admin.inject({ method: "POST", url: "/api/v1/admin/members", payload: { nonsense: true } });
-      assert.equal(unauthBad.statusCode, 401, "without the token, not even the body is judged");
+      for (const [payload, type] of [[{ nonsense: true }, "application/json"], ["{not json", "application/json"], ["<x/>", "application/xml"], ["x".repeat(100_000), "application/json"]] as const) {
+        const unauthBad = await admin.inject({ method: "POST", url: "/api/v1/admin/members", payload, headers: { "content-type": type } });
+        assert.equal(unauthBad.statusCode, 401, `without the token, not even the body is read: ${type} ${String(payload).slice(0, 20)}: ${unauthBad.body}`);
+      }
       for (const payload of [{ ...enrol, roles: ["king"] }, { ...enrol, roles: [] }, { ...enrol, publicKey: "zz" }, { ...enrol, name: "" }, { ...enrol, name: "x".repeat(65) }, { ...enrol, roles: "king" }, { ...enrol, roles: ["user", "user"] }]) {
         const r = await admin.inject({ method: "POST", url: "/api/v1/admin/members", payload, headers: auth });
         assert.equal(r.statusCode, 400, JSON.stringify(payload));
@@ -453,27 +534,43 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
     assert.equal(value('peergrid_raft_role{role="follower"}'), 0);
     assert.equal(value("peergrid_raft_term"), node.term);
     assert.equal(value("peergrid_peers_connected"), 0);
-    assert.ok(value('peergrid_commit_latency_ms{quantile="0.5"}') >= 0, "transactions were submitted here");
+    const p50 = value('peergrid_commit_latency_seconds{quantile="0.5"}');
+    assert.ok(p50 > 0 && p50 < 10, `transactions were submitted here, committed in seconds: ${p50}`);
+    const ageSeconds = value("peergrid_head_age_seconds");
+    assert.ok(ageSeconds >= 0 && ageSeconds < 60, `the head's age in seconds: ${ageSeconds}`);
     assert.ok(value("peergrid_commit_latency_samples_total") > 60);
     assert.equal(value("peergrid_stream_clients"), 0);
     assert.equal(value("peergrid_stream_dropped_total"), 0);
-    assert.ok(value('peergrid_http_request_duration_ms_count{route="/api/v1/status",method="GET",code="200"}') >= 1);
-    assert.equal(value('peergrid_http_request_duration_ms_bucket{route="/api/v1/status",method="GET",code="200",le="+Inf"}'), value('peergrid_http_request_duration_ms_count{route="/api/v1/status",method="GET",code="200"}'));
+    const status = 'route="/api/v1/status",method="GET",code="200"';
+    const count = value(`peergrid_http_request_duration_seconds_count{${status}}`);
+    assert.ok(count >= 1);
+    assert.equal(value(`peergrid_http_request_duration_seconds_bucket{${status},le="+Inf"}`), count);
+    assert.ok(value(`peergrid_http_request_duration_seconds_bucket{${status},le="10"}`) === count, "every status answer within 10 s: the buckets are seconds");
+    assert.ok(value(`peergrid_http_request_duration_seconds_sum{${status}}`) < count * 10);
+    // Prometheus's conventions: base units (seconds), counters end in _total, and nothing else does.
+    for (const [name, type] of typed) {
+      assert.doesNotMatch(name, /_(ms|millis\w*|milliseconds)$/, `${name}: durations in seconds`);
+      assert.equal(name.endsWith("_total"), type === "counter", `${name} (${type}): _total if and only if a counter`);
+    }
     for (const [name, type] of [
       ["peergrid_block_height", "gauge"],
-      ["peergrid_commit_latency_ms", "gauge"],
+      ["peergrid_commit_latency_seconds", "gauge"],
       ["peergrid_raft_role", "gauge"],
       ["peergrid_raft_term", "gauge"],
       ["peergrid_peers_connected", "gauge"],
       ["peergrid_meter_polls_total", "counter"],
-      ["peergrid_meter_poll_latency_ms", "gauge"],
-      ["peergrid_http_request_duration_ms", "histogram"],
+      ["peergrid_meter_poll_latency_seconds", "gauge"],
+      ["peergrid_http_request_duration_seconds", "histogram"],
       ["peergrid_stream_clients", "gauge"],
       ["peergrid_stream_dropped_total", "counter"],
     ]) {
       assert.equal(typed.get(name as string), type, name);
     }
     assert.ok(!typed.has("peergrid_mqtt_outbox_depth"), "no MQTT bridge on this app: no outbox series");
+  });
+
+  it("every answer above was what its handler built: the response schemas drop and coerce nothing", () => {
+    assert.deepEqual(mismatches, []);
   });
 
   it("withMeanPower and redactConfig, the pure helpers", () => {

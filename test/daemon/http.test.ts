@@ -44,7 +44,7 @@ describe("HTTP API v1", () => {
     assert.equal(s.name, "box-0");
     assert.equal(s.role, "leader");
     assert.ok(s.term >= 1 && s.height >= 1);
-    assert.equal(s.lastBlockHash, toHex(node.ledger.state.blockHash).length === 64 ? s.lastBlockHash : "");
+    assert.equal(s.lastBlockHash, toHex(node.ledger.store.getBlock(s.height)?.block.hash ?? new Uint8Array()), "the hash of the block at its height");
     assert.deepEqual(s.peers, []);
   });
 
@@ -131,5 +131,28 @@ describe("HTTP API v1", () => {
     const afterReset = (await app.inject({ url: "/api/v1/status" })).json();
     assert.deepEqual(afterReset.commitLatencyMs, { count: 0, window: 0, p50: null, p99: null, max: null });
     assert.equal((await app.inject({ url: "/api/v1/status?resetLatency=maybe" })).statusCode, 400);
+  });
+
+  it("only the box itself or an admin resets the statistics: not any client on the LAN", async () => {
+    const token = "t".repeat(40);
+    const admin = buildHttp(node, { adminToken: token });
+    try {
+      const r = await app.inject({ method: "POST", url: "/api/v1/tx", payload: { tx: toHex(reading().bytes) } });
+      assert.equal(r.statusCode, 202, r.body);
+      await c.waitFor("its commit measured", () => node.commitLatency.summary().count > 0);
+      for (const url of ["/api/v1/status?resetLatency=true", "/api/v1/meters?resetTimings=true"]) {
+        for (const headers of [{}, { authorization: "Bearer wrong" }]) {
+          const r = await admin.inject({ url, remoteAddress: "192.0.2.5", headers });
+          assert.deepEqual([r.statusCode, r.json().code], [403, "PG_ERR_RESET_FORBIDDEN"], `${url} ${JSON.stringify(headers)}`);
+        }
+      }
+      assert.ok(node.commitLatency.summary().count > 0, "nothing was reset");
+      assert.equal((await admin.inject({ url: "/api/v1/status", remoteAddress: "192.0.2.5" })).statusCode, 200, "the status itself is for anyone");
+      const reset = await admin.inject({ url: "/api/v1/status?resetLatency=true", remoteAddress: "192.0.2.5", headers: { authorization: `Bearer ${token}` } });
+      assert.equal(reset.statusCode, 200, "an admin may");
+      assert.equal(node.commitLatency.summary().count, 0);
+    } finally {
+      await admin.close();
+    }
   });
 });

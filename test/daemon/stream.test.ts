@@ -4,14 +4,15 @@
 // clients, and a client that stops reading, which is dropped once the bytes
 // waiting for it pass the bound while a client that reads gets every event.
 import assert from "node:assert/strict";
-import { get as httpGet, type IncomingMessage } from "node:http";
+import { EventEmitter } from "node:events";
+import { get as httpGet, type IncomingMessage, type ServerResponse } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { BoxSequence } from "../../daemon/box-sequence.js";
 import { buildHttp, streamHubOf } from "../../daemon/http.js";
 import type { BoxNode } from "../../daemon/node.js";
-import { type StreamEvent, eventsOfBlock, parseTopics, sseFrame } from "../../daemon/stream.js";
+import { type StreamEvent, StreamHub, type StreamNode, eventsOfBlock, parseTopics, sseFrame } from "../../daemon/stream.js";
 import { toHex } from "../../ledger/hash.js";
 import { GLOBAL_KEY, type GlobalRecord } from "../../ledger/records.js";
 import type { NodeSigner } from "../../ledger/keys.js";
@@ -105,7 +106,7 @@ describe("the live stream", () => {
     node = await c.start(0, { now });
     await c.waitFor("leadership and a block", () => node.role === "leader" && node.ledger.state.height >= 1);
     box = new BoxSequence(node, c.signers[0] as NodeSigner, 0);
-    app = buildHttp(node, { stream: { heartbeatMs: 200, clientsMax: 4 } });
+    app = buildHttp(node, { stream: { heartbeatMs: 200, clientsMax: 4, clientsPerAddressMax: 2 } });
     base = await listen(app);
   });
   after(async () => {
@@ -158,7 +159,7 @@ describe("the live stream", () => {
     await c.waitFor("the error's body", () => bad.ended);
     assert.equal((JSON.parse(bad.body) as { code: string }).code, "PG_ERR_BAD_REQUEST");
     const four = await Promise.all([1, 2, 3, 4].map(() => open("/api/v1/stream?topics=island")));
-    assert.ok(four.every((s) => s.res.statusCode === 200));
+    assert.ok(four.every((s) => s.res.statusCode === 200), "the box's own tools on loopback: not held to clientsPerAddressMax (2)");
     const fifth = await open("/api/v1/stream");
     assert.equal(fifth.res.statusCode, 503);
     await c.waitFor("the error's body", () => fifth.ended);
@@ -168,6 +169,27 @@ describe("the live stream", () => {
     const again = await open("/api/v1/stream?topics=island");
     assert.equal(again.res.statusCode, 200, "room again once they left");
     again.close();
+  });
+
+  it("refuses a client a stream past clientsPerAddressMax from its address (429, with a code), and counts it", async () => {
+    const counted = buildHttp(node, { stream: { clientsPerAddressMax: 2 }, rateLimits: { exemptLoopback: false } });
+    const at = await listen(counted);
+    try {
+      const two = await Promise.all([1, 2].map(() => open("/api/v1/stream?topics=block", at)));
+      assert.ok(two.every((s) => s.res.statusCode === 200));
+      const third = await open("/api/v1/stream?topics=block", at);
+      assert.equal(third.res.statusCode, 429);
+      await c.waitFor("the error's body", () => third.ended);
+      const error = JSON.parse(third.body) as { code: string; message: string };
+      assert.equal(error.code, "PG_ERR_STREAM_CLIENT_LIMIT");
+      assert.match(error.message, /2 streams from 127\.0\.0\.1 are open/);
+      assert.equal(streamHubOf(counted).stats.refused, 1);
+      (two[0] as SseClient).close();
+      await c.waitFor("one gone", () => streamHubOf(counted).clientCount === 1);
+      assert.equal((await open("/api/v1/stream?topics=block", at)).res.statusCode, 200, "room again");
+    } finally {
+      await counted.close();
+    }
   });
 
   it("drops a client that stops reading once its waiting bytes pass the bound; a client that reads gets every event", async () => {
@@ -219,7 +241,7 @@ describe("the live stream", () => {
   });
 
   it("eventsOfBlock, sseFrame and parseTopics: the pure part", () => {
-    assert.deepEqual(parseTopics(undefined), new Set(["block", "reading", "clearing", "island"]));
+    assert.deepEqual(parseTopics(undefined), new Set(["block", "reading", "clearing", "trade", "island"]));
     assert.deepEqual(parseTopics("reading,block"), new Set(["reading", "block"]));
     assert.equal(parseTopics("block,"), null);
     assert.equal(parseTopics("blocks"), null);
@@ -233,5 +255,113 @@ describe("the live stream", () => {
     assert.ok(events.some((e) => e.type === "island"), "the box is islanded (the first test): against 'connected before', an island event");
     const since = (node.ledger.state.tree.get(GLOBAL_KEY) as GlobalRecord).islandedSinceMs;
     assert.ok(!eventsOfBlock(stored.block, result, since).some((e) => e.type === "island"), "no change, no event");
+    // A clearing with trades: its event, then one event a trade, in the clearing's order.
+    const trade = (index: number) => ({ kind: "trade" as const, intervalStartMs: 120_000, index, buyOrder: new Uint8Array(32).fill(index), sellOrder: new Uint8Array(32).fill(9), buyer: 1, seller: 2, energyWh: 50 + index, buyerPriceMicroPerKWh: 150_000, sellerPriceMicroPerKWh: 140_000 });
+    const clearing = { intervalStartMs: 120_000, rule: "pay-as-bid" as const, priceMicroPerKWh: null, volumeWh: 101, buyOrders: 2, sellOrders: 1, trades: [trade(0), trade(1)], hash: new Uint8Array(32) };
+    const market = { clearing } as unknown as NonNullable<Parameters<typeof eventsOfBlock>[1]["market"]>;
+    const withTrades = eventsOfBlock(stored.block, { ...result, market }, since).filter((e) => e.type === "clearing" || e.type === "trade");
+    assert.deepEqual(
+      withTrades.map((e) => [e.type, e.type === "trade" ? e.data.index : e.data.trades]),
+      [["clearing", 2], ["trade", 0], ["trade", 1]],
+    );
+    assert.deepEqual(withTrades[1]?.data, {
+      height: stored.block.header.height, intervalStartMs: 120_000, index: 0, buyOrder: "00".repeat(32), sellOrder: "09".repeat(32), buyer: 1, seller: 2, energyWh: 50, buyerPriceMicroPerKWh: 150_000, sellerPriceMicroPerKWh: 140_000,
+    });
+  });
+});
+
+/** A response as the hub sees it: what it writes piles up in writableLength until the client "reads" (take()). */
+class FakeResponse extends EventEmitter {
+  destroyed = false;
+  writableEnded = false;
+  writableLength = 0;
+  status = 0;
+  writeHead(status: number): this {
+    this.status = status;
+    return this;
+  }
+  write(chunk: string): boolean {
+    this.writableLength += Buffer.byteLength(chunk);
+    return true;
+  }
+  take(): void {
+    this.writableLength = 0;
+  }
+  destroy(): this {
+    if (!this.destroyed) {
+      this.destroyed = true;
+      this.emit("close");
+    }
+    return this;
+  }
+  end(): this {
+    this.writableEnded = true;
+    return this.destroy();
+  }
+}
+
+describe("the stream hub's bounds (responses that only count what waits)", () => {
+  const fakeNode = { onBlock: () => () => {}, ledger: { state: { tree: { get: () => undefined } } } } as unknown as StreamNode;
+  const hubs: StreamHub[] = [];
+  const hubOf = (limits: ConstructorParameters<typeof StreamHub>[1]) => {
+    const hub = new StreamHub(fakeNode, limits);
+    hubs.push(hub);
+    return hub;
+  };
+  const attach = (hub: StreamHub, address: string | null = null) => {
+    const res = new FakeResponse();
+    return { res, attached: hub.attach(res as unknown as ServerResponse, new Set(["reading"] as const), address) };
+  };
+  const reading = (n: number): StreamEvent => ({ type: "reading", data: { height: n, member: 1, meterId: 1, timeMs: n, importWh: n, exportWh: 0, powerW: 0, quality: 0 } });
+  after(() => {
+    for (const hub of hubs) hub.close();
+  });
+
+  it("shares buffersBytesMax among the clients: a slow one is dropped at its share, not at the per-client bound", () => {
+    const hub = hubOf({ clientBufferBytesMax: 100_000, buffersBytesMax: 20_000 });
+    const fast = attach(hub);
+    const slow = attach(hub);
+    assert.equal(hub.clientBoundBytes(), 10_000, "two clients: half of 20,000 each");
+    let n = 0;
+    while (hub.stats.dropped === 0 && n < 10_000) {
+      hub.publish(reading(n++));
+      fast.res.take();
+    }
+    assert.equal(hub.stats.dropped, 1);
+    assert.ok(slow.res.destroyed && !fast.res.destroyed, "the one that did not read");
+    assert.ok(slow.res.writableLength > 10_000 && slow.res.writableLength < 11_000, `dropped once past its share: ${slow.res.writableLength} bytes waiting`);
+    assert.equal(hub.clientBoundBytes(), 20_000, "alone, the reader may have all of it");
+  });
+
+  it("counts clients by address, and frees the place when one leaves; null addresses are not counted", () => {
+    const hub = hubOf({ clientsPerAddressMax: 2, clientsMax: 5 });
+    const a = [attach(hub, "192.0.2.1"), attach(hub, "192.0.2.1")];
+    assert.ok(a.every((x) => x.attached));
+    assert.equal(hub.refusal("192.0.2.1"), "address");
+    assert.equal(attach(hub, "192.0.2.1").attached, false);
+    assert.equal(hub.refusal("192.0.2.2"), null, "another address has its own");
+    assert.equal(hub.refusal(null), null);
+    a[0]?.res.destroy();
+    a[0]?.res.destroy(); // a second close counts once
+    assert.equal(hub.refusal("192.0.2.1"), null, "room again once one left");
+    assert.ok(attach(hub, null).attached && attach(hub, null).attached);
+    assert.equal(hub.clientCount, 3);
+    assert.ok(attach(hub, "192.0.2.3").attached && attach(hub, "192.0.2.5").attached);
+    assert.equal(hub.refusal(null), "full", "clientsMax counts every client");
+    assert.equal(attach(hub, null).attached, false);
+  });
+
+  it("does not attach a response whose connection closed already, and a broken connection's error does not throw", () => {
+    const hub = hubOf({});
+    const gone = new FakeResponse();
+    gone.destroy();
+    assert.equal(hub.attach(gone as unknown as ServerResponse, new Set(["block"] as const)), false);
+    assert.equal(hub.clientCount, 0, "it would hold a place for ever: its close has been and gone");
+    const broken = attach(hub, "192.0.2.4");
+    assert.doesNotThrow(() => broken.res.emit("error", Object.assign(new Error("write EPIPE"), { code: "EPIPE" })));
+    assert.equal(hub.clientCount, 0);
+    assert.equal(hub.refusal("192.0.2.4"), null);
+    hub.publish(reading(1)); // nothing is written to it any more
+    assert.equal(hub.stats.frames, 0);
   });
 });
