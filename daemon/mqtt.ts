@@ -6,9 +6,12 @@
 // Broker. By default (url null) the box runs its own, embedded broker
 // (daemon/mqtt-broker.ts: aedes, in-process) on 0.0.0.0:1883, so a box alone
 // needs nothing else: Home Assistant's MQTT integration is pointed at the
-// box. With a url (mqtt://HOST[:PORT] or mqtts://…) the box publishes to an
-// external broker (mosquitto, or Home Assistant's add-on) instead. Either way
-// the bridge is an ordinary MQTT 3.1.1 client (MQTT.js), QoS 1 throughout.
+// box. It lets anyone in unless username and password are set (then every
+// client but the bridge must give them); only the bridge may publish to the
+// box's own topics (Topics.own). With a url (mqtt://HOST[:PORT] or
+// mqtts://…) the box publishes to an external broker (mosquitto, or Home
+// Assistant's add-on) instead. Either way the bridge is an ordinary MQTT 3.1.1
+// client (MQTT.js), QoS 1 throughout.
 //
 // Topic tree. P = topicPrefix (default "peergrid"), B = the box's member
 // number, M = a meter channel (0-255), D = discoveryPrefix (default
@@ -52,7 +55,15 @@
 // energy sensors read the counters only from good readings, the power sensor
 // too (a reading flagged as not good renders "None", which Home Assistant
 // shows as unknown): a counter that went backwards must not reach a
-// total_increasing sensor, which would take it for a meter reset. The price
+// total_increasing sensor, which would take it for a meter reset. Within a
+// run, good readings never go backwards: device/reading-check.ts flags a
+// counter below the last good one (the bridge publishes a reading as the
+// poller checked it, before the ledger's verdict, so one the ledger refuses
+// changes nothing here). A restarted box resumes from the ledger's last good
+// counters (daemon/meters.ts), never from zero; they may trail the last
+// published by the readings not yet committed, so only a meter that itself
+// went back within those seconds could show Home Assistant a dip (which it
+// logs, and takes for a reset only below 90 % of the last value). The price
 // has no device_class: Home Assistant's "monetary" is for amounts of money
 // and refuses state_class measurement.
 //
@@ -67,7 +78,8 @@
 //   - Events (blocks, trades) wait in order, at most outboxMax messages and
 //     outboxBytesMax bytes; beyond either the oldest event is dropped and
 //     counted (status().dropped). An event that failed to publish is counted
-//     there too; nothing is lost silently.
+//     there too; nothing is lost silently. The log says so: at the first drop,
+//     then at most once a DROP_LOG_SPACING_MS, and on reconnection.
 //   - On a connection, retained topics go first, then events oldest first,
 //     at most INFLIGHT_MAX unacknowledged at once. A message in flight when
 //     the connection drops stays in MQTT.js's store (so at most INFLIGHT_MAX
@@ -90,7 +102,7 @@ import { assert } from "../ledger/assert.js";
 import type { Block } from "../ledger/block.js";
 import { PeergridError } from "../ledger/errors.js";
 import { toHex } from "../ledger/hash.js";
-import { GLOBAL_KEY, MARKET_KEY, type StateRecord } from "../ledger/records.js";
+import { GLOBAL_KEY, MARKET_KEY, type StateRecord, type TradeTerms } from "../ledger/records.js";
 import { METER_ID_MAX } from "../ledger/tx.js";
 import type { ClearingOutcome } from "../market/interval.js";
 import type { CheckedReading } from "../device/reading-check.js";
@@ -121,13 +133,8 @@ export interface MqttPrice {
   readonly tradeCount: number;
 }
 
-export interface MqttTrade {
-  readonly buyer: number;
-  readonly seller: number;
-  readonly energyWh: number;
-  readonly buyerPriceMicroPerKWh: number;
-  readonly sellerPriceMicroPerKWh: number;
-}
+/** A trade as published: the ledger's terms of it, less the two order hashes. */
+export type MqttTrade = Pick<TradeTerms, "buyer" | "seller" | "energyWh" | "buyerPriceMicroPerKWh" | "sellerPriceMicroPerKWh">;
 
 export interface MqttClearing extends MqttPrice {
   readonly trades: readonly MqttTrade[];
@@ -239,6 +246,8 @@ export const INFLIGHT_MAX = 16;
 /** 4 per meter (state and 3 configs), 256 meters, and the box's few others, with room. */
 export const RETAINED_TOPICS_MAX = 2_048;
 export const TRADES_PER_MESSAGE_MAX = 1_000;
+/** Dropped events are logged at most this often (the first at once). */
+const DROP_LOG_SPACING_MS = 60_000;
 /** Home Assistant's "online" more often than this gets one re-publication at the end of the spacing. */
 const CONFIG_REPUBLISH_SPACING_MS = 5_000;
 const KEEPALIVE_S = 15;
@@ -246,11 +255,18 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** stop(): how long to wait for the outbox to drain, for "offline" to be acknowledged, and for the disconnection. */
 const STOP_STEP_MS = 2_000;
 
+/**
+ * What no topic may hold: MQTT's wildcards, and what brokers refuse as malformed UTF-8 (mosquitto closes
+ * the connection of a CONNECT or PUBLISH naming such a topic, so a bridge with it would never connect):
+ * NUL and the other control characters, lone surrogates, and Unicode's non-characters.
+ */
+const TOPIC_CHARACTER_BAD = /[+#\p{Cc}\p{Cs}\p{Noncharacter_Code_Point}]/u;
+
 function prefixProblems(what: string, p: unknown): string[] {
   if (typeof p !== "string" || p.length === 0) return [`${what}: wants a topic prefix such as "peergrid"`];
   const problems: string[] = [];
   if (Buffer.byteLength(p) > PREFIX_BYTES_MAX) problems.push(`${what}: longer than ${PREFIX_BYTES_MAX} bytes`);
-  if (/[+#\u0000]/.test(p)) problems.push(`${what} "${p}": may not contain +, # or NUL`);
+  if (TOPIC_CHARACTER_BAD.test(p)) problems.push(`${what} ${JSON.stringify(p)}: may not contain +, #, control characters (NUL, tab, newline…), lone surrogates or non-characters`);
   if (p.startsWith("/") || p.endsWith("/") || p.includes("//")) problems.push(`${what} "${p}": no empty topic levels (no leading, trailing or double /)`);
   if (p.startsWith("$")) problems.push(`${what} "${p}": topics starting with $ belong to the broker`);
   return problems;
@@ -280,10 +296,18 @@ export function mqttOptionProblems(o: MqttOptions): string[] {
     if (!Number.isInteger(port) || port < 0 || port > 65_535) problems.push(`embeddedListen.port: got ${port}; wants 0..65535`);
   }
   problems.push(...prefixProblems("topicPrefix", o.topicPrefix), ...prefixProblems("discoveryPrefix", o.discoveryPrefix));
-  if (o.topicPrefix === o.discoveryPrefix) problems.push("topicPrefix and discoveryPrefix: must differ");
+  // Nested, one tree would hold the other's topics (discoveryPrefix "peergrid/3" makes Home Assistant's
+  // birth topic the box's own status topic).
+  const nested = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
+  if (typeof o.topicPrefix === "string" && typeof o.discoveryPrefix === "string" && (nested(o.topicPrefix, o.discoveryPrefix) || nested(o.discoveryPrefix, o.topicPrefix))) {
+    problems.push("topicPrefix and discoveryPrefix: must differ, and neither may lie under the other");
+  }
   if (o.username !== undefined && (typeof o.username !== "string" || o.username.length === 0 || o.username.length > 256)) problems.push("username: 1 to 256 characters");
   if (o.password !== undefined && o.username === undefined) problems.push("password: given without a username");
   if (o.url === null && o.username === BRIDGE_USERNAME) problems.push(`username: "${BRIDGE_USERNAME}" is the box's own, on its embedded broker`);
+  // On the embedded broker the username and password are what every client must give: a username alone
+  // would let nobody in, and an empty password anyone who knows the username.
+  if (o.url === null && o.username !== undefined && (o.password === undefined || o.password === "")) problems.push("password: the embedded broker wants a non-empty password with its username");
   if (o.password !== undefined && (typeof o.password !== "string" || o.password.length > 1024)) problems.push("password: at most 1024 characters");
   if (!Number.isInteger(o.outboxMax) || o.outboxMax < 1 || o.outboxMax > OUTBOX_MAX_LIMIT) problems.push(`outboxMax: got ${o.outboxMax}; wants a whole number 1..${OUTBOX_MAX_LIMIT}`);
   const bytes = o.outboxBytesMax;
@@ -305,9 +329,14 @@ export interface Topics {
   readonly trades: string;
   readonly island: string;
   readonly haStatus: string;
+  /** Prefixes of every topic the bridge publishes (P/B/, and D/<component>/N/ for its discovery configs). */
+  readonly own: readonly string[];
   meterState(meterId: number): string;
-  config(component: "sensor" | "binary_sensor", objectId: string): string;
+  config(component: DiscoveryComponent, objectId: string): string;
 }
+
+const DISCOVERY_COMPONENTS = ["sensor", "binary_sensor"] as const;
+type DiscoveryComponent = (typeof DISCOVERY_COMPONENTS)[number];
 
 export function topicsOf(topicPrefix: string, discoveryPrefix: string, boxId: number): Topics {
   assert(Number.isSafeInteger(boxId) && boxId >= 0, "a box id is a member number");
@@ -321,6 +350,7 @@ export function topicsOf(topicPrefix: string, discoveryPrefix: string, boxId: nu
     trades: `${base}/market/trades`,
     island: `${base}/grid/island`,
     haStatus: `${discoveryPrefix}/status`,
+    own: [`${base}/`, ...DISCOVERY_COMPONENTS.map((c) => `${discoveryPrefix}/${c}/${node}/`)],
     meterState: (meterId) => `${base}/meter/${meterId}/state`,
     config: (component, objectId) => `${discoveryPrefix}/${component}/${node}/${objectId}/config`,
   };
@@ -570,7 +600,11 @@ export class MqttBridge {
   private drainWaiters: (() => void)[] = [];
   private lastConfigRepublishMs = -Infinity;
   private republishTimer: NodeJS.Timeout | null = null;
+  private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
+  /** Events dropped so far that the log has told of, and when it last did (at most once a DROP_LOG_SPACING_MS). */
+  private droppedLogged = 0;
+  private lastDropLogMs = -Infinity;
 
   constructor(
     private readonly source: MqttSource,
@@ -597,9 +631,14 @@ export class MqttBridge {
    * source, and connect. Resolves without waiting for the connection: an unreachable broker is retried
    * for as long as the bridge runs, and what is published meanwhile waits in the outbox.
    */
-  async start(): Promise<void> {
+  start(): Promise<void> {
     assert(this.phase === "new", "an MQTT bridge starts once");
     this.phase = "running";
+    this.starting = this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
     let login: { readonly url: string; readonly username?: string; readonly password?: string };
     if (this.options.url === null) {
       try {
@@ -633,8 +672,8 @@ export class MqttBridge {
       ...(this.options.username !== undefined && { username: this.options.username }),
       ...(this.options.password !== undefined && { password: this.options.password }),
       bridgeClientId: this.t.node,
-      protectedPrefixes: [`${this.options.topicPrefix}/`, `${this.options.discoveryPrefix}/`],
-      openTopics: [this.t.haStatus],
+      protectedPrefixes: this.t.own,
+      log: this.log,
     });
     this.broker = broker;
     this.brokerUrl = listenUrl(listen.host, broker.port);
@@ -724,6 +763,16 @@ export class MqttBridge {
     }
     this.updateIsland();
     this.pump();
+    this.logDrops(false);
+  }
+
+  /** Say that events were dropped: the first at once, then at most once a DROP_LOG_SPACING_MS (and on reconnection). */
+  private logDrops(now: boolean): void {
+    const dropped = this.outbox.dropped - this.droppedLogged;
+    if (dropped === 0 || (!now && Date.now() - this.lastDropLogMs < DROP_LOG_SPACING_MS)) return;
+    this.droppedLogged = this.outbox.dropped;
+    this.lastDropLogMs = Date.now();
+    this.log("warn", "MQTT outbox full: the oldest events dropped", { dropped, droppedTotal: this.outbox.dropped, outboxMax: this.options.outboxMax, outboxBytesMax: this.options.outboxBytesMax ?? OUTBOX_BYTES_MAX_DEFAULT, connected: this.connected });
   }
 
   private updateIsland(): void {
@@ -761,6 +810,7 @@ export class MqttBridge {
     client.subscribe(this.t.haStatus, { qos: 1 }, (err) => {
       if (err) this.noteError(err);
     });
+    this.logDrops(true);
     this.outbox.markDirty(null); // the broker may have lost every retained topic (a restart without persistence)
     this.pump();
   }
@@ -806,6 +856,7 @@ export class MqttBridge {
       // Not pumped from here: a publication failing at once would loop; the next connection or event sends it.
       this.outbox.failed(m);
       this.noteError(err);
+      this.logDrops(false);
     });
   }
 
@@ -821,7 +872,9 @@ export class MqttBridge {
   }
 
   private async doStop(): Promise<void> {
-    if (this.phase === "new") {
+    // A stop during start waits for it (the embedded broker is listening only then): nothing is left behind.
+    await this.starting?.catch(() => {});
+    if (this.phase !== "running") {
       this.phase = "stopped";
       return;
     }
@@ -856,7 +909,8 @@ function listenUrl(host: string, port: number): string {
   return `mqtt://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** p, or a rejection once ms have passed without it settling. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`MQTT: ${what} took over ${ms} ms`)), ms);

@@ -5,7 +5,7 @@
 // through sourceOf() on a running box.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { type AddressInfo, createServer } from "node:net";
+import { type AddressInfo, type Server, type Socket, createServer, connect as tcpConnect } from "node:net";
 import { after, describe, it } from "node:test";
 import { waitFor } from "../../daemon/local-cluster.js";
 import {
@@ -19,8 +19,12 @@ import {
   type MqttReading,
   type MqttSource,
   Outbox,
+  TRADES_PER_MESSAGE_MAX,
+  mqttOptionProblems,
   sourceOf,
+  within,
 } from "../../daemon/mqtt.js";
+import { CONNECTIONS_MAX, EmbeddedBroker, PACKET_BYTES_MAX, PacketSizeGuard } from "../../daemon/mqtt-broker.js";
 import { PeergridError } from "../../ledger/errors.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
 import { type Received, Subscriber, publish, startMosquitto, stopAll } from "../helpers/mosquitto.js";
@@ -32,8 +36,11 @@ const BOX = 3;
 const CONFIG = "homeassistant/sensor/peergrid_3";
 
 class TestSource implements MqttSource {
-  readonly boxId = BOX;
-  readonly boxName = "maple-street box-3";
+  constructor(
+    readonly boxId = BOX,
+    readonly boxName = `maple-street box-${boxId}`,
+  ) {}
+
   islandNow: MqttIsland = { islanded: false, sinceMs: null, changedMs: null };
   price: MqttPrice | null = null;
   private readonly blockListeners = new Set<(block: MqttBlock, clearing: MqttClearing | null) => void>();
@@ -82,6 +89,23 @@ function json(m: Received): Record<string, unknown> {
 
 const onTopic = (topic: string, extra: (m: Received) => boolean = () => true) => (m: Received) => m.topic === topic && extra(m);
 
+/** A bridge with its embedded broker on a free loopback port, started. */
+async function embeddedBridge(source: MqttSource, o: Partial<MqttOptions> = {}): Promise<{ readonly bridge: MqttBridge; readonly port: number }> {
+  const bridge = new MqttBridge(source, options({ url: null, embeddedListen: { host: "127.0.0.1", port: 0 }, ...o }));
+  await bridge.start();
+  const port = Number(/^mqtt:\/\/127\.0\.0\.1:(\d+)$/.exec(bridge.status().brokerUrl)?.[1]);
+  assert.ok(port > 0, bridge.status().brokerUrl);
+  return { bridge, port };
+}
+
+/** A raw TCP connection to a broker (from localAddress: another loopback address looks like another host), and when it closed. */
+async function rawConnection(port: number, localAddress = "127.0.0.1"): Promise<{ readonly socket: Socket; readonly closed: Promise<void> }> {
+  const socket = tcpConnect({ port, host: "127.0.0.1", localAddress });
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  socket.on("error", () => {});
+  return { socket, closed: new Promise<void>((resolve) => socket.once("close", () => resolve())) };
+}
+
 /** The bridge has everything it was given acknowledged by the broker. */
 function drained(bridge: MqttBridge, what = "the bridge to connect and send everything"): Promise<true> {
   return waitFor(what, () => {
@@ -109,6 +133,50 @@ describe("MQTT bridge options", () => {
       },
     );
     assert.throws(() => new MqttBridge(new TestSource(), options({ url: "not a url" })), /not a URL/);
+  });
+
+  it("a prefix a broker would refuse as malformed UTF-8 (control characters, lone surrogates, non-characters) is refused at once", () => {
+    // mosquitto closes the connection of a CONNECT whose will topic holds one: the bridge would never connect.
+    for (const bad of ["peer\tgrid", "peergrid\n", "peer\u0000grid", "peer\u007fgrid", "peer\u0085grid", "peer\ud800grid", "peer\udc00", "peer\ufffe", "peer\u{1fffe}"]) {
+      const problems = mqttOptionProblems(options({ topicPrefix: bad }));
+      assert.ok(problems.some((p) => p.startsWith(`topicPrefix ${JSON.stringify(bad)}: may not contain`)), `${JSON.stringify(bad)}: ${problems.join("; ")}`);
+      assert.ok(mqttOptionProblems(options({ discoveryPrefix: bad })).some((p) => p.startsWith("discoveryPrefix")), JSON.stringify(bad));
+    }
+    for (const good of ["peergrid", "home/peer-grid_2", "énergie/ü", "grid/😀"]) assert.deepEqual(mqttOptionProblems(options({ topicPrefix: good })), [], good);
+  });
+
+  it("prefixes where one tree lies under the other are refused (Home Assistant's birth topic would be the box's status)", () => {
+    for (const [topicPrefix, discoveryPrefix] of [["peergrid", "peergrid/3"], ["homeassistant/peergrid", "homeassistant"], ["ha", "ha"]] as const) {
+      assert.ok(mqttOptionProblems(options({ topicPrefix, discoveryPrefix })).some((p) => p.includes("neither may lie under the other")), `${topicPrefix} ${discoveryPrefix}`);
+    }
+    assert.deepEqual(mqttOptionProblems(options({ topicPrefix: "peergrid", discoveryPrefix: "peergrid-ha" })), []);
+  });
+
+  it("the embedded broker with a username wants a non-empty password (a username alone would let nobody in, an empty password anyone)", () => {
+    for (const password of [undefined, ""]) {
+      const problems = mqttOptionProblems(options({ url: null, username: "ha", ...(password !== undefined && { password }) }));
+      assert.ok(problems.some((p) => p.startsWith("password: the embedded broker wants a non-empty password")), problems.join("; "));
+    }
+    assert.deepEqual(mqttOptionProblems(options({ url: null, username: "ha", password: "s3cret" })), []);
+    assert.deepEqual(mqttOptionProblems(options({ url: "mqtt://broker", username: "ha" })), [], "an external broker may take a username alone");
+  });
+
+  it("the embedded broker's packet guard: follows fixed headers across any split, and stops a packet announcing more than its bound", () => {
+    const connect = Buffer.from([0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00]); // CONNECT, empty client id
+    const ping = Buffer.from([0xc0, 0x00]);
+    const publish200 = Buffer.concat([Buffer.from([0x30, 0xc8, 0x01]), Buffer.alloc(200)]); // 200 bytes: a 2-byte length
+    const stream = Buffer.concat([connect, ping, publish200, ping]);
+    for (let split = 1; split <= 7; split++) {
+      const g = new PacketSizeGuard(204); // publish200 is 203 bytes in all
+      for (let i = 0; i < stream.length; i += split) assert.equal(g.feed(stream.subarray(i, i + split)), true, `split ${split} at ${i}`);
+    }
+    const tight = new PacketSizeGuard(202);
+    assert.equal(tight.feed(Buffer.concat([connect, ping])), true);
+    assert.equal(tight.feed(publish200.subarray(0, 2)), true, "the length is not known yet");
+    assert.equal(tight.feed(publish200.subarray(2, 3)), false, "over the bound as soon as its header says so");
+    const huge = new PacketSizeGuard(PACKET_BYTES_MAX);
+    assert.equal(huge.feed(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x01])), false, "a 256 MiB announcement");
+    assert.equal(new PacketSizeGuard(PACKET_BYTES_MAX).feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x7f])), false, "a fifth length byte: malformed");
   });
 
   it("the outbox: retained topics coalesce to their latest value, events drop oldest first at the count and byte bounds", () => {
@@ -240,6 +308,17 @@ describe("MQTT bridge on mosquitto", () => {
       assert.equal(priceConfig.state_topic, `peergrid/${BOX}/market/price`);
       assert.equal(priceConfig.state_class, "measurement");
       const islandConfig = json(await sub.waitFor(onTopic("homeassistant/binary_sensor/peergrid_3/island/config")));
+      // Every entity: available exactly while the box's status says so (its will says "offline"), its own unique id.
+      const allConfigs = sub.messages.filter((m) => m.topic.endsWith("/config")).map(json);
+      assert.equal(allConfigs.length, 3 + 2);
+      for (const c of allConfigs) {
+        assert.deepEqual([c.availability_topic, c.payload_available, c.payload_not_available], [`peergrid/${BOX}/status`, "online", "offline"], String(c.unique_id));
+        assert.deepEqual(c.device, power.device);
+      }
+      assert.equal(new Set(allConfigs.map((c) => c.unique_id)).size, allConfigs.length);
+      assert.equal(power.value_template, "{{ value_json.powerW if value_json.quality == 0 else None }}");
+      assert.equal(priceConfig.value_template, "{{ value_json.pricePerKWh }}");
+      assert.equal(priceConfig.device_class, undefined, 'no device_class: "monetary" refuses state_class measurement');
       assert.equal(islandConfig.device_class, "problem");
       assert.equal(islandConfig.state_topic, `peergrid/${BOX}/grid/island`);
       assert.deepEqual([islandConfig.payload_on, islandConfig.payload_off], ["ON", "OFF"]);
@@ -374,10 +453,36 @@ describe("MQTT bridge on mosquitto", () => {
     }
   });
 
-  it("the outbox over its bound while the broker is down drops the oldest events and counts them", { timeout: 40_000 }, async () => {
+  it("a stop while the broker is away ends at once (nothing to say offline to: the will does), and leaves nothing running", { timeout: 20_000 }, async () => {
+    const broker = await startMosquitto();
+    const source = new TestSource();
+    const bridge = new MqttBridge(source, options({ url: `mqtt://127.0.0.1:${broker.port}` }));
+    try {
+      await bridge.start();
+      await drained(bridge);
+      await broker.stop();
+      await waitFor("the bridge to see the broker gone", () => !bridge.status().connected, 10_000, 20);
+      source.block(1);
+      const started = Date.now();
+      await bridge.stop();
+      assert.ok(Date.now() - started < 3_000, `stopped in ${Date.now() - started} ms`);
+      assert.equal(source.listeners, 0);
+      await broker.start(); // the bridge, stopped, does not come back
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(bridge.status().connected, false);
+      assert.doesNotMatch(broker.log(), /New client connected .* as peergrid_3/);
+    } finally {
+      await bridge.stop();
+      await broker.close();
+    }
+  });
+
+  it("the outbox over its bound while the broker is down drops the oldest events, counts them and says so", { timeout: 40_000 }, async () => {
     const broker = await startMosquitto({ persistence: true });
     const source = new TestSource();
-    const bridge = new MqttBridge(source, options({ url: `mqtt://127.0.0.1:${broker.port}`, outboxMax: 5 }));
+    const logged: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+    const bridge = new MqttBridge(source, options({ url: `mqtt://127.0.0.1:${broker.port}`, outboxMax: 5 }), (level, msg, fields = {}) => logged.push({ level, msg, fields }));
+    const dropLogs = () => logged.filter((l) => l.msg.startsWith("MQTT outbox full"));
     const durable = { clientId: "peergrid-test-bound", persistent: true } as const;
     let sub: Subscriber | null = null;
     try {
@@ -391,6 +496,8 @@ describe("MQTT bridge on mosquitto", () => {
       for (let h = 1; h <= 12; h++) source.block(h);
       assert.equal(bridge.status().outboxDepth, 5);
       assert.equal(bridge.status().dropped, 7);
+      // The first drop at once; the rest, within the spacing, on the reconnection: no line per event.
+      assert.deepEqual(dropLogs().map((l) => [l.level, l.fields.dropped, l.fields.outboxMax]), [["warn", 1, 5]]);
 
       await broker.start();
       await drained(bridge);
@@ -398,6 +505,7 @@ describe("MQTT bridge on mosquitto", () => {
       await sub.waitFor((m) => json(m).height === 12, 5_000, "block 12");
       assert.deepEqual(sub.messages.map((m) => json(m).height), [8, 9, 10, 11, 12]);
       assert.equal(bridge.status().dropped, 7);
+      assert.deepEqual(dropLogs().map((l) => [l.fields.dropped, l.fields.droppedTotal]), [[1, 1], [6, 7]]);
     } finally {
       await bridge.stop();
       await sub?.stop();
@@ -409,15 +517,10 @@ describe("MQTT bridge on mosquitto", () => {
 describe("MQTT bridge with its embedded broker", () => {
   it("a box alone serves MQTT: mosquitto_sub sees its topics; the box's topics are its own; Home Assistant's birth topic is open", { timeout: 30_000 }, async () => {
     const source = new TestSource();
-    const bridge = new MqttBridge(source, options({ url: null, embeddedListen: { host: "127.0.0.1", port: 0 } }));
+    const { bridge, port } = await embeddedBridge(source);
     let sub: Subscriber | null = null;
-    let port = 0;
     try {
-      await bridge.start();
-      const status = bridge.status();
-      assert.equal(status.embedded, true);
-      port = Number(/^mqtt:\/\/127\.0\.0\.1:(\d+)$/.exec(status.brokerUrl)?.[1]);
-      assert.ok(port > 0, status.brokerUrl);
+      assert.equal(bridge.status().embedded, true);
       await drained(bridge);
       source.reading(1);
       source.block(1, { intervalStartMs: 1_782_000_000_000, rule: "pay-as-clear", priceMicroPerKWh: 100_000, volumeWh: 0, tradeCount: 0, trades: [] });
@@ -450,11 +553,9 @@ describe("MQTT bridge with its embedded broker", () => {
   });
 
   it("with a username and password, the embedded broker lets in only clients that give them", { timeout: 30_000 }, async () => {
-    const bridge = new MqttBridge(new TestSource(), options({ url: null, embeddedListen: { host: "127.0.0.1", port: 0 }, username: "ha", password: "s3cret" }));
+    const { bridge, port } = await embeddedBridge(new TestSource(), { username: "ha", password: "s3cret" });
     try {
-      await bridge.start();
       await drained(bridge);
-      const port = Number(/:(\d+)$/.exec(bridge.status().brokerUrl)?.[1]);
       await assert.rejects(Subscriber.start(port, ["#"], { timeoutS: 2 }), /not authori[sz]ed|Connection Refused|refused/i);
       await assert.rejects(Subscriber.start(port, ["#"], { timeoutS: 2, username: "ha", password: "wrong" }));
       const sub = await Subscriber.start(port, [`peergrid/${BOX}/status`], { username: "ha", password: "s3cret" });
@@ -465,6 +566,182 @@ describe("MQTT bridge with its embedded broker", () => {
       }
     } finally {
       await bridge.stop();
+    }
+  });
+
+  it("only the box's own topics are protected: another box's, other devices' discovery configs and Home Assistant's birth are open; a will cannot get round it", { timeout: 30_000 }, async () => {
+    const source = new TestSource();
+    const { bridge, port } = await embeddedBridge(source);
+    const subs: Subscriber[] = [];
+    try {
+      source.block(1, { intervalStartMs: 1_782_000_000_000, rule: "pay-as-clear", priceMicroPerKWh: 100_000, volumeWh: 0, tradeCount: 0, trades: [] });
+      await drained(bridge);
+      const sub = await Subscriber.start(port, ["peergrid/#", "homeassistant/#", "peergrid-test/will"]);
+      subs.push(sub);
+      // Zigbee2MQTT or Tasmota on the same broker, and a second box's bridge publishing here (as `peergrid demo`
+      // runs its boxes): let through (before, kicked off).
+      await publish(port, "homeassistant/sensor/zigbee_0x01/temperature/config", '{"name":"t"}', { retain: true });
+      await sub.waitFor(onTopic("homeassistant/sensor/zigbee_0x01/temperature/config"), 5_000, "another device's discovery config");
+      const box4 = new MqttBridge(new TestSource(4), options({ url: `mqtt://127.0.0.1:${port}` }));
+      try {
+        await box4.start();
+        await drained(box4, "box 4's bridge to send everything");
+        await sub.waitFor(onTopic("peergrid/4/status", (m) => m.payload === "online"), 5_000, "box 4's status");
+        await sub.waitFor(onTopic("homeassistant/sensor/peergrid_4/price/config"), 5_000, "box 4's price config");
+        assert.equal(box4.status().lastError, null);
+      } finally {
+        await box4.stop();
+      }
+      // The box's own discovery config: refused (the broker closes the publisher's connection).
+      await publish(port, `${CONFIG}/price/config`, '{"name":"fake"}', { retain: true }).catch(() => {});
+      // A will on the box's price, and another on an open topic to know when wills have gone out.
+      const fake = await Subscriber.start(port, ["peergrid-test/none"], { will: { topic: `peergrid/${BOX}/market/price`, payload: '{"pricePerKWh":9}', retain: true } });
+      const control = await Subscriber.start(port, ["peergrid-test/none"], { will: { topic: "peergrid-test/will", payload: "gone" } });
+      await fake.kill();
+      await control.kill();
+      await sub.waitFor(onTopic("peergrid-test/will"), 5_000, "the open will");
+      const check = await Subscriber.start(port, [`peergrid/${BOX}/market/price`, `${CONFIG}/price/config`]);
+      subs.push(check);
+      const price = await check.waitFor(onTopic(`peergrid/${BOX}/market/price`), 5_000, "the retained price");
+      assert.equal(json(price).priceMicroPerKWh, 100_000);
+      assert.equal(json(await check.waitFor(onTopic(`${CONFIG}/price/config`), 5_000, "the price config")).name, "Local energy price");
+      assert.ok(!sub.messages.some((m) => m.payload.includes("fake") || m.payload.includes('"pricePerKWh":9')), "neither the fake config nor the will reached the box's topics");
+    } finally {
+      await bridge.stop();
+      for (const s of subs) await s.stop();
+    }
+  });
+
+  it("no session outlives its connection: nothing is queued for a subscriber gone away (it would grow without bound)", { timeout: 30_000 }, async () => {
+    const source = new TestSource();
+    const { bridge, port } = await embeddedBridge(source);
+    const durable = { clientId: "peergrid-test-durable", persistent: true } as const;
+    let sub: Subscriber | null = null;
+    try {
+      await drained(bridge);
+      sub = await Subscriber.start(port, [`peergrid/${BOX}/block`], durable);
+      await sub.stop();
+      for (let h = 1; h <= 3; h++) source.block(h);
+      await drained(bridge);
+      sub = await Subscriber.start(port, [`peergrid/${BOX}/block`], durable);
+      source.block(4);
+      await sub.waitFor(onTopic(`peergrid/${BOX}/block`), 5_000, "a block published after the reconnection");
+      assert.deepEqual(sub.messages.map((m) => json(m).height), [4], "blocks 1-3 were not kept for the durable subscriber");
+    } finally {
+      await bridge.stop();
+      await sub?.stop();
+    }
+  });
+
+  it("a packet announcing more than the bound is cut off at its header; a connection that never says CONNECT does not hold up the stop", { timeout: 30_000 }, async () => {
+    const source = new TestSource();
+    const { bridge, port } = await embeddedBridge(source);
+    try {
+      const big = await rawConnection(port);
+      big.socket.write(Buffer.from([0x10, 0x80, 0x80, 0x40])); // a CONNECT of 1 MiB, unauthenticated, its body never sent
+      await within(big.closed, 3_000, "the oversized packet's connection closed");
+
+      // The bridge's largest message, a clearing with the most trades, every number at its widest, gets through.
+      const wide = Number.MAX_SAFE_INTEGER;
+      const trades = Array.from({ length: TRADES_PER_MESSAGE_MAX + 1 }, () => ({ buyer: wide, seller: wide, energyWh: wide, buyerPriceMicroPerKWh: wide, sellerPriceMicroPerKWh: wide }));
+      const sub = await Subscriber.start(port, [`peergrid/${BOX}/market/trades`]);
+      try {
+        source.block(1, { intervalStartMs: 0, rule: "pay-as-clear", priceMicroPerKWh: wide, volumeWh: wide, tradeCount: trades.length, trades });
+        const m = json(await sub.waitFor(() => true, 5_000, "the largest trades message"));
+        assert.equal((m.trades as unknown[]).length, TRADES_PER_MESSAGE_MAX);
+        assert.equal(m.truncated, true);
+      } finally {
+        await sub.stop();
+      }
+
+      const idle = await rawConnection(port); // says nothing: aedes would wait 30 s for its CONNECT
+      const started = Date.now();
+      await bridge.stop();
+      await within(idle.closed, 1_000, "the idle connection closed by the stop");
+      assert.ok(Date.now() - started < 5_000, `stopped in ${Date.now() - started} ms`);
+    } finally {
+      await bridge.stop();
+    }
+  });
+
+  it("connections from other hosts are bounded, and cannot keep out the box's own (its bridge, a local tool)", { timeout: 30_000 }, async () => {
+    const { bridge, port } = await embeddedBridge(new TestSource());
+    const lan: { readonly socket: Socket; readonly closed: Promise<void> }[] = [];
+    try {
+      await drained(bridge);
+      for (let i = 0; i <= CONNECTIONS_MAX; i++) lan.push(await rawConnection(port, "127.0.0.2"));
+      const closed = new Set<number>();
+      lan.forEach((c, i) => void c.closed.then(() => closed.add(i)));
+      await within((lan[CONNECTIONS_MAX] as { closed: Promise<void> }).closed, 3_000, "the connection over the bound closed");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual([...closed], [CONNECTIONS_MAX], "only the one over the bound");
+      const local = await Subscriber.start(port, [`peergrid/${BOX}/status`], { timeoutS: 5 }); // from the box itself: let in
+      try {
+        await local.waitFor((m) => m.payload === "online");
+      } finally {
+        await local.stop();
+      }
+    } finally {
+      for (const c of lan) c.socket.destroy();
+      await bridge.stop();
+    }
+  });
+
+  it("other clients' retained messages are bounded: a new topic beyond the bound is refused; deleting one makes room", { timeout: 30_000 }, async () => {
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, bridgeClientId: "peergrid_3", protectedPrefixes: ["peergrid/3/"], retainedOthersTopicsMax: 2 });
+    const subs: Subscriber[] = [];
+    try {
+      await publish(broker.port, "other/a", "1", { retain: true });
+      await publish(broker.port, "other/b", "2", { retain: true });
+      await publish(broker.port, "other/a", "1 again", { retain: true }); // a topic held: replaced, not a third
+      await assert.rejects(publish(broker.port, "other/c", "3", { retain: true }), "a third topic is refused");
+      await publish(broker.port, "other/d", "not retained"); // only retained messages count
+      await publish(broker.port, "other/b", "", { retain: true }); // deleted
+      await publish(broker.port, "other/c", "3", { retain: true });
+      const sub = await Subscriber.start(broker.port, ["other/#"]);
+      subs.push(sub);
+      await sub.waitFor(onTopic("other/c"), 5_000, "the retained other/c");
+      await sub.waitFor(onTopic("other/a"), 5_000, "the retained other/a");
+      assert.deepEqual(sub.messages.filter((m) => m.retained).map((m) => `${m.topic}=${m.payload}`).sort(), ["other/a=1 again", "other/c=3"]);
+    } finally {
+      for (const s of subs) await s.stop();
+      await broker.close();
+    }
+  });
+
+  it("a failure of the broker itself (an accept error, its will sweep) is logged, not thrown through the box", { timeout: 10_000 }, async () => {
+    const logged: string[] = [];
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, bridgeClientId: "peergrid_3", protectedPrefixes: [], log: (level, msg, fields) => logged.push(`${level} ${msg} ${String(fields?.error)}`) });
+    try {
+      const internals = broker as unknown as { server: Server; aedes: { emit(event: string, err: Error): boolean } };
+      internals.server.emit("error", Object.assign(new Error("accept EMFILE"), { code: "EMFILE" }));
+      internals.aedes.emit("error", new Error("persistence failed"));
+      assert.deepEqual(logged, ["error embedded MQTT broker: accepting a connection failed accept EMFILE", "error embedded MQTT broker failed persistence failed"]);
+      const sub = await Subscriber.start(broker.port, ["x"]); // and it still serves
+      await sub.stop();
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it("a stop while the start is under way waits for it: no broker, listener or connection is left behind", { timeout: 10_000 }, async () => {
+    const source = new TestSource();
+    const bridge = new MqttBridge(source, options({ url: null, embeddedListen: { host: "127.0.0.1", port: 0 } }));
+    const started = bridge.start();
+    const stopped = bridge.stop();
+    try {
+      await started;
+      await stopped;
+      assert.equal(source.listeners, 0);
+      assert.equal(bridge.status().connected, false);
+      const port = Number(/:(\d+)$/.exec(bridge.status().brokerUrl)?.[1]);
+      assert.ok(port > 0);
+      await assert.rejects(rawConnection(port), /ECONNREFUSED/, "the embedded broker is closed");
+    } finally {
+      // Were they left behind, the runner would wait for them for ever: close them here.
+      const leftBehind = bridge as unknown as { client: { end(force: boolean): void } | null; broker: EmbeddedBroker | null };
+      leftBehind.client?.end(true);
+      await leftBehind.broker?.close();
     }
   });
 

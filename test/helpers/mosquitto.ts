@@ -185,9 +185,14 @@ export class Subscriber {
   /**
    * `clientId` with `persistent`: a durable session (-c, QoS 1) that the broker keeps, with what is
    * published to it meanwhile, while this subscriber is away. `timeoutS`: mosquitto_sub's own limit,
-   * so that it never outlives a failed test.
+   * so that it never outlives a failed test. `will`: its last will, which the broker publishes once the
+   * subscriber is gone without a word (kill(), not stop()).
    */
-  static async start(port: number, topics: readonly string[], o: { readonly clientId?: string; readonly persistent?: boolean; readonly timeoutS?: number; readonly username?: string; readonly password?: string } = {}): Promise<Subscriber> {
+  static async start(
+    port: number,
+    topics: readonly string[],
+    o: { readonly clientId?: string; readonly persistent?: boolean; readonly timeoutS?: number; readonly username?: string; readonly password?: string; readonly will?: { readonly topic: string; readonly payload: string; readonly retain?: boolean } } = {},
+  ): Promise<Subscriber> {
     const probeTopic = `${PROBE_PREFIX}${process.pid}/${++probes}`;
     const credentials: string[] = [];
     if (o.username !== undefined) credentials.push("-u", o.username);
@@ -195,6 +200,7 @@ export class Subscriber {
     const args = ["-h", "127.0.0.1", "-p", String(port), "-q", "1", "-W", String(o.timeoutS ?? 60), "-F", "MSG\t%r\t%t\t%p", ...credentials];
     if (o.clientId !== undefined) args.push("-i", o.clientId);
     if (o.persistent === true) args.push("-c");
+    if (o.will !== undefined) args.push("--will-topic", o.will.topic, "--will-payload", o.will.payload, "--will-qos", "1", ...(o.will.retain === true ? ["--will-retain"] : []));
     for (const t of [...topics, probeTopic]) args.push("-t", t);
     const sub = new Subscriber(spawn("mosquitto_sub", args, { stdio: ["ignore", "pipe", "pipe"] }));
     running.add(sub);
@@ -257,8 +263,16 @@ export class Subscriber {
     return this.messages.filter((m) => m.topic === topic);
   }
 
+  /** Disconnect cleanly (SIGTERM: mosquitto_sub says DISCONNECT, so no will). */
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGTERM");
+    await this.exited;
+    running.delete(this);
+  }
+
+  /** Vanish without a word (SIGKILL: the broker publishes the will). */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
     await this.exited;
     running.delete(this);
   }
