@@ -3,8 +3,10 @@
 // day. Simple on purpose: a half-sine between sunrise and sunset (the shape
 // of clear-sky output on a fixed panel, without the atmosphere's air-mass
 // loss), and a base load with a morning and an evening peak (the two humps
-// of every published residential load curve). Issue 8 replaces them with a
-// clear-sky model with weather and diverse households, and cites sources.
+// of every published residential load curve). The realistic models (a
+// clear-sky sun with weather, diverse households with cited shapes, home
+// batteries) are in sim/ (sim/premise.ts, sources in sim/README.md); a
+// simulated meter takes one through SimulatedMeterOptions.power.
 
 const MS_PER_HOUR = 3_600_000;
 const MS_PER_DAY = 24 * MS_PER_HOUR;

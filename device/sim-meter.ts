@@ -3,9 +3,10 @@
 // solar array, so the demo and the tests read it through exactly the same
 // driver code as a real meter (bus.ts, modbus-tcp.ts, register-map.ts).
 //
-// Power is the household's load minus the array's output (profiles.ts): +
-// imports from the grid, - exports. It is split evenly over the phases the
-// map has; current follows from power and voltage. The energy counters
+// Power is the household's load minus the array's output (profiles.ts), or
+// whatever the `power` option says (a premise of sim/premise.ts, composed by
+// the daemon): + imports from the grid, - exports. It is split evenly over
+// the phases the map has; current follows from power and voltage. The energy counters
 // integrate the power between reads (trapezoid rule), import and export
 // separately, so they only ever grow. A read must lie inside one of the
 // map's read blocks, as on the real meter; anything else is answered with
@@ -21,6 +22,12 @@ export interface SimulatedMeterOptions {
   readonly unit: number;
   readonly solar: SolarProfile;
   readonly load: LoadProfile;
+  /**
+   * The premise's net power at a time, W (+ import, - export); when given it
+   * replaces `solar` and `load`. The daemon composes it from sim/premise.ts
+   * (device/ does not import sim/). It is asked in non-decreasing time.
+   */
+  readonly power?: (timeMs: number) => number;
   readonly voltageV: number;
   readonly frequencyHz: number;
   readonly importWh: number; // counters at start
@@ -71,7 +78,11 @@ export class SimulatedMeter {
 
   /** + importing from the grid, - exporting. */
   powerW(timeMs: number): number {
-    return householdLoadW(timeMs, this.options.load) - solarPowerW(timeMs, this.options.solar);
+    const power = this.options.power;
+    if (power === undefined) return householdLoadW(timeMs, this.options.load) - solarPowerW(timeMs, this.options.solar);
+    const w = power(timeMs);
+    if (!Number.isFinite(w)) throw new RangeError(`a simulated meter's power must be a finite number of W, got ${w}`);
+    return w;
   }
 
   /** What the meter shows now, in canonical units; the counters advance to `timeMs`. */

@@ -39,6 +39,12 @@ const PURE_CORES = [
   "market/interval.ts",
   "market/grid-monitor.ts",
   "market/dispatch.ts",
+  "sim/site.ts",
+  "sim/solar.ts",
+  "sim/weather.ts",
+  "sim/household.ts",
+  "sim/battery.ts",
+  "sim/premise.ts",
 ];
 
 // This file runs as dist/test/ledger/purity.test.js; the sources are three levels up.
