@@ -16,7 +16,8 @@ import { type MeterAddress, meterRead, meterScan } from "../device/commission.js
 import { SHIPPED_METERS, SUNSPEC, builtInKinds, factoryDefaults, loadMeterKind, loadRegisterMap } from "../device/meter-kind.js";
 import { runSimulatedMeters } from "./simulate-meters.js";
 import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
-import { runDemo } from "./demo.js";
+import { buildDemoChain } from "./demo-chain.js";
+import { DEMO_DEFAULTS, parseTimeOfDay, runDemo } from "./demo.js";
 import { type ClearingRule, clear } from "../market/clearing.js";
 import { optionsFor, parseOrderFile, resultJson } from "../market/order-file.js";
 import { parseIntervalStart, replayInterval } from "../market/replay.js";
@@ -25,7 +26,8 @@ import { parseControllerConfig } from "./controller.js";
 import { type SubmitResult, parseMemberList, parseParamChanges, proposalBody, signAndSubmit } from "./governance-cli.js";
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
-import { loadConfig } from "./config.js";
+import { ADMIN_TOKEN_CHARS_MIN, loadConfig } from "./config.js";
+import { parseClock, simNow } from "./sim-clock.js";
 import { DEFAULT_MQTT_OPTIONS, type MqttOptions, mqttOptionProblems } from "./mqtt.js";
 
 /** --mqtt embedded | embedded@HOST:PORT | mqtt://HOST[:PORT] */
@@ -64,6 +66,18 @@ function parseIntOption(name: string) {
     if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
     return Number(value);
   };
+}
+
+/** The admin routes' token from its file (as a config file's http.adminTokenFile). */
+function readAdminToken(file: string): string {
+  let token: string;
+  try {
+    token = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new UsageError(`--admin-token-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (token.length < ADMIN_TOKEN_CHARS_MIN) throw new UsageError(`--admin-token-file: the token in ${file} is ${token.length} characters; it must be at least ${ADMIN_TOKEN_CHARS_MIN} (make one with: openssl rand -hex 32 > ${file})`);
+  return token;
 }
 
 /** NAME:ROLE[+ROLE...]:KEY where KEY is a key file or 64 hex digits. */
@@ -207,7 +221,13 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
     .addOption(new Option("--heartbeat-ticks <n>", "ticks between a leader's heartbeats").default(1).argParser(parseIntOption("heartbeat-ticks")))
     .addOption(new Option("--block-interval-ms <ms>", "one block per interval").default(1000).argParser(parseIntOption("block-interval-ms")))
-    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; mqtt?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number }, cmd: Command) => {
+    .option("--admin-token-file <file>", "turns the admin routes on: a file holding their token, at least 32 characters (openssl rand -hex 32 > admin.token)")
+    // The demo's own options (peergrid demo starts its boxes with them; README: the demo). Hidden: a box
+    // of a real neighbourhood never runs on an accelerated clock.
+    .addOption(new Option("--clock <sim=MS,real=MS,speed=N>", "run on the demo's accelerated clock: simulated ms = sim + (now - real) x speed (daemon/sim-clock.ts); duration options stay in real ms").hideHelp())
+    .addOption(new Option("--exit-with-parent", "stop cleanly when standard input closes (the demo holds it open)").hideHelp())
+    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; mqtt?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number; adminTokenFile?: string; clock?: string; exitWithParent?: boolean }, cmd: Command) => {
+      if (o.config !== undefined && o.clock !== undefined) throw new UsageError("--clock is the demo's simulated time, for boxes started with options (peergrid demo): not with --config, whose box is a real one");
       if (o.config !== undefined) {
         const given = cmd.options.filter((opt) => opt.attributeName() !== "config" && cmd.getOptionValueSource(opt.attributeName()) === "cli").map((opt) => opt.long);
         if (given.length > 0) throw new UsageError(`--config holds every setting of the box: drop ${given.join(" ")}, or put it in the file`);
@@ -225,6 +245,14 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (o.autoBid !== undefined && meters.length === 0) throw new UsageError("--auto-bid forecasts from this box's meters: give at least one --meter");
       const autoBid = o.autoBid === undefined ? undefined : parseBiddingPolicy(readJsonFile(o.autoBid, "auto-bid policy"), o.autoBid);
       if (o.controller !== undefined && meters.length === 0) throw new UsageError("--controller watches the grid at this box's PCC meter: give it with --meter");
+      const clock = o.clock === undefined ? undefined : parseClock(o.clock);
+      if (clock !== undefined) {
+        // Simulated time is for simulated meters: a real meter's energy does not run 15 times faster, and a
+        // controller's protection (trip clearing times, reconnection delays) must never run on a fast clock.
+        if (meters.some((m) => m.address.kind !== "tcp")) throw new UsageError("--clock (simulated time) reads simulated meters only: drop the serial --meter, or --clock");
+        if (o.controller !== undefined) throw new UsageError("--clock (simulated time) and --controller do not go together: the controller's protection timings are real");
+        if (o.syntheticReadings > 0) throw new UsageError("--clock (simulated time) and --synthetic-readings do not go together: give the box a simulated --meter");
+      }
       const controller = o.controller === undefined ? undefined : parseControllerConfig(readJsonFile(o.controller, "controller file"), o.controller);
       const code = await runBox(
         {
@@ -239,6 +267,9 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
           controller,
           mqtt: o.mqtt === undefined ? null : mqttOptionOf(o.mqtt),
           timing: { tickMs: o.tickMs, electionTicks: o.electionTicks, heartbeatTicks: o.heartbeatTicks, blockIntervalMs: o.blockIntervalMs },
+          adminToken: o.adminTokenFile === undefined ? null : readAdminToken(o.adminTokenFile),
+          ...(clock !== undefined && { clock }),
+          ...(o.exitWithParent === true && { exitWithParent: true }),
         },
         log,
       );
@@ -310,7 +341,8 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .addOption(new Option("--solar-peak-w <w>", "the first household's solar array at noon (each next one 10 % more)").default(4_000).argParser(parseIntOption("solar-peak-w")))
     .addOption(new Option("--load-base-w <w>", "the first household's base load (each next one 10 % more)").default(300).argParser(parseIntOption("load-base-w")))
     .option("--utc-offset-hours <h>", "local time = UTC + this, for the sun and the load peaks", "0")
-    .action(async (o: { map: string; listen: string; count: number; unit: number; solarPeakW: number; loadBaseW: number; utcOffsetHours: string }) => {
+    .addOption(new Option("--clock <sim=MS,real=MS,speed=N>", "run on the demo's accelerated clock, as boxes started with the same --clock (daemon/sim-clock.ts)").hideHelp())
+    .action(async (o: { map: string; listen: string; count: number; unit: number; solarPeakW: number; loadBaseW: number; utcOffsetHours: string; clock?: string }) => {
       if (o.map === SUNSPEC) throw new UsageError("--map sunspec: the simulated meter shows fixed maps only (e.g. eastron-sdm630)");
       if (o.count < 1 || o.count > 1_000) throw new UsageError("--count must be 1..1000");
       if (o.unit < UNIT_ID_MIN || o.unit > UNIT_ID_MAX) throw new UsageError(`--unit must be ${UNIT_ID_MIN}..${UNIT_ID_MAX}`);
@@ -319,7 +351,8 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       const listen = parseAddress(o.listen, "--listen");
       if (listen.port !== 0 && listen.port + o.count - 1 > 65_535) throw new UsageError(`--listen port ${listen.port} + --count ${o.count} passes 65535`);
       const map = loadRegisterMap(o.map);
-      setExit(await runSimulatedMeters({ map, listen, count: o.count, unit: o.unit, solarPeakW: o.solarPeakW, loadBaseW: o.loadBaseW, utcOffsetHours: offset }, log));
+      const now = o.clock === undefined ? undefined : simNow(parseClock(o.clock));
+      setExit(await runSimulatedMeters({ map, listen, count: o.count, unit: o.unit, solarPeakW: o.solarPeakW, loadBaseW: o.loadBaseW, utcOffsetHours: offset, ...(now !== undefined && { now }) }, log));
     });
 
   const submitted = (r: SubmitResult) => {
@@ -406,8 +439,23 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
 
   program
     .command("demo")
-    .description("build a demonstration neighbourhood chain through the real ledger code, then audit it")
-    .option("--data-dir <dir>", "where to build it (rebuilt on every run)", "demo-data")
+    .description("run a demo neighbourhood on this machine until Ctrl-C: boxes as separate processes on loopback, each reading a simulated meter and trading for its household, on an accelerated clock (README: the demo)")
+    .option("--data-dir <dir>", "the demo's folder, made afresh on every run (only a folder a demo made is ever deleted)", DEMO_DEFAULTS.dataDir)
+    .addOption(new Option("--boxes <n>", "boxes (households), 2..10; every other one has solar panels").default(DEMO_DEFAULTS.boxes).argParser(parseIntOption("boxes")))
+    .addOption(new Option("--speed <n>", "simulated seconds per real second, 1..60 (15: a 15-minute market interval passes in a minute; a block stays one a real second)").default(DEMO_DEFAULTS.speed).argParser(parseIntOption("speed")))
+    .addOption(new Option("--base-port <port>", "the first of the loopback ports the demo takes (3 per box, 1 for MQTT)").default(DEMO_DEFAULTS.basePort).argParser(parseIntOption("base-port")))
+    .option("--start-at <HH:MM>", "the simulated local time of day the demo starts at (the sun is up from 06:00 to 20:00)", DEMO_DEFAULTS.startAt)
+    .option("--no-mqtt", "no MQTT broker (by default box 0 runs one on loopback, and every box publishes to it)")
+    .addOption(new Option("--progress-every <s>", "real seconds between progress lines").default(DEMO_DEFAULTS.progressEveryS).argParser(parseIntOption("progress-every")))
+    .action(async (o: { dataDir: string; boxes: number; speed: number; basePort: number; startAt: string; mqtt: boolean; progressEvery: number }) => {
+      const code = await runDemo({ dataDir: resolve(o.dataDir), boxes: o.boxes, speed: o.speed, basePort: o.basePort, startMinuteOfDay: parseTimeOfDay(o.startAt, "--start-at"), mqtt: o.mqtt, progressEveryS: o.progressEvery }, log);
+      setExit(code);
+    });
+
+  program
+    .command("demo-chain")
+    .description("build a demonstration neighbourhood chain in one process through the real ledger code, then audit it; the same seed builds the same chain")
+    .option("--data-dir <dir>", "where to build it (rebuilt on every run)", "demo-chain")
     .addOption(new Option("--boxes <n>", "meter boxes").default(4).argParser(parseIntOption("boxes")))
     .addOption(new Option("--neighbours <n>", "neighbours without a box, enrolled on the chain").default(3).argParser(parseIntOption("neighbours")))
     .addOption(new Option("--seconds <n>", "one-second blocks to build").default(180).argParser(parseIntOption("seconds")))
@@ -417,7 +465,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (o.boxes < 1 || o.boxes > 100) throw new UsageError("--boxes must be 1..100");
       if (o.seconds < 1 || o.seconds > 86_400) throw new UsageError("--seconds must be 1..86400");
       if (o.neighbours > 1000) throw new UsageError("--neighbours must be at most 1000");
-      const result = runDemo({ dataDir: resolve(o.dataDir), boxes: o.boxes, neighbours: o.neighbours, seconds: o.seconds, seed: o.seed, log });
+      const result = buildDemoChain({ dataDir: resolve(o.dataDir), boxes: o.boxes, neighbours: o.neighbours, seconds: o.seconds, seed: o.seed, log });
       printReport(result.report, o.json === true, log);
       if (!o.json) log(`\nThe ledger is in ${resolve(o.dataDir)}; audit it again with: peergrid verify ${o.dataDir}`);
       setExit(result.report.ok ? Exit.ok : Exit.fault);

@@ -1,192 +1,547 @@
-// The demonstration chain: until the Raft, device and market layers land,
-// `peergrid demo` builds a small neighbourhood's chain through the real code
-// paths (keys, signed readings from simple solar and load curves, orders,
-// a cancel, an enrolment, a replayed transaction that must be rejected,
-// signed blocks, the SQLite store) and then audits it with `verify`.
-// Everything derives from one seed: the same seed gives the same chain hash.
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { type Genesis, parseGenesis } from "../ledger/genesis.js";
-import { toHex } from "../ledger/hash.js";
-import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
-import { Ledger, ledgerPath } from "../ledger/ledger.js";
-import { LedgerStore } from "../ledger/store.js";
-import { type LedgerState, ResultCode } from "../ledger/state.js";
-import { type SignedTx, type TxBody, Quality, signTx } from "../ledger/tx.js";
-import { type VerifyReport, verifyChain } from "../ledger/verify.js";
-import { seededSigner, solarW } from "../sim/profiles.js";
-import { Rng } from "../sim/rng.js";
+// `peergrid demo`, what `npm start` runs: a whole neighbourhood on this
+// machine, each box a real `peergrid start` process on loopback.
+//
+// This process is the orchestrator. It makes a fresh neighbourhood in the
+// demo's folder (keys, a genesis, a data directory per box: LocalCluster),
+// hosts one simulated Modbus TCP meter per household (device/sim-meter.ts,
+// an Eastron SDM630's registers; solar and load profiles), starts the boxes,
+// each reading its own meter over Modbus TCP and trading for its household
+// by an automatic-bidding policy (prosumers sell their surplus, the others
+// buy), waits for a leader, prints where everything is, then prints the
+// market as it clears, until Ctrl-C.
+//
+// Time. Every process runs on one simulated clock (daemon/sim-clock.ts):
+// `--speed 15` (the default) makes a 15-minute market interval pass in a
+// real minute, with a block every real second (15 simulated seconds). The
+// simulated day starts at 09:10 local time (--start-at), when the sun is
+// up: the bidders order at the first boundary (09:15) from what the meters
+// measured, and the first trades clear at 09:30, about 80 s in.
+//
+// Stopping. Ctrl-C or SIGTERM: every box gets SIGTERM and exits 0 (one that
+// has not after STOP_WAIT_MS gets SIGKILL), then this process exits 0. The
+// boxes run in their own process groups, so the terminal's Ctrl-C reaches
+// only this process: there is one orderly stop, not two racing ones; a
+// repeated signal (npm forwards the terminal's Ctrl-C again) is ignored.
+// And none outlives this process, however it ends: each watches its stdin,
+// whose other end this process holds (--exit-with-parent).
+//
+// Ports (loopback only; --base-port B, N boxes): box i's Raft on B+2i and
+// its HTTP API and web app on B+2i+1 (LocalCluster's plan), household i's
+// meter on B+2N+i, the MQTT broker (box 0's, embedded) on B+3N. All are
+// checked free before anything starts.
+import { randomBytes } from "node:crypto";
+import { type WriteStream, createWriteStream, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, relative } from "node:path";
+import { createInterface, type Interface } from "node:readline";
+import { assert } from "../ledger/assert.js";
+import { UsageError } from "../ledger/errors.js";
+import { DEFAULT_MARKET_PARAMS } from "../ledger/genesis.js";
+import type { RoleName } from "../ledger/tx.js";
+import type { BiddingPolicy } from "../market/auto-bid.js";
+import { loadRegisterMap } from "../device/meter-kind.js";
+import { SimulatedMeter, type SimulatedMeterOptions } from "../device/sim-meter.js";
+import { prepareDemoDir, releaseDemoDir } from "./demo-dir.js";
+import { LocalCluster, waitFor } from "./local-cluster.js";
+import type { NodeStatus } from "./node.js";
+import { type SimClock, SPEED_MAX, formatClock, simNow } from "./sim-clock.js";
+
+export const BOXES_MIN = 2; // a market needs a seller and a buyer
+export const BOXES_MAX = 10;
+export const BASE_PORT_MIN = 1024;
 
 export interface DemoOptions {
+  /** Made afresh on every run (only if a demo made it: demo-dir.ts). */
   readonly dataDir: string;
   readonly boxes: number;
-  readonly neighbours: number;
-  readonly seconds: number;
-  readonly seed: number;
-  readonly log: (line: string) => void;
+  /** Simulated ms per real ms, 1..SPEED_MAX. */
+  readonly speed: number;
+  readonly basePort: number;
+  /** The simulated time of day the demo starts at, minutes after local midnight. */
+  readonly startMinuteOfDay: number;
+  /** Box 0 runs an embedded MQTT broker on loopback, and every box publishes to it. */
+  readonly mqtt: boolean;
+  /** Real seconds between progress lines (a clearing is printed when it happens). */
+  readonly progressEveryS: number;
 }
 
-export interface DemoResult {
-  readonly blocks: number;
-  readonly accepted: number;
-  readonly rejected: number;
-  readonly chainHash: string;
-  readonly headHash: string;
-  readonly report: VerifyReport;
-  /** Starts of the market intervals cleared on the chain. */
-  readonly intervals: readonly number[];
-}
+export const DEMO_DEFAULTS = { dataDir: "demo-data", boxes: 5, speed: 15, basePort: 7400, startAt: "09:10", mqtt: true, progressEveryS: 15 } as const;
 
-const DEMO_MARKER = ".peergrid-demo";
-const DEMO_START_MS = Date.UTC(2026, 5, 21, 11, 0, 0); // midsummer, late morning: the panels produce
+/** A box that does not exit within this long of SIGTERM gets SIGKILL. */
+const STOP_WAIT_MS = 10_000;
+/** Boxes start and elect a leader within this (a slow machine: seconds). */
+const START_WAIT_MS = 30_000;
+const POLL_MS = 1_000;
 
-interface DemoMeter {
-  readonly box: number; // member index
-  readonly signer: NodeSigner;
+// ---------------------------------------------------------------- the households
+
+interface Household {
+  readonly name: string;
+  /** The solar array's output at noon, W (0: no panels). */
   readonly solarPeakW: number;
-  readonly baseLoadW: number;
-  importMilliWh: number;
-  exportMilliWh: number;
-  seq: number;
+  /** What the household draws all day, W; the morning and evening peaks come on top. */
+  readonly loadBaseW: number;
 }
 
+/**
+ * Households by box: prosumers (solar) and consumers alternate, so any number
+ * of boxes has both. Consumers draw more (a heat pump, an electric car).
+ */
+const HOUSEHOLDS: readonly Household[] = [
+  { name: "ann", solarPeakW: 5_000, loadBaseW: 350 },
+  { name: "bob", solarPeakW: 0, loadBaseW: 1_200 },
+  { name: "cho", solarPeakW: 4_000, loadBaseW: 300 },
+  { name: "dev", solarPeakW: 0, loadBaseW: 800 },
+  { name: "eva", solarPeakW: 6_500, loadBaseW: 500 },
+  { name: "fay", solarPeakW: 0, loadBaseW: 1_500 },
+  { name: "gus", solarPeakW: 3_000, loadBaseW: 400 },
+  { name: "hal", solarPeakW: 0, loadBaseW: 600 },
+  { name: "ida", solarPeakW: 4_500, loadBaseW: 450 },
+  { name: "jon", solarPeakW: 0, loadBaseW: 1_000 },
+];
 
-function prepareDir(dataDir: string): void {
-  if (existsSync(dataDir)) {
-    if (!existsSync(join(dataDir, DEMO_MARKER))) {
-      throw new Error(`${dataDir} exists and was not made by the demo; choose another --data-dir`);
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-  mkdirSync(dataDir, { recursive: true });
-  writeFileSync(join(dataDir, DEMO_MARKER), "made by `peergrid demo`; deleted and rebuilt on every run\n");
+/**
+ * A household's meter profile: device/profiles.ts's half-sine sun and
+ * two-hump load, the same on any date, so the demo trades from 09:30 in
+ * any season. THE SEAM for the realistic profiles (issue 8, sim/premise.ts,
+ * which device/sim-meter.ts now takes as `power`): return
+ * `{ power: (t) => premise.netPowerW(t) }` here, premise i of one
+ * `createNeighbourhood({ seed, site, … })`; then choose the simulated date
+ * (a winter morning at 51.5 N has little surplus) and a seed whose weather
+ * lets the first intervals trade, and say so in the summary.
+ */
+function meterProfile(h: Household, utcOffsetHours: number): Pick<SimulatedMeterOptions, "solar" | "load"> {
+  return {
+    solar: { peakW: h.solarPeakW, sunriseHour: 6, sunsetHour: 20, utcOffsetHours },
+    load: { baseW: h.loadBaseW, morningPeakW: 2 * h.loadBaseW, eveningPeakW: 3 * h.loadBaseW, utcOffsetHours },
+  };
 }
 
-export function runDemo(opts: DemoOptions): DemoResult {
-  prepareDir(opts.dataDir);
-  const rng = new Rng(opts.seed);
-  const boxSigners = Array.from({ length: opts.boxes }, () => seededSigner(rng));
-  const neighbourSigners = Array.from({ length: opts.neighbours }, () => seededSigner(rng));
-  const genesis: Genesis = parseGenesis({
-    chainId: "demo-neighbourhood",
-    genesisTimeMs: DEMO_START_MS,
-    // Every other box has solar panels (see solarPeakW below): the renewable role lets neighbours buy from it as local renewable.
-    members: boxSigners.map((s, i) => ({
-      name: `box-${i + 1}`,
-      publicKey: toHex(s.publicKey),
-      roles: [...(i === 0 ? ["box", "admin"] : ["box", "user"]), ...(i % 2 === 0 ? ["renewable"] : [])],
-    })),
-    market: { intervalMs: 60_000 },
+/**
+ * Household i's bidding policy: sell surplus at 0.09 to 0.135 per kWh (more
+ * than the utility's 0.08 export tariff), buy at up to 0.20 to 0.29 (less
+ * than its 0.30 import tariff): trading locally pays both sides.
+ */
+function policyOf(i: number): BiddingPolicy {
+  return { sellFloorMicroPerKWh: 90_000 + 5_000 * i, buyCeilingMicroPerKWh: 200_000 + 10_000 * i, maxBuyWh: 5_000, batteryReserveWh: 0, minOrderWh: 10, toleranceWh: 20 };
+}
+
+function rolesOf(i: number): RoleName[] {
+  const h = HOUSEHOLDS[i] as Household;
+  return ["box", ...(i === 0 ? (["admin"] as const) : []), ...(h.solarPeakW > 0 ? (["renewable"] as const) : [])];
+}
+
+// ---------------------------------------------------------------- ports
+
+interface PortUse {
+  readonly port: number;
+  readonly what: string;
+}
+
+export function demoPorts(basePort: number, boxes: number, mqtt: boolean): PortUse[] {
+  const ports: PortUse[] = [];
+  for (let i = 0; i < boxes; i++) ports.push({ port: basePort + 2 * i, what: `box ${i}'s Raft link` }, { port: basePort + 2 * i + 1, what: `box ${i}'s web app and API` });
+  for (let i = 0; i < boxes; i++) ports.push({ port: basePort + 2 * boxes + i, what: `household ${i}'s simulated meter` });
+  if (mqtt) ports.push({ port: basePort + 3 * boxes, what: "the MQTT broker" });
+  assert(new Set(ports.map((p) => p.port)).size === ports.length && ports.every((p) => p.port >= basePort && p.port <= 65_535), "one port for each use");
+  return ports;
+}
+
+/** null if 127.0.0.1:port can be listened on now; else why not (EADDRINUSE, EACCES). */
+function portProblem(port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? String(err)));
+    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => server.close(() => resolve(null)));
   });
-  writeFileSync(join(opts.dataDir, "genesis.json"), JSON.stringify(genesis, null, 2) + "\n");
-  const verifier = new NodeVerifier();
-  const ledger = Ledger.create(opts.dataDir, genesis, verifier);
-  const chainHash = ledger.state.chain.hash;
-  opts.log(`chain "${genesis.chainId}" ${toHex(chainHash).slice(0, 16)}… with ${opts.boxes} boxes; building ${opts.seconds} one-second blocks`);
+}
 
-  const meters: DemoMeter[] = boxSigners.map((signer, box) => ({
-    box,
-    signer,
-    solarPeakW: box % 2 === 0 ? rng.int(3_000, 6_000) : 0, // every other box is a prosumer
-    baseLoadW: rng.int(250, 900),
-    importMilliWh: rng.int(1_000_000, 9_000_000) * 1000,
-    exportMilliWh: rng.int(0, 2_000_000) * 1000,
-    seq: 0,
-  }));
-  const neighbourSeq = neighbourSigners.map(() => 0);
-  const admin = meters[0] as DemoMeter;
-  let accepted = 0;
-  let rejected = 0;
-  let replay: SignedTx | null = null;
-  let openOrder = null as { tx: SignedTx; by: number } | null;
-
-  // Every other box has solar panels: they sell; the others buy what they use.
-  for (let s = 1; s <= opts.seconds; s++) {
-    const secondMs = DEMO_START_MS + s * 1000;
-    const txs: SignedTx[] = [];
-    const sign = (author: number, signer: NodeSigner, seq: number, body: TxBody) => signTx({ author, seq, body }, signer, chainHash);
-
-    if (s === 1) {
-      // The admin box enrols the neighbours who have no box of their own.
-      neighbourSigners.forEach((n, i) => {
-        txs.push(sign(admin.box, admin.signer, ++admin.seq, { type: "member", action: "enrol", publicKey: n.publicKey, roles: 2, name: `neighbour-${i + 1}` }));
-      });
-    }
-    for (const m of meters) {
-      const powerW = m.baseLoadW + rng.int(0, 400) - solarW(m.solarPeakW, secondMs, rng);
-      if (powerW >= 0) m.importMilliWh += Math.round((powerW * 1000) / 3600);
-      else m.exportMilliWh += Math.round((-powerW * 1000) / 3600);
-      const reading = sign(m.box, m.signer, ++m.seq, {
-        type: "reading",
-        meterId: 0,
-        timeMs: secondMs,
-        importWh: Math.floor(m.importMilliWh / 1000),
-        exportWh: Math.floor(m.exportMilliWh / 1000),
-        powerW,
-        voltagesDeciV: [2300 + rng.int(-40, 40), 2300 + rng.int(-40, 40), 2300 + rng.int(-40, 40)],
-        frequencyMilliHz: 50_000 + rng.int(-50, 50),
-        quality: Quality.good,
-      });
-      txs.push(reading);
-      if (s === 5 && m.box === 1) replay = reading;
-    }
-    if (s === 10 && replay !== null) txs.push(replay); // a replay: must be rejected as a stale sequence
-    if (s % 60 === 15) {
-      const nextInterval = secondMs - (secondMs % 60_000) + 60_000;
-      for (const m of meters.filter((x) => x.solarPeakW > 0)) {
-        txs.push(sign(m.box, m.signer, ++m.seq, { type: "order", side: "sell", energyWh: rng.int(10, 60), priceMicroPerKWh: rng.int(80_000, 120_000), intervalStartMs: nextInterval, expiresAtMs: nextInterval + 60_000, flags: 0, counterparty: null }));
-      }
-      for (const m of meters.filter((x) => x.solarPeakW === 0)) {
-        txs.push(sign(m.box, m.signer, ++m.seq, { type: "order", side: "buy", energyWh: rng.int(5, 20), priceMicroPerKWh: rng.int(90_000, 140_000), intervalStartMs: nextInterval, expiresAtMs: nextInterval + 60_000, flags: 0, counterparty: null }));
-      }
-      neighbourSigners.forEach((n, i) => {
-        const author = opts.boxes + i;
-        const tx = sign(author, n, ++neighbourSeq[i]!, { type: "order", side: "buy", energyWh: rng.int(10, 50), priceMicroPerKWh: rng.int(100_000, 160_000), intervalStartMs: nextInterval, expiresAtMs: nextInterval + 60_000, flags: 1, counterparty: null });
-        txs.push(tx);
-        if (openOrder === null) openOrder = { tx, by: i };
-      });
-    }
-    if (s % 60 === 30 && openOrder !== null) {
-      const { tx, by } = openOrder;
-      txs.push(sign(opts.boxes + by, neighbourSigners[by] as NodeSigner, ++neighbourSeq[by]!, { type: "cancel", orderId: tx.id }));
-      openOrder = null;
-    }
-    const proposer = (s - 1) % opts.boxes;
-    const block = ledger.propose(txs, boxSigners[proposer] as NodeSigner, proposer, secondMs + 250, 1, s);
-    const { results } = ledger.append(block);
-    for (const r of results) r === ResultCode.ok ? accepted++ : rejected++;
-  }
-  const head = ledger.state;
-  ledger.close();
-  opts.log(`built ${head.height} blocks: ${accepted} transactions accepted, ${rejected} rejected (a deliberate replay)`);
-  opts.log("auditing the chain from genesis (peergrid verify)…");
-  const store = LedgerStore.open(ledgerPath(opts.dataDir), { readonly: true });
-  try {
-    const report = verifyChain(store, new NodeVerifier());
-    const market = marketSummary(store, head, opts.dataDir);
-    for (const line of market.lines) opts.log(line);
-    return { blocks: head.height, accepted, rejected, chainHash: toHex(chainHash), headHash: toHex(head.blockHash), report, intervals: market.intervals };
-  } finally {
-    store.close();
+async function checkPorts(o: DemoOptions): Promise<void> {
+  const ports = demoPorts(o.basePort, o.boxes, o.mqtt);
+  for (const p of ports) {
+    const problem = await portProblem(p.port);
+    if (problem === null) continue;
+    const last = (ports[ports.length - 1] as PortUse).port;
+    const why = problem === "EADDRINUSE" ? "is in use (another program, or a demo still running)" : `cannot be listened on (${problem})`;
+    throw new UsageError(`port ${p.port} on 127.0.0.1, for ${p.what}, ${why}. The demo takes ports ${o.basePort} to ${last}: choose others with --base-port, e.g. --base-port ${o.basePort < 40_000 ? o.basePort + 10_000 : 17_400}`);
   }
 }
 
-const money = (micro: number) => (micro / 1e6).toFixed(4);
+// ---------------------------------------------------------------- the run
 
-/** What the market did on the demo chain: each clearing and settlement, and the balances at the end. */
-function marketSummary(store: LedgerStore, head: LedgerState, dataDir: string): { lines: string[]; intervals: number[] } {
-  const lines = ["", "market (one-minute intervals; a shadow market: balances are shown, no money is owed):"];
-  const intervals = store.marketIntervals(Number.MAX_SAFE_INTEGER, 1_000).reverse();
-  for (const c of intervals) {
-    const when = new Date(c.startMs).toISOString().slice(11, 16);
-    const delivered = c.trades.every((t) => t.deliveredWh !== null) ? `, ${c.trades.reduce((a, t) => a + (t.deliveredWh ?? 0), 0)} Wh delivered` : ", not settled yet";
-    const price = c.priceMicroPerKWh === null ? "no price" : `price ${money(c.priceMicroPerKWh)}/kWh`;
-    lines.push(`  ${when} UTC  ${c.buyOrders} buys, ${c.sellOrders} sells -> ${price}, ${c.trades.length} trades, ${c.volumeWh} Wh${c.trades.length > 0 ? delivered : ""}`);
+/** Parse HH:MM (a time of day) into minutes after midnight. */
+export function parseTimeOfDay(text: string, what: string): number {
+  const m = /^(\d{1,2}):(\d{2})$/.exec(text);
+  const minutes = m === null ? NaN : Number(m[1]) * 60 + Number(m[2]);
+  if (m === null || Number(m[1]) > 23 || Number(m[2]) > 59) throw new UsageError(`${what} "${text}" is not a time of day HH:MM, e.g. 09:10`);
+  return minutes;
+}
+
+export function checkDemoOptions(o: DemoOptions): void {
+  if (o.boxes < BOXES_MIN || o.boxes > BOXES_MAX) throw new UsageError(`--boxes must be ${BOXES_MIN}..${BOXES_MAX}: a market needs at least one household that sells and one that buys`);
+  if (!Number.isInteger(o.speed) || o.speed < 1 || o.speed > SPEED_MAX) throw new UsageError(`--speed must be a whole number 1..${SPEED_MAX}: simulated seconds per real second (15: a 15-minute market interval passes in a minute; a block stays one a real second)`);
+  const portsMax = 3 * o.boxes + 1;
+  if (o.basePort < BASE_PORT_MIN || o.basePort + portsMax - 1 > 65_535) throw new UsageError(`--base-port must be ${BASE_PORT_MIN}..${65_535 - portsMax + 1}: the demo takes ${portsMax} ports from it`);
+  if (o.progressEveryS < 1 || o.progressEveryS > 3_600) throw new UsageError("--progress-every must be 1..3600 seconds");
+}
+
+/** Run the demo until SIGINT or SIGTERM; resolves with the exit code (0: every box stopped cleanly). Throws UsageError before starting anything. */
+export async function runDemo(o: DemoOptions, out: (line: string) => void): Promise<number> {
+  checkDemoOptions(o);
+  await checkPorts(o);
+  prepareDemoDir(o.dataDir, "peergrid demo");
+  const demo = new Demo(o, out);
+  try {
+    return await demo.run();
+  } finally {
+    releaseDemoDir(o.dataDir);
   }
-  const balances = [...head.tree.entries()].flatMap((e) => (e.value.kind === "balance" ? [e.value] : []));
-  balances.sort((a, b) => String(a.account).localeCompare(String(b.account), "en", { numeric: true }));
-  lines.push(`  balances: ${balances.map((b) => `${typeof b.account === "number" ? `member ${b.account}` : b.account} ${money(b.balanceMicro)}`).join(", ")}`);
-  const traded = intervals.find((c) => c.trades.length > 0);
-  if (traded !== undefined) lines.push(`  re-derive one from the chain: peergrid market replay ${dataDir} --interval ${new Date(traded.startMs).toISOString()}`);
-  return { lines, intervals: intervals.map((c) => c.startMs) };
+}
+
+const STOP = Symbol("stop");
+
+class Demo {
+  private readonly clock: SimClock;
+  private readonly now: () => number;
+  private readonly cluster: LocalCluster;
+  private readonly token = randomBytes(32).toString("hex");
+  private readonly logs: WriteStream[] = [];
+  private readonly meters: SimulatedMeter[] = [];
+  private readonly exitedEarly = new Set<number>();
+  private readonly ready = new Set<number>();
+  private stopSignal: string | null = null;
+  private wakeStop: () => void = () => {};
+  private readonly stopRequested: Promise<typeof STOP>;
+  private reader: Interface | null = null;
+  private lastClearedMs = -1;
+  private enrolled = 0;
+
+  constructor(
+    private readonly o: DemoOptions,
+    private readonly out: (line: string) => void,
+  ) {
+    assert(o.boxes >= BOXES_MIN && o.boxes <= HOUSEHOLDS.length && BOXES_MAX === HOUSEHOLDS.length, "a household for every box");
+    this.stopRequested = new Promise((resolve) => (this.wakeStop = () => resolve(STOP)));
+    const day = new Date();
+    day.setHours(0, 0, 0, 0); // local midnight today: the web app, in this machine's browser, shows the same hours
+    this.clock = { simStartMs: day.getTime() + o.startMinuteOfDay * 60_000, realStartMs: Date.now(), speed: o.speed };
+    this.now = simNow(this.clock);
+    this.cluster = LocalCluster.create({
+      dir: o.dataDir,
+      boxes: o.boxes,
+      basePort: o.basePort,
+      chainId: "demo-neighbourhood",
+      // The genesis states the block interval in the chain's (simulated) time: a block a real second.
+      genesis: { timeMs: this.clock.simStartMs, ledger: { blockIntervalMs: 1_000 * o.speed } },
+      member: (i) => ({ name: (HOUSEHOLDS[i] as Household).name, roles: rolesOf(i) }),
+      supervised: true,
+      onLine: (box, line) => this.logs[box]?.write(`${line}\n`),
+    });
+    for (let i = 0; i < o.boxes; i++) {
+      this.logs.push(createWriteStream(join(o.dataDir, `box-${i}.log`)));
+      writeFileSync(this.policyFile(i), JSON.stringify(policyOf(i), null, 2) + "\n");
+    }
+    writeFileSync(this.tokenFile(), `${this.token}\n`, { mode: 0o600 });
+  }
+
+  private policyFile(i: number): string {
+    return join(this.o.dataDir, `auto-bid-${i}.json`);
+  }
+
+  private tokenFile(): string {
+    return join(this.o.dataDir, "admin.token");
+  }
+
+  private meterPort(i: number): number {
+    return this.o.basePort + 2 * this.o.boxes + i;
+  }
+
+  private mqttPort(): number {
+    return this.o.basePort + 3 * this.o.boxes;
+  }
+
+  private url(i: number): string {
+    return `http://127.0.0.1:${this.cluster.httpPort(i)}`;
+  }
+
+  private name(member: number): string {
+    return HOUSEHOLDS[member]?.name ?? `member ${member}`;
+  }
+
+  async run(): Promise<number> {
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (this.stopSignal !== null) return; // already stopping (npm forwards the terminal's Ctrl-C a second time)
+      this.stopSignal = signal;
+      this.wakeStop();
+    };
+    // Installed until the very end: a signal during the shutdown must not cut it short.
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    try {
+      let failed = false;
+      try {
+        const started = await this.start();
+        if (started !== STOP) {
+          this.printSummary(started);
+          this.readKeys();
+          await this.watch();
+        }
+      } catch (err) {
+        this.out(`the demo could not start: ${err instanceof Error ? err.message : String(err)}`);
+        failed = true;
+      }
+      const clean = await this.shutdown();
+      return clean && !failed ? 0 : 1;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+  }
+
+  /** Meters, boxes, a leader; or STOP if a signal came first. Throws when a box fails to start. */
+  private async start(): Promise<number | typeof STOP> {
+    const map = loadRegisterMap("eastron-sdm630");
+    const utcOffsetHours = -new Date(this.clock.simStartMs).getTimezoneOffset() / 60;
+    for (let i = 0; i < this.o.boxes; i++) {
+      const h = HOUSEHOLDS[i] as Household;
+      this.meters.push(
+        await SimulatedMeter.start({ map, unit: 1, host: "127.0.0.1", port: this.meterPort(i), now: this.now, ...meterProfile(h, utcOffsetHours), importWh: 2_000_000 + 137_000 * i, exportWh: h.solarPeakW > 0 ? 500_000 + 71_000 * i : 0 }),
+      );
+    }
+    this.out(`starting ${this.o.boxes} boxes in ${this.o.dataDir} …`);
+    const boxes = Array.from({ length: this.o.boxes }, (_, i) => i);
+    // Never a box spawned once a stop began: the shutdown stops the boxes there are when it starts.
+    const startBox = (i: number) => (this.stopSignal !== null ? Promise.reject(new Error("stopping")) : this.cluster.start(i, this.boxArgs(i)).then(() => this.ready.add(i)));
+    // Box 0 first: it holds the MQTT broker the others publish to (they would retry, with warnings in their logs).
+    const started = startBox(0).then(() => Promise.all(boxes.slice(1).map(startBox)));
+    started.catch(() => {}); // a stop may come first; the failure is reported below otherwise
+    if ((await Promise.race([started, this.stopRequested])) === STOP) return STOP;
+    for (const i of boxes) void this.cluster.procs.get(i)?.exited.then((code) => this.noteExit(i, code));
+    const deadline = Date.now() + START_WAIT_MS;
+    for (;;) {
+      const leader = await this.cluster.leader();
+      if (leader !== null) return leader;
+      if (Date.now() > deadline) throw new Error(`no leader after ${START_WAIT_MS / 1_000} s: see the boxes' logs, ${this.shown(join(this.o.dataDir, "box-<n>.log"))}`);
+      if (!(await this.pause(200))) return STOP;
+    }
+  }
+
+  /** Wait ms; false if a stop was asked for meanwhile (no timer is left behind to hold the process). */
+  private async pause(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const woke = await Promise.race([new Promise<"time">((resolve) => (timer = setTimeout(() => resolve("time"), ms))), this.stopRequested]);
+    clearTimeout(timer);
+    return woke !== STOP;
+  }
+
+  private boxArgs(i: number): string[] {
+    const args = ["--clock", formatClock(this.clock), "--meter", `0=eastron-sdm630@tcp:127.0.0.1:${this.meterPort(i)}`, "--auto-bid", this.policyFile(i)];
+    if (i === 0) args.push("--admin-token-file", this.tokenFile());
+    // One broker for the whole neighbourhood, box 0's, on loopback (a box's default, 0.0.0.0:1883, would
+    // open it to the LAN and collide with a broker already there); every box publishes its topics to it.
+    if (this.o.mqtt) args.push("--mqtt", i === 0 ? `embedded@127.0.0.1:${this.mqttPort()}` : `mqtt://127.0.0.1:${this.mqttPort()}`);
+    return args;
+  }
+
+  private noteExit(i: number, code: number | null): void {
+    if (this.stopSignal !== null) return;
+    this.exitedEarly.add(i);
+    this.out(`box ${i} (${this.name(i)}) stopped by itself (exit ${code}); the others go on. Its log: ${this.shown(join(this.o.dataDir, `box-${i}.log`))}`);
+  }
+
+  private shown(path: string): string {
+    const r = relative(process.cwd(), path);
+    return r.startsWith("..") ? path : r;
+  }
+
+  private clockText(ms: number): string {
+    const d = new Date(ms);
+    return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  }
+
+  private printSummary(leader: number): void {
+    const o = this.o;
+    const intervalMs = DEFAULT_MARKET_PARAMS.intervalMs; // the demo leaves the genesis market's parameters alone
+    const nowMs = this.now();
+    const firstBoundary = nowMs - (nowMs % intervalMs) + intervalMs;
+    const firstTradesInS = Math.round((firstBoundary + intervalMs - nowMs) / o.speed / 1_000);
+    const lines = [
+      "",
+      `peergrid demo: a neighbourhood of ${o.boxes} boxes on this machine, each its own process on loopback`,
+      `  time runs ${o.speed}x: simulated ${this.clockText(nowMs)} now; a ${intervalMs / 60_000}-minute market interval every ${fmtSeconds((intervalMs / o.speed) / 1_000)}; a block every real second`,
+      "",
+      "  box  household                       web app and API          Raft            meter (Modbus TCP)",
+      ...Array.from({ length: o.boxes }, (_, i) => {
+        const h = HOUSEHOLDS[i] as Household;
+        const who = `${h.name}${h.solarPeakW > 0 ? `, ${(h.solarPeakW / 1000).toFixed(1)} kW solar` : ", no solar"}, ${h.loadBaseW} W base`;
+        return `  ${String(i).padEnd(4)} ${who.padEnd(31)} ${`${this.url(i)}/`.padEnd(24)} ${`127.0.0.1:${this.cluster.raftPort(i)}`.padEnd(15)} 127.0.0.1:${this.meterPort(i)}${i === leader ? "   <- leader" : ""}`;
+      }),
+      "",
+      ...(o.mqtt ? [`  MQTT: box 0's broker, mqtt://127.0.0.1:${this.mqttPort()}, has every box's topics (mosquitto_sub -h 127.0.0.1 -p ${this.mqttPort()} -t 'peergrid/#' -v)`] : []),
+      `  Each box trades for its household (${this.shown(this.policyFile(0))}, …): solar surplus is offered, shortfall bid for.`,
+      `  The first orders go in at ${this.clockText(firstBoundary)} (simulated), from what the meters measured; the first trades clear at ${this.clockText(firstBoundary + intervalMs)}, in about ${fmtSeconds(firstTradesInS)}.`,
+      "",
+      `  Open ${this.url(0)}/ in a browser. To trade there, enrol the key the page shows: paste it here and press Enter,`,
+      `  or: curl -H "Authorization: Bearer $(cat ${this.shown(this.tokenFile())})" -H 'content-type: application/json' \\`,
+      `        -d '{"publicKey":"<the key>","name":"me","roles":["user"]}' ${this.url(0)}/api/v1/admin/members`,
+      `  Boxes' logs: ${this.shown(join(o.dataDir, "box-<n>.log"))}. Ctrl-C stops everything.`,
+      "",
+    ];
+    for (const l of lines) this.out(l);
+  }
+
+  /** Progress lines until a stop: a clearing when it happens, and the chain's state every progressEveryS. */
+  private async watch(): Promise<void> {
+    let nextProgressMs = Date.now() + this.o.progressEveryS * 1_000;
+    for (;;) {
+      if (!(await this.pause(POLL_MS))) return;
+      const source = await this.someStatus();
+      if (source === null) continue;
+      const market = await getJson<MarketView>(`${this.url(source.box)}/api/v1/market`);
+      if (market?.lastCleared != null && market.lastCleared.startMs !== this.lastClearedMs) {
+        this.lastClearedMs = market.lastCleared.startMs;
+        this.out(this.clearingLine(market.lastCleared, market.intervalMs));
+      }
+      if (Date.now() >= nextProgressMs && market !== null) {
+        nextProgressMs = Date.now() + this.o.progressEveryS * 1_000;
+        this.out(await this.progressLine(source, market));
+      }
+    }
+  }
+
+  /** The chain's height and leader, the orders for the next interval so far, the last price. */
+  private async progressLine(source: { box: number; status: NodeStatus }, market: MarketView): Promise<string> {
+    const s = source.status;
+    const leader = s.leader === null ? "no leader" : `leader ${this.name(s.leader)} (box ${s.leader})`;
+    const nowMs = this.now();
+    const next = nowMs - (nowMs % market.intervalMs) + market.intervalMs;
+    const book = await getJson<{ intervals: BookView[] }>(`${this.url(source.box)}/api/v1/market/book?interval=${next}`);
+    const b = book?.intervals[0];
+    const orders = b === undefined ? `no orders for ${this.clockText(next)} yet` : `orders for ${this.clockText(next)}: ${b.asks.length} sell ${b.askWh} Wh, ${b.bids.length} buy ${b.bidWh} Wh`;
+    const last = market.lastCleared;
+    const price = last === null || last.priceMicroPerKWh === null ? "no price yet" : `last price ${fmtPrice(last.priceMicroPerKWh)} (${this.clockText(last.startMs)})`;
+    return `${this.clockText(nowMs)}  block ${s.height}, ${leader}; ${orders}; ${price}`;
+  }
+
+  /** The status of a box that answers: the leader's by preference. */
+  private async someStatus(): Promise<{ box: number; status: NodeStatus } | null> {
+    const statuses = await this.cluster.statuses();
+    const any = [...statuses].find(([, s]) => s.role === "leader") ?? [...statuses][0];
+    return any === undefined ? null : { box: any[0], status: any[1] };
+  }
+
+  private clearingLine(c: ClearingView, intervalMs: number): string {
+    const when = `${this.clockText(c.startMs)}–${this.clockText(c.startMs + intervalMs)}`;
+    const orders = `${c.sellOrders} sell, ${c.buyOrders} buy order${c.buyOrders === 1 ? "" : "s"}`;
+    if (c.buyOrders + c.sellOrders === 0) return `${this.clockText(c.startMs)}  interval ${when}: no orders (a box bids once a period of its readings has settled)`;
+    if (c.trades.length === 0) return `${this.clockText(c.startMs)}  interval ${when} cleared: ${orders}, no trade`;
+    const trades = c.trades.map((t) => `${this.name(t.buyer)} buys ${t.energyWh} Wh from ${this.name(t.seller)}`);
+    const price = c.priceMicroPerKWh === null ? "pay-as-bid" : `${fmtPrice(c.priceMicroPerKWh)}`;
+    return `${this.clockText(c.startMs)}  interval ${when} cleared at ${price}: ${c.trades.length} trade${c.trades.length === 1 ? "" : "s"}, ${c.volumeWh} Wh (${orders}): ${trades.join("; ")}`;
+  }
+
+  /** Keys pasted on standard input are enrolled as neighbours (users) by box 0, through its admin route. */
+  private readKeys(): void {
+    this.reader = createInterface({ input: process.stdin, terminal: false }); // not terminal: Ctrl-C stays a signal
+    this.reader.on("line", (line) => {
+      const key = line.trim().toLowerCase();
+      if (key === "") return;
+      if (!/^[0-9a-f]{64}$/.test(key)) {
+        this.out("that is not a key: paste the 64 hex digits the web page shows under “Your key”, then Enter");
+        return;
+      }
+      void this.enrol(key);
+    });
+  }
+
+  private async enrol(publicKey: string): Promise<void> {
+    const name = `neighbour-${++this.enrolled}`;
+    try {
+      const r = await fetch(`${this.url(0)}/api/v1/admin/members`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ publicKey, name, roles: ["user"] }),
+        signal: AbortSignal.timeout(5_000),
+      });
+      const body = (await r.json()) as { id?: string; message?: string };
+      if (!r.ok) {
+        this.out(`not enrolled: ${body.message ?? r.status}`);
+        return;
+      }
+      const fate = await waitFor("the enrolment to commit", async () => {
+        const f = await getJson<{ status: string; result?: string }>(`${this.url(0)}/api/v1/tx/${body.id}`);
+        return f !== null && f.status !== "pending" ? f : null;
+      }, 15_000, 250);
+      const known = await getJson<{ member: { index: number } }>(`${this.url(0)}/api/v1/members/by-key/${publicKey}`);
+      this.out(fate.status === "committed" && fate.result === "ok" && known !== null ? `enrolled as member ${known.member.index} (${name}): the page notices within a few seconds, and can then place orders` : `not enrolled: ${JSON.stringify(fate)}`);
+    } catch (err) {
+      this.out(`not enrolled: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Stop the boxes (SIGTERM, then SIGKILL after STOP_WAIT_MS) and the meters. True if every box exited 0. */
+  private async shutdown(): Promise<boolean> {
+    this.stopSignal ??= "stop";
+    if (this.reader !== null) {
+      this.reader.close();
+      process.stdin.pause(); // a stdin being read would keep this process alive
+    }
+    const running = [...this.cluster.procs.keys()];
+    if (running.length > 0) this.out(`\nstopping ${running.length === 1 ? "the box" : `${running.length} boxes`} …`);
+    const stopBox = async (i: number) => {
+      const p = this.cluster.procs.get(i);
+      const timer = setTimeout(() => p?.child.kill("SIGKILL"), STOP_WAIT_MS);
+      const code = await this.cluster.kill(i, "SIGTERM");
+      clearTimeout(timer);
+      return { i, code };
+    };
+    // Box 0 last: it holds the MQTT broker, and a box whose broker is gone waits seconds to say goodbye.
+    const codes = await Promise.all(running.filter((i) => i !== 0).map(stopBox));
+    if (running.includes(0)) codes.push(await stopBox(0));
+    await Promise.all(this.meters.map((m) => m.close()));
+    await Promise.all(this.logs.map((l) => new Promise<void>((resolve) => l.end(resolve))));
+    // A box stopped before it was ready (a Ctrl-C during the start) dies by the signal: that is no fault.
+    const unclean = codes.filter((c) => c.code !== 0 && !this.exitedEarly.has(c.i) && this.ready.has(c.i));
+    for (const c of unclean) this.out(`box ${c.i} (${this.name(c.i)}) exited with ${c.code ?? "a signal"}: see ${this.shown(join(this.o.dataDir, `box-${c.i}.log`))}`);
+    if (running.length > 0) this.out(`stopped. The neighbourhood's data stays in ${this.shown(this.o.dataDir)}: audit a box's chain with peergrid verify ${this.shown(this.cluster.dataDir(0))}`);
+    return unclean.length === 0 && this.exitedEarly.size === 0;
+  }
+}
+
+interface ClearingView {
+  readonly startMs: number;
+  readonly priceMicroPerKWh: number | null;
+  readonly volumeWh: number;
+  readonly buyOrders: number;
+  readonly sellOrders: number;
+  readonly trades: readonly { readonly buyer: number; readonly seller: number; readonly energyWh: number }[];
+}
+
+interface BookView {
+  readonly bids: readonly unknown[];
+  readonly asks: readonly unknown[];
+  readonly bidWh: number;
+  readonly askWh: number;
+}
+
+interface MarketView {
+  readonly intervalMs: number;
+  readonly lastCleared: ClearingView | null;
+}
+
+async function getJson<T>(url: string): Promise<T | null> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    return r.ok ? ((await r.json()) as T) : null;
+  } catch {
+    return null;
+  }
+}
+
+function fmtPrice(microPerKWh: number): string {
+  return `${(microPerKWh / 1e6).toFixed(3)}/kWh`;
+}
+
+function fmtSeconds(s: number): string {
+  return s < 120 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`;
 }

@@ -1,14 +1,16 @@
 // A neighbourhood of boxes on one machine, each a separate `peergrid start`
-// process on loopback: for the cluster tests, the benchmarks and (later) the
-// multi-process demo. It makes the keys, the genesis and each box's data
+// process on loopback: for the cluster tests, the benchmarks and the demo
+// (daemon/demo.ts). It makes the keys, the genesis and each box's data
 // directory, then starts, kills (-9 too) and restarts boxes, and reads their
-// HTTP API.
+// HTTP API. The boxes run the build this file was compiled into (main.js
+// beside it), whichever folder that build is in.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { parseGenesis } from "../ledger/genesis.js";
+import { type LedgerParams, type MarketParams, parseGenesis } from "../ledger/genesis.js";
+import type { RoleName } from "../ledger/tx.js";
 import { toHex } from "../ledger/hash.js";
 import { NodeSigner, NodeVerifier, writeKeyFile } from "../ledger/keys.js";
 import { Ledger } from "../ledger/ledger.js";
@@ -29,7 +31,8 @@ export async function waitFor<T>(what: string, probe: () => T | null | undefined
   }
 }
 
-const BIN = fileURLToPath(new URL("../../bin/peergrid.js", import.meta.url));
+/** The `peergrid` command of this build (daemon/main.ts). */
+const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 
 export interface LocalClusterOptions {
   readonly dir: string;
@@ -39,6 +42,18 @@ export interface LocalClusterOptions {
   /** First port; box i listens for Raft on basePort + 2i and for HTTP on basePort + 2i + 1. */
   readonly basePort: number;
   readonly chainId?: string;
+  /** The genesis time (default: now), and market and ledger parameters over the defaults. */
+  readonly genesis?: { readonly timeMs?: number; readonly market?: Partial<MarketParams>; readonly ledger?: Partial<LedgerParams> };
+  /** Member i's name and roles (default: box-i, with admin for box 0; neighbour-i, a user, after the boxes). */
+  readonly member?: (i: number) => { readonly name: string; readonly roles: readonly RoleName[] };
+  /**
+   * The boxes are this process's alone (the demo): each runs in its own process group, so a terminal's
+   * Ctrl-C reaches only this process, which stops them in order; and each stops by itself once this
+   * process is gone, even killed with -9 (`--exit-with-parent`: this process holds its stdin).
+   */
+  readonly supervised?: boolean;
+  /** Every line a box logs (stdout and stderr), as it comes. */
+  readonly onLine?: (box: number, line: string) => void;
 }
 
 export interface BoxProcess {
@@ -66,14 +81,13 @@ export class LocalCluster {
       writeKeyFile(c.keyFile(i), s);
       c.signers.push(s);
     }
+    const member = o.member ?? ((i: number) => ({ name: i < o.boxes ? `box-${i}` : `neighbour-${i}`, roles: i === 0 ? ["box", "admin"] : i < o.boxes ? ["box"] : ["user"] }));
     const genesis = parseGenesis({
       chainId: o.chainId ?? "local-neighbourhood",
-      genesisTimeMs: Date.now(),
-      members: c.signers.map((s, i) => ({
-        name: i < o.boxes ? `box-${i}` : `neighbour-${i}`,
-        publicKey: toHex(s.publicKey),
-        roles: i === 0 ? ["box", "admin"] : i < o.boxes ? ["box"] : ["user"],
-      })),
+      genesisTimeMs: o.genesis?.timeMs ?? Date.now(),
+      members: c.signers.map((s, i) => ({ ...member(i), publicKey: toHex(s.publicKey) })),
+      ...(o.genesis?.market !== undefined && { market: o.genesis.market }),
+      ...(o.genesis?.ledger !== undefined && { ledger: o.genesis.ledger }),
     });
     writeFileSync(join(o.dir, "genesis.json"), JSON.stringify(genesis, null, 2) + "\n");
     for (let i = 0; i < o.boxes; i++) Ledger.create(c.dataDir(i), genesis, new NodeVerifier()).close();
@@ -98,20 +112,23 @@ export class LocalCluster {
 
   /** Start box i and resolve once it says it is ready. */
   async start(i: number, extraArgs: readonly string[] = []): Promise<BoxProcess> {
-    const args = [BIN, "start", "--data-dir", this.dataDir(i), "--key", this.keyFile(i), "--raft-listen", `127.0.0.1:${this.raftPort(i)}`, "--http-listen", `127.0.0.1:${this.httpPort(i)}`];
+    const args = [MAIN, "start", "--data-dir", this.dataDir(i), "--key", this.keyFile(i), "--raft-listen", `127.0.0.1:${this.raftPort(i)}`, "--http-listen", `127.0.0.1:${this.httpPort(i)}`];
     for (let p = 0; p < this.o.boxes; p++) if (p !== i) args.push("--peer", `${p}=127.0.0.1:${this.raftPort(p)}`);
-    const child = spawn(process.execPath, [...args, ...extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
+    const supervised = this.o.supervised === true;
+    if (supervised) args.push("--exit-with-parent");
+    const child = spawn(process.execPath, [...args, ...extraArgs], { stdio: [supervised ? "pipe" : "ignore", "pipe", "pipe"], detached: supervised });
     const lines: string[] = [];
     const keep = (line: string) => {
       lines.push(line);
       if (lines.length > 200) lines.shift();
+      this.o.onLine?.(i, line);
     };
-    createInterface({ input: child.stderr }).on("line", keep);
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", keep);
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     const proc: BoxProcess = { index: i, child, exited, lines };
     this.procs.set(i, proc);
     await new Promise<void>((resolve, reject) => {
-      const rl = createInterface({ input: child.stdout });
+      const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
       rl.on("line", (line) => {
         keep(line);
         if (line.includes('"msg":"ready"')) resolve();

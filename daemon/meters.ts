@@ -15,7 +15,7 @@ import { type MeterAddress, linkFor } from "../device/commission.js";
 import { UNIT_ID_MAX, UNIT_ID_MIN } from "../device/modbus-frame.js";
 import { type MeterKind, factoryDefaults, layoutSource, loadMeterKind } from "../device/meter-kind.js";
 import { PeergridError } from "../ledger/errors.js";
-import { type MeterPollStats, MeterPoller, type PolledMeter } from "../device/poller.js";
+import { type MeterPollStats, MeterPoller, type PolledMeter, type PollerOptions } from "../device/poller.js";
 import { type LatencySummary, summarise } from "./latency.js";
 import type { CheckedReading, MeterMemory } from "../device/reading-check.js";
 import { meterKey } from "../ledger/records.js";
@@ -101,6 +101,12 @@ export interface MetersStatus {
   }[];
 }
 
+/** The pollers' clock options: one poll a real second, whatever the clock's rate. */
+function pollerClock(o: { readonly now?: () => number; readonly clockRate?: number }): Partial<PollerOptions> {
+  const rate = o.clockRate ?? 1;
+  return { ...(o.now !== undefined && { now: o.now }), ...(rate !== 1 && { clockRate: rate, periodMs: 1_000 * rate }) };
+}
+
 export class BoxMeters {
   readonly stats: MeterStats = { readings: 0, accepted: 0, refused: 0, lastRefusal: null };
   readonly pollers: MeterPoller[] = [];
@@ -113,8 +119,11 @@ export class BoxMeters {
     private readonly node: BoxNode,
     private readonly sequence: BoxSequence,
     specs: readonly MeterSpec[],
-    /** The box's clock (the node's: a test moves both to cross a market interval at once). */
-    options: { readonly now?: () => number } = {},
+    /**
+     * The box's clock (the node's: a test moves both to cross a market interval at once), and how many of
+     * its ms pass in a real ms (the demo's accelerated clock): the meters are still read once a real second.
+     */
+    options: { readonly now?: () => number; readonly clockRate?: number } = {},
   ) {
     this.specs = specs;
     const ids = new Set(specs.map((s) => s.meterId));
@@ -128,7 +137,7 @@ export class BoxMeters {
     for (const group of byBus.values()) {
       const bus = new Bus(linkFor((group[0] as MeterSpec).address));
       this.buses.push(bus);
-      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId, memory: this.lastGood(s.meterId) })), (meterId, r) => this.submit(meterId, r), options.now === undefined ? {} : { now: options.now }));
+      this.pollers.push(new MeterPoller(bus, group.map((s) => ({ ...s.meter, meterId: s.meterId, memory: this.lastGood(s.meterId) })), (meterId, r) => this.submit(meterId, r), pollerClock(options)));
     }
   }
 

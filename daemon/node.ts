@@ -102,8 +102,14 @@ export interface BoxNodeOptions {
   readonly timing?: Partial<NodeTiming>;
   readonly mempool?: Partial<MempoolLimits>;
   readonly transportLimits?: Partial<TransportLimits>;
-  /** The wall clock (ms since the epoch); a test may skew it. */
+  /** The wall clock (ms since the epoch); a test may skew it, the demo runs it fast (clockRate). */
   readonly now?: () => number;
+  /**
+   * How many of `now`'s ms pass in one real ms (default 1; the demo's accelerated clock, daemon/sim-clock.ts).
+   * timing.blockIntervalMs, resubmitAfterMs, gapWaitMs and clockSkewMaxMs are in `now`'s ms; timers armed
+   * from them are divided by this. The Raft tick is real.
+   */
+  readonly clockRate?: number;
   readonly log?: NodeLog;
   /** Called once if the box cannot go on (its Raft log failed): it has stopped taking part. */
   readonly onFatal?: (err: Error) => void;
@@ -200,6 +206,7 @@ export class BoxNode {
   readonly commitLatency = new LatencyRecorder(100_000);
   private readonly mempool: Mempool;
   private readonly now: () => number;
+  private readonly clockRate: number;
   private readonly log: NodeLog;
   private transport!: Transport;
   private appliedIndex: number;
@@ -241,6 +248,8 @@ export class BoxNode {
     this.timing = { ...DEFAULT_TIMING, ...opts.timing };
     this.mempool = new Mempool({ ...DEFAULT_MEMPOOL_LIMITS, ...opts.mempool });
     this.now = opts.now ?? Date.now;
+    this.clockRate = opts.clockRate ?? 1;
+    assert(this.clockRate >= 1 && Number.isInteger(this.clockRate), "the clock runs a whole number of times real time");
     this.log = opts.log ?? (() => {});
     const snap = raft.snapshot;
     if (snap !== null && ledger.state.raftIndex < snap.index) {
@@ -610,7 +619,7 @@ export class BoxNode {
       const submitted = this.submittedAt.get(key);
       if (submitted === undefined) return;
       this.submittedAt.delete(key);
-      this.commitLatency.record(nowMs - submitted);
+      this.commitLatency.record(Math.round((nowMs - submitted) / this.clockRate)); // real ms, on any clock
       const code = result.results[i] as number;
       this.remember({ status: "committed", id: key, height: block.header.height, index: i, result: resultName(code), resultCode: code });
     });
@@ -623,7 +632,7 @@ export class BoxNode {
   private scheduleBlockTick(): void {
     if (this.stopped) return;
     const interval = this.timing.blockIntervalMs;
-    const delay = interval - (this.now() % interval);
+    const delay = Math.ceil((interval - (this.now() % interval)) / this.clockRate); // real ms to the clock's next boundary
     this.blockTimer = setTimeout(() => {
       this.blockTimer = null;
       if (this.raft.role === Role.leader) {
@@ -662,7 +671,7 @@ export class BoxNode {
    */
   private warnClock(nowMs: number, headTimeMs: number): void {
     this.counters.clockBehindChain++;
-    if (nowMs - this.lastClockWarningMs < 60_000) return;
+    if (nowMs - this.lastClockWarningMs < 60_000 * this.clockRate) return;
     this.lastClockWarningMs = nowMs;
     this.log("warn", "this box's clock is far behind the chain's time: check its time source (NTP, or the RTC when offline)", { nowMs, headTimeMs, behindMs: headTimeMs - nowMs });
   }

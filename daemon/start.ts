@@ -6,6 +6,12 @@
 // stops taking requests, the Raft log finishes the saves it has, the SQLite
 // files are closed; nothing is torn (and a kill -9 tears nothing either: every
 // write is one SQLite transaction).
+//
+// On the demo's accelerated clock (`clock`, daemon/sim-clock.ts) the node, the
+// meters' timestamps, the bidder and the API's ages all read the simulated
+// time; the timing options stay in real ms (a block a real second) and are
+// converted here. The demo also starts its boxes with `exitWithParent`, so
+// that none outlives it.
 import { readKeyFile } from "../ledger/keys.js";
 import type { NodeId } from "../ledger/raft/raft.js";
 import { PeergridError } from "../ledger/errors.js";
@@ -22,6 +28,7 @@ import { MqttBridge, type MqttOptions, sourceOf } from "./mqtt.js";
 import { registerWebApp } from "./web.js";
 import { SyntheticLoad } from "./synthetic-load.js";
 import type { PeerAddress } from "./transport.js";
+import { type SimClock, healthOnClock, mempoolOnClock, simNow, timingOnClock } from "./sim-clock.js";
 
 export interface StartOptions {
   readonly dataDir: string;
@@ -41,6 +48,10 @@ export interface StartOptions {
   readonly adminToken?: string | null;
   /** Publish to MQTT (daemon/mqtt.ts); null or absent: off. */
   readonly mqtt?: MqttOptions | null;
+  /** Run on the demo's accelerated clock (`--clock`); absent: the real one. `timing` stays in real ms. */
+  readonly clock?: SimClock;
+  /** Stop, cleanly, when standard input closes (`--exit-with-parent`): the demo holds it, so its boxes go when it goes, even after a kill -9. */
+  readonly exitWithParent?: boolean;
 }
 
 /** host:port, [v6]:port or a bare port (on all interfaces). */
@@ -79,13 +90,18 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
   let fatal: Error | null = null;
   let wake: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (wake = resolve));
+  const speed = o.clock?.speed ?? 1;
+  const now = o.clock === undefined ? Date.now : simNow(o.clock);
   const node = await BoxNode.start({
     dataDir: o.dataDir,
     signer: readKeyFile(o.keyFile),
     peers: o.peers,
     listenHost: o.raftListen.host,
     listenPort: o.raftListen.port,
-    timing: o.timing,
+    timing: timingOnClock(o.timing, speed),
+    mempool: mempoolOnClock(speed),
+    now,
+    clockRate: speed,
     log,
     onFatal: (err) => {
       fatal = err;
@@ -109,7 +125,11 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
           adminToken: o.adminToken ?? null,
           sequence,
           config: settingsOf(o),
+          now,
+          ...(speed !== 1 && { health: healthOnClock(speed) }),
         });
+  // From here on the finally below releases stdin. A parent gone before this is still seen: the end of a pipe stays.
+  const unwatch = o.exitWithParent === true ? watchParent(log, () => wake()) : () => {};
   try {
     if (http !== null && o.httpListen !== null) {
       // In a plugin scope: its routes load after the API's plugins, so the rate limits cover them too.
@@ -124,12 +144,12 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       log("info", "synthetic meter load", { readingsPerS: o.syntheticReadingsPerS });
     }
     if (o.meters !== undefined && o.meters.length > 0) {
-      meters = new BoxMeters(node, sequence, o.meters);
+      meters = new BoxMeters(node, sequence, o.meters, { now, clockRate: speed });
       meters.start();
       log("info", "polling meters", { meters: o.meters.map((m) => ({ meterId: m.meterId, layout: m.meter.layout.name, unit: m.meter.unit, at: m.address.kind === "tcp" ? `${m.address.host}:${m.address.port}` : m.address.path })) });
     }
     if (o.autoBid !== undefined) {
-      bidder = new AutoBidder(node, sequence, o.autoBid, { log });
+      bidder = new AutoBidder(node, sequence, o.autoBid, { log, now });
       log("info", "automatic bidding", { member: bidder.member, policy: o.autoBid });
     }
     if (o.controller !== undefined) {
@@ -149,7 +169,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
       await mqtt.start();
       log("info", "mqtt", { broker: mqtt.status().brokerUrl, embedded: mqtt.status().embedded });
     }
-    log("info", "ready", { box: node.id, raftPort: node.raftPort });
+    log("info", "ready", { box: node.id, raftPort: node.raftPort, ...(o.clock !== undefined && { clock: o.clock }) });
     onStopSignal(log, wake);
     await stopped;
   } finally {
@@ -160,8 +180,30 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
     await meters?.stop();
     await http?.close();
     await node.stop();
+    unwatch();
   }
   return fatal === null ? 0 : 1;
+}
+
+/**
+ * Call `stop` once standard input ends: the parent that holds its other end
+ * is gone (or closed it to say stop). Returns what lets the process exit
+ * afterwards (a stdin being read keeps node running).
+ */
+function watchParent(log: NodeLog, stop: () => void): () => void {
+  const onEnd = () => {
+    log("info", "shutting down", { reason: "standard input closed: the process that started this box is gone" });
+    stop();
+  };
+  process.stdin.once("end", onEnd);
+  process.stdin.once("error", onEnd);
+  process.stdin.on("data", () => {}); // what the parent writes means nothing; reading is how the end is seen
+  process.stdin.resume();
+  return () => {
+    process.stdin.off("end", onEnd);
+    process.stdin.off("error", onEnd);
+    process.stdin.destroy();
+  };
 }
 
 /** What GET /api/v1/admin/config shows: the box's settings, with no secret (the admin token, a broker password). */
@@ -178,5 +220,6 @@ function settingsOf(o: StartOptions): Record<string, unknown> {
     controller: o.controller === undefined ? null : { pccMeterId: o.controller.pccMeterId, premises: o.controller.premises.length, dispatch: o.controller.dispatch },
     mqtt: o.mqtt === undefined || o.mqtt === null ? null : { url: o.mqtt.url, embeddedListen: o.mqtt.embeddedListen ?? null, topicPrefix: o.mqtt.topicPrefix, discoveryPrefix: o.mqtt.discoveryPrefix, username: o.mqtt.username ?? null },
     timing: o.timing,
+    clock: o.clock ?? null,
   };
 }

@@ -38,8 +38,14 @@ export interface PolledMeter {
 }
 
 export interface PollerOptions {
+  /** One poll per this many of `now`'s ms, on its boundaries. */
   readonly periodMs: number;
   readonly now: () => number;
+  /**
+   * How many of `now`'s ms pass in one real ms (default 1; the demo's accelerated clock, daemon/sim-clock.ts):
+   * timers are armed in real ms, and the timing statistics are kept in real ms.
+   */
+  readonly clockRate: number;
 }
 
 export interface MeterPollStats {
@@ -98,7 +104,7 @@ export class MeterPoller {
     private readonly onReading: (meterId: number, reading: CheckedReading) => void,
     options: Partial<PollerOptions> = {},
   ) {
-    this.options = { periodMs: 1_000, now: Date.now, ...options };
+    this.options = { periodMs: 1_000, now: Date.now, clockRate: 1, ...options };
     const ids = new Set(meters.map((m) => m.meterId));
     if (ids.size !== meters.length) throw new RangeError("two meters with one meterId on a bus");
     this.states = meters.map((meter) => {
@@ -145,7 +151,7 @@ export class MeterPoller {
       this.lastDueMs = dueMs;
       this.tick(dueMs);
       this.schedule();
-    }, dueMs - now);
+    }, Math.ceil((dueMs - now) / this.options.clockRate));
   }
 
   private tick(dueMs: number): void {
@@ -155,15 +161,20 @@ export class MeterPoller {
       return;
     }
     const startMs = this.options.now();
-    this.stats.offsetsMs.push(startMs - dueMs);
+    this.stats.offsetsMs.push(this.realMs(startMs - dueMs));
     if (this.stats.offsetsMs.length > OFFSETS_KEPT) this.stats.offsetsMs.shift();
     this.polling = true;
     const second = this.second++;
     void this.pollAll(second).finally(() => {
       this.polling = false;
-      this.stats.roundsMs.push(this.options.now() - startMs);
+      this.stats.roundsMs.push(this.realMs(this.options.now() - startMs));
       if (this.stats.roundsMs.length > OFFSETS_KEPT) this.stats.roundsMs.shift();
     });
+  }
+
+  /** A duration on the poller's clock in real ms (statistics are about the bus, which runs in real time). */
+  private realMs(clockMs: number): number {
+    return this.options.clockRate === 1 ? clockMs : Math.round(clockMs / this.options.clockRate);
   }
 
   /** One round: every meter in turn (they share the bus: the bus orders the requests anyway). */
@@ -228,7 +239,7 @@ export class MeterPoller {
       values = layout.decode(r.read);
       s.readsSinceFound++;
       s.findFailures = 0;
-      stats.lastLatencyMs = this.options.now() - timeMs;
+      stats.lastLatencyMs = this.realMs(this.options.now() - timeMs);
     } catch (err) {
       values = null;
       stats.lastProblem = err instanceof Error ? err.message : String(err);
