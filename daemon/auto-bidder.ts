@@ -155,8 +155,12 @@ export type IntervalPlan =
   | { readonly kind: "plan"; readonly targetStartMs: number; readonly expiresAtMs: number; readonly forecast: IntervalForecast; readonly plan: BidPlan }
   | { readonly kind: "noMeteredEnergy" | "metersSilent"; readonly targetStartMs: number };
 
-/** What the member should have open for the interval after the boundary `outcome` entered, given the ledger `state`. */
-export function planInterval(state: LedgerState, outcome: MarketOutcome, member: number, policy: BiddingPolicy): IntervalPlan {
+/**
+ * What the member should have open for the interval after the boundary `outcome` entered, given the ledger
+ * `state`. `open` is the member's open orders for that interval (default: a walk of the state; the
+ * simulator, planning for every member at once, walks it once for all).
+ */
+export function planInterval(state: LedgerState, outcome: MarketOutcome, member: number, policy: BiddingPolicy, open?: readonly OpenOrder[]): IntervalPlan {
   const m = state.chain.genesis.market;
   const targetStartMs = outcome.boundaryMs + m.intervalMs;
   assert(outcome.boundaryMs % m.intervalMs === 0 && outcome.settlement.periodEndMs === outcome.boundaryMs, "a boundary settles the period up to it");
@@ -165,7 +169,7 @@ export function planInterval(state: LedgerState, outcome: MarketOutcome, member:
   if (metered.silentMeters > 0) return { kind: "metersSilent", targetStartMs };
   const { periodStartMs, periodEndMs } = outcome.settlement;
   const forecast = persistenceForecast(metered, periodEndMs - periodStartMs, m.intervalMs, m.orderEnergyMaxWh);
-  const plan = planBids(policy, forecast, openOrdersOf(state, member, targetStartMs));
+  const plan = planBids(policy, forecast, open ?? openOrdersOf(state, member, targetStartMs));
   // Valid per the ledger's applyOrder until the target interval clears: it is after the current one, and
   // expires only when the target ends (an order expiring at its start would be closed unmatched).
   return { kind: "plan", targetStartMs, expiresAtMs: targetStartMs + m.intervalMs, forecast, plan };

@@ -72,7 +72,9 @@ import { type Metered, COMMUNITY, UTILITY, settle } from "../market/settlement.j
 import { householdLoadW, solarPowerW } from "../device/profiles.js";
 import { assert } from "../ledger/assert.js";
 import { DEFAULT_MARKET_PARAMS } from "../ledger/genesis.js";
+import { type Premise as ModelPremise, type PremiseKind, SiteModel, createPremise } from "./premise.js";
 import { solarW } from "./profiles.js";
+import { type Site, checkSite, localDayOf, offsetMsOf } from "./site.js";
 import { Rng } from "./rng.js";
 
 const MS_PER_S = 1_000;
@@ -94,7 +96,7 @@ export interface OutageScenario {
   /** The simulated window: [dayStartMs, dayStartMs + durationMs), whole seconds, whole market intervals. */
   readonly dayStartMs: number;
   readonly durationMs: number;
-  /** The utility is down over [outageStartMs, outageEndMs): whole seconds, inside the window. */
+  /** The utility is down over [outageStartMs, outageEndMs): whole seconds, inside the window; equal: no outage. */
   readonly outageStartMs: number;
   readonly outageEndMs: number;
   readonly batteryWh: number;
@@ -106,6 +108,11 @@ export interface OutageScenario {
   readonly dispatch: DispatchParams;
   /** Dispatch period while connected with every breaker closed, s. */
   readonly calmStepS: number;
+  /**
+   * The realistic profiles (sim/premise.ts: clear-sky PV with weather at the site, households with
+   * diversity, home batteries for `batteries` of the prosumers). Absent: the issue 6 shapes below.
+   */
+  readonly profiles?: { readonly site: Site; readonly batteries: number };
 }
 
 export const DEFAULT_DISPATCH: DispatchParams = { hysteresisPermille: 100, minOnMs: 60_000, minOffMs: 120_000, closesPerStepMax: 10, demandFreshMs: 10_000 };
@@ -158,13 +165,18 @@ export function checkScenario(s: OutageScenario): string[] {
   if (!whole(s.calmStepS) || s.calmStepS < 1) problems.push("calmStepS: at least 1");
   if (s.dayStartMs % MS_PER_S !== 0 || s.durationMs % DEFAULT_MARKET_PARAMS.intervalMs !== 0 || s.durationMs <= 0) problems.push("window: whole seconds, whole market intervals");
   if (s.outageStartMs % MS_PER_S !== 0 || s.outageEndMs % MS_PER_S !== 0) problems.push("outage: whole seconds");
-  if (!(s.dayStartMs < s.outageStartMs && s.outageStartMs < s.outageEndMs && s.outageEndMs <= s.dayStartMs + s.durationMs)) problems.push("outage: inside the window, after its start");
+  if (s.profiles !== undefined) {
+    problems.push(...checkSite(s.profiles.site).map((p) => `profiles.site: ${p}`));
+    if (!whole(s.profiles.batteries) || s.profiles.batteries > s.prosumers) problems.push("profiles.batteries: a whole number, at most the prosumers");
+  }
+  const noOutage = s.outageStartMs === s.outageEndMs; // an empty outage: the grid stays up
+  if (!noOutage && !(s.dayStartMs < s.outageStartMs && s.outageStartMs < s.outageEndMs && s.outageEndMs <= s.dayStartMs + s.durationMs)) problems.push("outage: inside the window, after its start");
   return problems;
 }
 
 // ---- Loads ---------------------------------------------------------------
 
-type Kind = "critical" | "prosumer" | "consumer";
+export type Kind = "critical" | "prosumer" | "consumer";
 
 /** A compressor cycling: on for onS of every periodS, from phaseS. */
 interface Cycle {
@@ -181,11 +193,13 @@ interface Burst {
   readonly w: number;
 }
 
-interface Premise {
+export interface Premise {
   readonly id: number;
   readonly kind: Kind;
   readonly label: string;
   readonly pvPeakW: number;
+  /** With scenario.profiles: the premise's model (its load, PV and battery); the shapes below are then unused. */
+  readonly model: ModelPremise | null;
   /** The smooth part of its load by minute of the day, W. */
   readonly smoothW: Float64Array;
   readonly cycle: Cycle;
@@ -275,7 +289,7 @@ function makePremises(s: OutageScenario, rng: Rng): Premise[] {
   const out: Premise[] = [];
   for (let i = 0; i < s.critical; i++) {
     const shape = criticalShape(i, rng, slots);
-    out.push({ id: i, kind: "critical", pvPeakW: 0, ...shape, peakW: peakOf(shape) });
+    out.push({ id: i, kind: "critical", pvPeakW: 0, model: null, ...shape, peakW: peakOf(shape) });
   }
   const others: Kind[] = [...new Array<Kind>(s.prosumers).fill("prosumer"), ...new Array<Kind>(s.consumers).fill("consumer")];
   for (let i = others.length - 1; i > 0; i--) {
@@ -286,9 +300,34 @@ function makePremises(s: OutageScenario, rng: Rng): Premise[] {
     const id = out.length;
     const shape = householdShape(rng, slots, s.dayStartMs);
     const pvPeakW = kind === "prosumer" ? rng.int(3_000, 6_000) : 0;
-    out.push({ id, kind, label: `${kind} ${id}`, pvPeakW, ...shape, peakW: peakOf(shape) });
+    out.push({ id, kind, label: `${kind} ${id}`, pvPeakW, model: null, ...shape, peakW: peakOf(shape) });
   }
   return out;
+}
+
+const NO_SHAPE = { smoothW: new Float64Array(1_440), cycle: { w: 0, onS: 0, periodS: 1, phaseS: 0 }, bursts: [] } as const;
+
+/**
+ * The premises from the realistic profiles (sim/premise.ts), in priority order: the critical sites, then
+ * the households (with PV and a battery, with PV, without) in a seeded shuffle. Each premise's peak (the
+ * dispatch's fallback demand) is the highest minute of its load over the window's first week.
+ */
+function modelPremises(s: OutageScenario, profiles: NonNullable<OutageScenario["profiles"]>, rng: Rng): Premise[] {
+  const model = new SiteModel(profiles.site, s.seed);
+  const kinds: PremiseKind[] = [...new Array<PremiseKind>(profiles.batteries).fill("prosumer-battery"), ...new Array<PremiseKind>(s.prosumers - profiles.batteries).fill("prosumer"), ...new Array<PremiseKind>(s.consumers).fill("consumer")];
+  for (let i = kinds.length - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [kinds[i], kinds[j]] = [kinds[j] as PremiseKind, kinds[i] as PremiseKind];
+  }
+  const offsetMs = offsetMsOf(profiles.site);
+  const firstDay = localDayOf(s.dayStartMs, offsetMs);
+  const days = Math.min(7, Math.ceil(s.durationMs / MS_PER_DAY) + 1);
+  return [...new Array<PremiseKind>(s.critical).fill("critical"), ...kinds].map((kind, id) => {
+    const m = createPremise({ seed: s.seed, index: id, kind, site: profiles.site, model });
+    let peakW = 0;
+    for (let d = 0; d < days; d++) peakW = Math.max(peakW, m.loadDay(firstDay + d).peakW);
+    return { id, kind: kind === "prosumer-battery" ? "prosumer" : kind, label: m.label, pvPeakW: m.pv === null ? 0 : Math.round(m.pv.kWp * 1_000), model: m, ...NO_SHAPE, peakW };
+  });
 }
 
 /** The premise's gross load at second `sec` of the window, whole W. */
@@ -398,14 +437,23 @@ export interface OutageStep {
   /** Breaker positions after this second's commands, by priority index. */
   readonly closed: readonly boolean[];
   readonly criticalCount: number;
-  /** Gross loads, W. */
+  /** Gross loads and PV output, W (the arrays are reused: copy what you keep). */
   readonly loadW: Int32Array;
+  readonly pvW: Int32Array;
+  /** The share of the closed premises' export the island took this second (1 connected; the rest was curtailed). */
+  readonly exportShare: number;
+  /** The monitor's decisions this second. */
+  readonly events: readonly GridEvent[];
   /** What the closed premises drew from the island (net imports) and exported to it (net exports). */
   readonly drawnW: number;
   readonly exportW: number;
   /** The battery's tiers this second (both 0 while connected). */
   readonly tiers: StorageTiers;
 }
+
+/** The household line when the scenario uses the realistic profiles. */
+export const PROFILE_SIMPLIFICATION =
+  "premises from sim/premise.ts (see sim/README.md): PV from a clear-sky model with weather at the site, households with BDEW H25 daily shapes scaled to Ofgem's typical consumption and diversity, home batteries run for self-consumption (a shed premise's battery keeps its own schedule; it is not modelled as backup power)";
 
 export const SIMPLIFICATIONS: readonly string[] = [
   "one-second steps: the PCC readings, the monitor, loads, PV, metering and the dispatch (unless calmStepS says otherwise while connected and all closed); the market every 15 minutes",
@@ -430,12 +478,13 @@ interface BreakerState {
   operations: number;
 }
 
-interface Policies {
+export interface Policies {
   readonly connected: BiddingPolicy;
   readonly islanded: BiddingPolicy;
 }
 
-function policiesFor(p: Premise, rng: Rng): Policies {
+/** A premise's seeded bidding policies around the genesis tariffs: one while connected, one while islanded. */
+export function policiesFor(p: Pick<Premise, "kind">, rng: Rng): Policies {
   const base = { maxBuyWh: 20_000, batteryReserveWh: 0, minOrderWh: 10, toleranceWh: 0 };
   const step = (lo: number, hi: number) => rng.int(lo / 5_000, hi / 5_000) * 5_000;
   const connected = { ...base, sellFloorMicroPerKWh: step(80_000, 200_000), buyCeilingMicroPerKWh: step(150_000, 300_000) };
@@ -519,14 +568,15 @@ interface OpenInterval {
 
 /** Run the scenario. Throws (an assertion) on a scenario checkScenario refuses. `onStep` sees every simulated second. */
 export function runOutage(scenario: OutageScenario, onStep?: (s: OutageStep) => void): OutageReport {
-  assert(checkScenario(scenario).length === 0, `outage scenario: ${checkScenario(scenario).join("; ")}`);
   return new OutageRun(scenario, onStep).run();
 }
 
-class OutageRun {
-  private readonly premises: Premise[];
+/** One run; sim/neighbourhood.ts drives it with an onStep that mirrors every second into a ledger. */
+export class OutageRun {
+  /** In the community's priority order (critical sites first). */
+  readonly premises: readonly Premise[];
   private readonly breakers: BreakerState[];
-  private readonly policies: Policies[];
+  readonly policies: readonly Policies[];
   private readonly gridConfig: GridMonitorConfig;
   private grid: GridMonitorState = initialGridState();
   private readonly events: GridEvent[] = [];
@@ -552,6 +602,7 @@ class OutageRun {
     private readonly s: OutageScenario,
     private readonly onStep: ((s: OutageStep) => void) | undefined,
   ) {
+    assert(checkScenario(s).length === 0, `outage scenario: ${checkScenario(s).join("; ")}`);
     const rng = new Rng(s.seed);
     // Separate streams, so a change in one (a longer window, another read-back rate) leaves the others as they were.
     const rngPremises = new Rng(rng.nextU32());
@@ -559,7 +610,7 @@ class OutageRun {
     this.rngReadBack = new Rng(rng.nextU32());
     this.pcc = new PccMeter(new Rng(rng.nextU32()), s);
     const rngPolicies = new Rng(rng.nextU32());
-    this.premises = makePremises(s, rngPremises);
+    this.premises = s.profiles === undefined ? makePremises(s, rngPremises) : modelPremises(s, s.profiles, rngPremises);
     this.policies = this.premises.map((p) => policiesFor(p, rngPolicies));
     this.breakers = this.premises.map(() => ({ closed: true, lastSwitch: null, readingW: 0, readingExportW: 0, readingAtMs: null, operations: 0 }));
     this.loadW = new Int32Array(this.premises.length);
@@ -591,25 +642,26 @@ class OutageRun {
     assert(this.grid.decision === "connected", "the monitor reconnected before the day starts");
   }
 
-  private feedMonitor(timeMs: number, record: boolean): boolean {
+  private feedMonitor(timeMs: number, record: boolean): readonly GridEvent[] {
     const r = stepGrid(this.gridConfig, this.grid, { type: "reading", reading: this.pcc.reading(timeMs) });
     assert(r.refused === null, `the monitor refused a reading: ${r.refused?.message ?? ""}`);
     this.grid = r.state;
     if (record) this.events.push(...r.events);
-    return r.events.length > 0;
+    return r.events;
   }
 
   private second(sec: number): void {
     const s = this.s;
     const nowMs = s.dayStartMs + sec * MS_PER_S;
-    const changed = this.feedMonitor(nowMs, true);
+    const events = this.feedMonitor(nowMs, true);
+    const changed = events.length > 0;
     const islanded = this.grid.decision === "islanded";
     this.sampleLoads(sec, nowMs);
     // Connected, the grid carries everyone and the battery charges: it offers the island nothing.
     const tiers = islanded ? this.batteryTiers(nowMs) : { openW: 0, reserveW: 0 };
     let step: DispatchStep | null = null;
     if (islanded || changed || !this.allClosed || sec % s.calmStepS === 0) step = this.dispatchStep(nowMs, islanded, tiers);
-    const { drawnW, exportW } = this.physics(nowMs, islanded, tiers);
+    const { drawnW, exportW, exportShare } = this.physics(nowMs, islanded, tiers);
     if (islanded) {
       this.t.islandedSeconds++;
       if (this.interval !== null) this.interval.islandedSeconds++;
@@ -617,13 +669,23 @@ class OutageRun {
     }
     this.criticalFigures(islanded, tiers);
     if (this.onStep !== undefined) {
-      this.onStep({ sec, timeMs: nowMs, islanded, step, closed: this.breakers.map((b) => b.closed), criticalCount: s.critical, loadW: this.loadW, drawnW, exportW, tiers });
+      this.onStep({ sec, timeMs: nowMs, islanded, step, closed: this.breakers.map((b) => b.closed), criticalCount: s.critical, loadW: this.loadW, pvW: this.pvW, exportShare, events, drawnW, exportW, tiers });
     }
   }
 
   private sampleLoads(sec: number, nowMs: number): void {
     let total = 0;
     this.premises.forEach((p, i) => {
+      if (p.model !== null) {
+        // Behind the meter: PV, and the battery's discharge less its charge (it charges only from surplus PV).
+        const w = p.model.loadW(nowMs);
+        const supplyW = w - p.model.netPowerW(nowMs);
+        assert(supplyW >= 0, "a premise's own supply is never negative");
+        this.loadW[i] = w;
+        this.pvW[i] = supplyW;
+        total += w;
+        return;
+      }
       const w = loadAt(p, sec, this.minuteOfDay0);
       this.loadW[i] = w;
       total += w;
@@ -694,7 +756,7 @@ class OutageRun {
    * Islanded, an overload is a draw beyond the closed premises' export + the storage tiers they may use (the open
    * tier, + the reserve tier while no household is on): the inverters' limit, or the reserve spent on households.
    */
-  private physics(nowMs: number, islanded: boolean, tiers: StorageTiers): { drawnW: number; exportW: number } {
+  private physics(nowMs: number, islanded: boolean, tiers: StorageTiers): { drawnW: number; exportW: number; exportShare: number } {
     let drawnW = 0;
     let exportW = 0;
     let off = 0;
@@ -742,7 +804,7 @@ class OutageRun {
       this.socMinMs = nowMs;
     }
     this.meter(exportShare);
-    return { drawnW, exportW };
+    return { drawnW, exportW, exportShare };
   }
 
   private meter(exportShare: number): void {
@@ -818,6 +880,12 @@ class OutageRun {
     const midMs = startMs + DEFAULT_MARKET_PARAMS.intervalMs / 2;
     const minute = Math.floor(hourOf(midMs) * 60) % 1_440;
     const open = !(this.breakers[i] as BreakerState).closed;
+    if (p.model !== null) {
+      const cloudMean = 0.75; // a forecast knows the clear sky, not the clouds: about the weather's mean clear-sky index
+      const loadW = open ? 0 : p.model.expectedLoadW(midMs);
+      const pvW = open ? 0 : cloudMean * p.model.clearSkyPvW(midMs);
+      return { generationWh: pvW * hours, consumptionWh: loadW * hours, batteryWh: 0, batteryMaxFlowWh: 0 };
+    }
     const loadW = open ? 0 : (p.smoothW[minute] as number) + (p.cycle.w * p.cycle.onS) / p.cycle.periodS;
     // Its PV is behind its breaker: shed, it has nothing to sell.
     const pvW = p.pvPeakW > 0 && !open ? 0.925 * solarPowerW(midMs, { peakW: p.pvPeakW, sunriseHour: 6, sunsetHour: 20, utcOffsetHours: 0 }) : 0;
@@ -931,7 +999,7 @@ class OutageRun {
         dischargedWh: Math.floor(t.dischargedJ / S_PER_HOUR),
       },
       market: { intervals, prices: { before: summary(intervals, "before"), during: summary(intervals, "during"), after: summary(intervals, "after") } },
-      simplifications: SIMPLIFICATIONS,
+      simplifications: this.s.profiles === undefined ? SIMPLIFICATIONS : SIMPLIFICATIONS.map((line) => (line.startsWith("household loads:") ? PROFILE_SIMPLIFICATION : line.startsWith("market: ") ? line.replace("no member has a battery, so nothing is offered after sunset", "members with a battery bid without it (no battery in the forecast)") : line)),
     };
   }
 }

@@ -58,6 +58,7 @@ import { toHex } from "../ledger/hash.js";
 import { type ChainPoint, applyEntry, decodeChainPoint, encodeChainPoint, nextBlockTimeMs } from "../ledger/replicated.js";
 import { type LedgerState, ResultCode, applyBlock } from "../ledger/state.js";
 import type { SignedTx } from "../ledger/tx.js";
+import { EventQueue } from "./event-queue.js";
 import { Rng } from "./rng.js";
 import { SIM_GENESIS_MS, type SimChain, type SimSigner, TxFactory, lastSeqOf, simChain, simVerifier } from "./sim-ledger.js";
 
@@ -188,53 +189,6 @@ interface SimNode {
   persisting: boolean;
   incarnation: number;
   readonly drift: number;
-}
-
-interface Event {
-  readonly at: number;
-  readonly seq: number;
-  readonly run: () => void;
-}
-
-/** A binary min-heap of events by (time, insertion order): deterministic ordering. */
-class EventQueue {
-  private readonly heap: Event[] = [];
-  private seq = 0;
-
-  push(at: number, run: () => void): void {
-    const e: Event = { at, seq: this.seq++, run };
-    this.heap.push(e);
-    let i = this.heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(this.heap[i] as Event, this.heap[parent] as Event)) break;
-      [this.heap[i], this.heap[parent]] = [this.heap[parent] as Event, this.heap[i] as Event];
-      i = parent;
-    }
-  }
-
-  pop(): Event | undefined {
-    const top = this.heap[0];
-    const last = this.heap.pop();
-    if (top === undefined || last === undefined || this.heap.length === 0) return top;
-    this.heap[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < this.heap.length && before(this.heap[l] as Event, this.heap[m] as Event)) m = l;
-      if (r < this.heap.length && before(this.heap[r] as Event, this.heap[m] as Event)) m = r;
-      if (m === i) break;
-      [this.heap[i], this.heap[m]] = [this.heap[m] as Event, this.heap[i] as Event];
-      i = m;
-    }
-    return top;
-  }
-}
-
-function before(a: Event, b: Event): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 const TEXT = new TextEncoder();

@@ -125,7 +125,7 @@ describe("outage scenario: small neighbourhoods", () => {
   it("the per-second checker can fail: a critical site off while a household is on, a draw above the supply", () => {
     const checks = new StepChecks();
     const figures = { supplyW: 1_000, generationW: 0, servedW: 900, shedW: 0, criticalServedW: 0, criticalDemandW: 0, criticalCoveragePermille: 1_000, criticalOpenCount: 0, unconfirmedW: 0 };
-    checks.observe({ sec: 7, timeMs: 0, islanded: true, step: { targets: [], commands: [], figures }, closed: [false, true], criticalCount: 1, loadW: new Int32Array(2), drawnW: 1_200, exportW: 100, tiers: { openW: 900, reserveW: 5_000 } });
+    checks.observe({ sec: 7, timeMs: 0, islanded: true, step: { targets: [], commands: [], figures }, closed: [false, true], criticalCount: 1, loadW: new Int32Array(2), pvW: new Int32Array(2), exportShare: 1, events: [], drawnW: 1_200, exportW: 100, tiers: { openW: 900, reserveW: 5_000 } });
     assert.deepEqual([...checks.failures.keys()].sort(), [
       "islanded, no overload: beyond their export the closed premises draw at most the storage tiers they may use (the reserve only while no household is on)",
       "islanded, the closed premises draw at most the supply the dispatch was given",
