@@ -28,6 +28,7 @@ import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 import { ADMIN_TOKEN_CHARS_MIN, loadConfig } from "./config.js";
 import { parseClock, simNow } from "./sim-clock.js";
+import { registerSimCommand } from "./sim-command.js";
 import { DEFAULT_MQTT_OPTIONS, type MqttOptions, mqttOptionProblems } from "./mqtt.js";
 
 /** --mqtt embedded | embedded@HOST:PORT | mqtt://HOST[:PORT] */
@@ -470,6 +471,8 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
       if (!o.json) log(`\nThe ledger is in ${resolve(o.dataDir)}; audit it again with: peergrid verify ${o.dataDir}`);
       setExit(result.report.ok ? Exit.ok : Exit.fault);
     });
+
+  registerSimCommand(program, log, setExit);
 
   return program;
 }

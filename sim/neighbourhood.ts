@@ -52,7 +52,7 @@ import type { OpenOrder } from "../market/auto-bid.js";
 import type { MarketOutcome } from "../market/interval.js";
 import { createHash } from "node:crypto";
 import { DEFAULT_SIM_CLUSTER, SimCluster, type SimClusterOptions } from "./ledger-cluster.js";
-import { DEFAULT_OUTAGE, type OutageReport, type OutageScenario, checkScenario, clockOf } from "./outage.js";
+import { DEFAULT_OUTAGE, type OutageReport, type OutageScenario, checkScenario, clockOf, clockToMs } from "./outage.js";
 import { type WorldMessage, type WorldPremise, type WorldReading, type WorldSecond, type WorldTotals, WorldThread, runWorld } from "./world.js";
 import { SimSigner, simVerifier } from "./sim-ledger.js";
 
@@ -108,7 +108,12 @@ export interface IntervalRow {
 }
 
 export interface NeighbourhoodReport {
-  readonly scenario: { readonly seed: number; readonly prosumers: number; readonly consumers: number; readonly critical: number; readonly startMs: number; readonly durationMs: number; readonly outageStartMs: number; readonly outageEndMs: number; readonly voters: number; readonly readingPeriodS: number; readonly batteryWh: number };
+  readonly scenario: { readonly seed: number; readonly prosumers: number; readonly consumers: number; readonly critical: number; readonly startMs: number; readonly durationMs: number; readonly outageStartMs: number; readonly outageEndMs: number; readonly voters: number; readonly readingPeriodS: number; readonly batteryWh: number;
+    /** The site of the realistic profiles (null: the issue 6 shapes, on UTC); every clock in the report is its local time. */
+    readonly site: { readonly latitudeDeg: number; readonly longitudeDeg: number; readonly utcOffsetHours: number } | null;
+    /** Prosumers with a home battery. */
+    readonly batteries: number;
+  };
   readonly shortcuts: readonly string[];
   readonly energy: {
     readonly demandKWh: number;
@@ -454,10 +459,12 @@ class NeighbourhoodRun {
     const w = this.s.world;
     const kWh = (j: number) => Math.round(j / S_PER_HOUR) / 1_000;
     const ppm = (part: number, whole: number) => (whole <= 0 ? 0 : Math.floor((part * 1_000_000) / whole));
+    const site = w.profiles?.site;
+    const offsetMs = site === undefined ? 0 : site.utcOffsetHours * 3_600_000;
     const rows = [...this.intervals.values()]
       .filter((iv) => iv.startMs >= w.dayStartMs && iv.startMs < w.dayStartMs + w.durationMs)
       .sort((a, b) => a.startMs - b.startMs)
-      .map((iv): IntervalRow => ({ ...iv, clock: clockOf(iv.startMs).slice(0, 5) }));
+      .map((iv): IntervalRow => ({ ...iv, clock: clockOf(iv.startMs + offsetMs).slice(0, 5) }));
     const priced = rows.filter((r) => r.priceMicroPerKWh !== null && r.clearedWh > 0);
     const clearedWh = priced.reduce((a, r) => a + r.clearedWh, 0);
     const deliveredWh = rows.reduce((a, r) => a + (r.deliveredWh ?? 0), 0);
@@ -466,7 +473,10 @@ class NeighbourhoodRun {
     const pick = (q: number) => (lat.length === 0 ? 0 : (lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] as number));
     const head = this.cluster.state;
     return {
-      scenario: { seed: w.seed, prosumers: w.prosumers, consumers: w.consumers, critical: w.critical, startMs: w.dayStartMs, durationMs: w.durationMs, outageStartMs: w.outageStartMs, outageEndMs: w.outageEndMs, voters: this.s.voters, readingPeriodS: this.s.readingPeriodS, batteryWh: w.batteryWh },
+      scenario: { seed: w.seed, prosumers: w.prosumers, consumers: w.consumers, critical: w.critical, startMs: w.dayStartMs, durationMs: w.durationMs, outageStartMs: w.outageStartMs, outageEndMs: w.outageEndMs, voters: this.s.voters, readingPeriodS: this.s.readingPeriodS, batteryWh: w.batteryWh,
+        site: site === undefined ? null : { latitudeDeg: site.latitudeDeg, longitudeDeg: site.longitudeDeg, utcOffsetHours: site.utcOffsetHours },
+        batteries: w.profiles?.batteries ?? 0,
+      },
       shortcuts: SHORTCUTS(this.s),
       energy: {
         demandKWh: kWh(p.demandJ),
@@ -564,14 +574,15 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = {
   batteryKW: 100,
 };
 
-const MS_PER_MIN = 60_000;
-const MS_PER_HOUR_ = 3_600_000;
+const MS_PER_HOUR = 3_600_000;
 const MS_PER_DAY = 86_400_000;
 
 function clockMs(text: string, what: string): number {
-  const m = /^(\d{1,2}):(\d{2})$/.exec(text);
-  if (m === null || Number(m[1]) > 24 || Number(m[2]) > 59 || (Number(m[1]) === 24 && Number(m[2]) > 0)) throw new RangeError(`${what}: a time of day is HH:MM from 00:00 to 24:00, got "${text}"`);
-  return Number(m[1]) * MS_PER_HOUR_ + Number(m[2]) * MS_PER_MIN;
+  try {
+    return clockToMs(text);
+  } catch (err) {
+    throw new RangeError(`${what}: ${(err as Error).message}`);
+  }
 }
 
 /** The scenario the options describe; a RangeError names the first option that is wrong and why. */
@@ -597,7 +608,7 @@ export function scenarioFrom(o: SimOptions): NeighbourhoodScenario {
   const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(o.date);
   const dayMs = d === null ? NaN : Date.UTC(Number(d[1]), Number(d[2]) - 1, Number(d[3]));
   if (d === null || Number.isNaN(dayMs) || new Date(dayMs).toISOString().slice(0, 10) !== o.date) throw new RangeError(`date: a calendar day YYYY-MM-DD, got "${o.date}"`);
-  const offsetMs = o.utcOffsetHours * MS_PER_HOUR_;
+  const offsetMs = o.utcOffsetHours * MS_PER_HOUR;
   const dayStartMs = dayMs - offsetMs + clockMs(o.start, "start");
   const durationMs = o.days * MS_PER_DAY;
   let outageStartMs = dayStartMs;

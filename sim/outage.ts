@@ -597,6 +597,8 @@ export class OutageRun {
   private allClosed = true;
   private interval: OpenInterval | null = null;
   private readonly intervals: IntervalReport[] = [];
+  /** HH:MM:SS of the premises' local time (the profiles' site; UTC for the issue 6 shapes). */
+  private readonly clock: (timeMs: number) => string;
 
   constructor(
     private readonly s: OutageScenario,
@@ -622,6 +624,8 @@ export class OutageRun {
     this.socJ = s.batteryWh * S_PER_HOUR;
     this.socMinJ = this.socJ;
     this.socMinMs = s.dayStartMs;
+    const offsetMs = s.profiles === undefined ? 0 : offsetMsOf(s.profiles.site);
+    this.clock = (timeMs) => fmtClock(timeMs + offsetMs);
   }
 
   run(): OutageReport {
@@ -915,7 +919,7 @@ export class OutageRun {
     assert(sum === 0, "settlement creates and loses nothing");
     this.intervals.push({
       startMs: iv.startMs,
-      clock: fmtClock(iv.startMs).slice(0, 5),
+      clock: this.clock(iv.startMs).slice(0, 5),
       phase: "before", // set in report(), once the island's times are known
       islandedPermille,
       biddingIslanded: iv.biddingIslanded,
@@ -949,10 +953,10 @@ export class OutageRun {
         critical: this.premises.filter((p) => p.kind === "critical").map((p) => ({ id: p.id, label: p.label, peakW: p.peakW })),
         householdPeakMeanW: households.length === 0 ? 0 : Math.round(households.reduce((a, p) => a + p.peakW, 0) / households.length),
         neighbourhoodPeakW: t.neighbourhoodPeakW,
-        neighbourhoodPeakClock: fmtClock(t.neighbourhoodPeakMs),
+        neighbourhoodPeakClock: this.clock(t.neighbourhoodPeakMs),
       },
       island: {
-        events: this.events.map((e) => ({ ...e, clock: fmtClock(e.timeMs) })),
+        events: this.events.map((e) => ({ ...e, clock: this.clock(e.timeMs) })),
         startMs,
         endMs,
         detectionDelayMs: startMs === null ? null : startMs - this.s.outageStartMs,
@@ -985,7 +989,7 @@ export class OutageRun {
         overridesMinOn: t.overridesMinOn,
         readBackUnknown: t.readBackUnknown,
       },
-      invariants: { orderViolationSeconds: t.orderViolations, orderViolationConnectedSeconds: t.orderViolationsConnected, servedAboveSupplySteps: t.servedAboveSupply, overloadSeconds: t.overloads, overloadWorstW: t.overloadWorstW, overloadClocks: t.overloadMs.map(fmtClock) },
+      invariants: { orderViolationSeconds: t.orderViolations, orderViolationConnectedSeconds: t.orderViolationsConnected, servedAboveSupplySteps: t.servedAboveSupply, overloadSeconds: t.overloads, overloadWorstW: t.overloadWorstW, overloadClocks: t.overloadMs.map((ms) => this.clock(ms)) },
       energy: { demandKWh: kWh(t.demandJ), servedKWh: kWh(t.demandJ - t.shedCriticalJ - t.shedNonCriticalJ), pvKWh: kWh(t.pvJ), pvCurtailedKWh: kWh(t.curtailedJ), gridImportKWh: kWh(t.gridImportJ), gridExportKWh: kWh(t.gridExportJ) },
       battery: {
         capacityWh: this.s.batteryWh,
@@ -993,9 +997,9 @@ export class OutageRun {
         criticalReserveWh: this.reserveWh,
         startWh: this.s.batteryWh,
         minWh: Math.floor(this.socMinJ / S_PER_HOUR),
-        minClock: fmtClock(this.socMinMs),
+        minClock: this.clock(this.socMinMs),
         endWh: Math.floor(this.socJ / S_PER_HOUR),
-        reserveReachedClock: this.reserveReachedMs === null ? null : fmtClock(this.reserveReachedMs),
+        reserveReachedClock: this.reserveReachedMs === null ? null : this.clock(this.reserveReachedMs),
         dischargedWh: Math.floor(t.dischargedJ / S_PER_HOUR),
       },
       market: { intervals, prices: { before: summary(intervals, "before"), during: summary(intervals, "during"), after: summary(intervals, "after") } },
