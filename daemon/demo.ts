@@ -529,7 +529,8 @@ interface MarketView {
   readonly lastCleared: ClearingView | null;
 }
 
-async function getJson<T>(url: string): Promise<T | null> {
+/** GET a box's JSON; null when it does not answer, or not with 200, within 2 s. */
+export async function getJson<T>(url: string): Promise<T | null> {
   try {
     const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
     return r.ok ? ((await r.json()) as T) : null;

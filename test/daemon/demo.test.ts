@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { after, describe, test } from "node:test";
+import { getJson } from "../../daemon/demo.js";
 import { waitFor } from "../../daemon/local-cluster.js";
 import { toHex } from "../../ledger/hash.js";
 import { NodeSigner } from "../../ledger/keys.js";
@@ -94,14 +95,6 @@ function startDemo(args: readonly string[]): Run {
   return { child, lines, exited };
 }
 
-async function getJson<T>(url: string): Promise<T | null> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    return r.ok ? ((await r.json()) as T) : null;
-  } catch {
-    return null;
-  }
-}
 
 describe("peergrid demo", () => {
   test("three boxes trade, agree on the chain, enrol a pasted key, and stop on Ctrl-C with exit 0 and no box left", { timeout: 90_000 }, async (t) => {
