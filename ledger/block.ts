@@ -44,22 +44,36 @@ export interface Block {
   readonly txs: readonly SignedTx[];
 }
 
-export function encodeUnsignedHeader(h: BlockHeader): Uint8Array {
-  const w = new Writer(HEADER_BYTES_MAX);
+// A header is encoded several times a block (its hash when built and when
+// checked, its signing message when signed and when verified, the stored
+// header); arrays over 64 bytes live outside V8's heap and are costly to
+// allocate, so the encoding is written into this scratch buffer and copied
+// only where it is kept (safe: JavaScript runs one call at a time, and every
+// user below copies or hashes the view before returning).
+const HEADER_SCRATCH = new Uint8Array(HEADER_BYTES_MAX);
+
+/** The unsigned header's encoding in the scratch buffer: valid until the next call. */
+function unsignedHeaderView(h: BlockHeader): Uint8Array {
+  const w = new Writer(HEADER_SCRATCH);
   w.u8(h.version).uvar(h.height).fixed(h.parentHash, HASH_BYTES).uvar(h.timeMs);
   w.fixed(h.txRoot, HASH_BYTES).fixed(h.stateRoot, HASH_BYTES);
   w.uvar(h.proposer).uvar(h.raftTerm).uvar(h.raftIndex).uvar(h.txCount);
-  return w.finish();
+  assert(w.buffer === HEADER_SCRATCH, "a header fits in HEADER_BYTES_MAX");
+  return w.view();
+}
+
+export function encodeUnsignedHeader(h: BlockHeader): Uint8Array {
+  return unsignedHeaderView(h).slice();
 }
 
 export function blockHash(h: BlockHeader): Hash {
-  return hashTagged(HashTag.blockHeader, encodeUnsignedHeader(h));
+  return hashTagged(HashTag.blockHeader, unsignedHeaderView(h));
 }
 
 const BLOCK_SIGN_DOMAIN = utf8("peergrid/block/1"); // 16 bytes
 
 export function blockSigningMessage(chainHash: Hash, h: BlockHeader): Uint8Array {
-  const unsigned = encodeUnsignedHeader(h);
+  const unsigned = unsignedHeaderView(h);
   const msg = new Uint8Array(BLOCK_SIGN_DOMAIN.length + HASH_BYTES + unsigned.length);
   msg.set(BLOCK_SIGN_DOMAIN, 0);
   msg.set(chainHash, BLOCK_SIGN_DOMAIN.length);
@@ -98,7 +112,7 @@ export function buildBlock(draft: BlockDraft, signer: Signer, chainHash: Hash): 
 }
 
 export function encodeHeader(h: BlockHeader, signature: Uint8Array): Uint8Array {
-  const unsigned = encodeUnsignedHeader(h);
+  const unsigned = unsignedHeaderView(h);
   const out = new Uint8Array(unsigned.length + SIGNATURE_BYTES);
   out.set(unsigned, 0);
   out.set(signature, unsigned.length);

@@ -16,12 +16,11 @@
 //                --stream-s: every client must get every block committed in
 //                the window; lag = receipt time - the block's header timeMs
 //                (proposal time, so it includes the commit); the box's CPU.
-//                A `peergrid start` box serves at most 64 stream clients
-//                (DEFAULT_STREAM_LIMITS.clientsMax) and has no option to
-//                raise it, so this box runs in-process in a child of this
-//                script (the same BoxNode, buildHttp and SyntheticLoad that
-//                `peergrid start` wires, with stream.clientsMax raised; no
-//                web app, meters or MQTT), pinned to core 0.
+//                The box is a real `peergrid start` (--synthetic-readings
+//                60), pinned to core 0, as in part 1: it serves up to 1,024
+//                stream clients (DEFAULT_STREAM_LIMITS.clientsMax), and the
+//                per-address cap does not apply to loopback. Drops are the
+//                box's own count (peergrid_stream_dropped_total, /metrics).
 //   3. resources a 5-box LocalCluster (real processes, not pinned: 5 boxes
 //                on this machine's cores), each box polling one simulated
 //                Modbus meter (one `peergrid meter simulate --count 5`
@@ -36,11 +35,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { buildHttp, streamHubOf } from "../daemon/http.js";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
-import { BoxNode } from "../daemon/node.js";
-import { SyntheticLoad } from "../daemon/synthetic-load.js";
-import { readKeyFile } from "../ledger/keys.js";
 import { clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
@@ -301,22 +296,6 @@ async function reads(o: Options, ports: Ports, log: (s: string) => void): Promis
 
 // ---------------------------------------------------------------- 2. stream
 
-/** In the child: a box with the stream's client bound raised, serving HTTP; prints its port, then its stream stats on SIGTERM. */
-async function streamBoxRole(dataDir: string, keyFile: string, httpPort: number, clientsMax: number): Promise<void> {
-  const signer = readKeyFile(keyFile);
-  const node = await BoxNode.start({ dataDir, signer, peers: new Map(), listenHost: "127.0.0.1", listenPort: 0 });
-  const app = buildHttp(node, { stream: { clientsMax } });
-  await app.listen({ host: "127.0.0.1", port: httpPort });
-  const load = new SyntheticLoad(node, signer, 60);
-  load.start();
-  console.log(JSON.stringify({ msg: "ready" }));
-  await new Promise<void>((r) => process.once("SIGTERM", () => r()));
-  console.log(JSON.stringify({ msg: "stats", stream: streamHubOf(app).stats }));
-  load.stop();
-  await app.close();
-  await node.stop();
-}
-
 interface PhoneReport {
   readonly connected: number;
   readonly failed: number;
@@ -404,16 +383,13 @@ function spawnPinned(args: readonly string[], core: number): ChildProcess {
 async function stream(o: Options, ports: Ports, log: (s: string) => void): Promise<StreamResult> {
   const dir = mkdtempSync(join(o.dir, "peergrid-bench-api-stream-"));
   const c = LocalCluster.create({ dir, boxes: 1, basePort: ports.take(2), chainId: "bench" });
-  const box = spawnPinned([SELF, "--role", "stream-box", "--data-dir", c.dataDir(0), "--key", c.keyFile(0), "--http-port", String(c.httpPort(0)), "--clients-max", String(o.phones + 16)], 0);
-  const lines: string[] = [];
-  createInterface({ input: box.stdout as NodeJS.ReadableStream }).on("line", (l) => lines.push(l));
-  let stderr = "";
-  box.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   try {
-    await waitFor("the stream box to be ready", () => lines.some((l) => l.includes('"msg":"ready"')) || (box.exitCode !== null && Promise.reject(new Error(stderr))), 30_000);
+    // A real `peergrid start` box (its stream takes up to 1,024 clients; loopback has no per-address cap).
+    const p = await c.start(0, ["--synthetic-readings", "60"]);
+    const pid = p.child.pid as number;
+    pin(pid, 0);
     const base = `http://127.0.0.1:${c.httpPort(0)}`;
-    await waitFor("a few blocks", async () => ((await getJson<{ height: number }>(`${base}/api/v1/status`))?.height ?? 0) >= 3);
-    const pid = box.pid as number; // taskset execs node: the same pid
+    await waitFor("a few blocks", async () => ((await c.status(0))?.height ?? 0) >= 3);
     const url = `${base}/api/v1/stream?topics=block`;
     // Two client processes (half each), both on core 1; they connect, then read for streamS + the connect margin.
     const connectS = 5;
@@ -432,10 +408,10 @@ async function stream(o: Options, ports: Ports, log: (s: string) => void): Promi
     }
     const t1 = Date.now() - 1_500; // blocks up to here had time to reach everyone before the clients stop
     const reports = (await Promise.all(clients)).map((s) => JSON.parse(s) as PhoneReport);
-    box.kill("SIGTERM");
-    await new Promise<void>((r) => (box.exitCode !== null ? r() : box.once("exit", () => r())));
-    const statsLine = lines.find((l) => l.includes('"msg":"stats"'));
-    const hub = statsLine === undefined ? { dropped: -1, refused: -1 } : (JSON.parse(statsLine) as { stream: { dropped: number; refused: number } }).stream;
+    // The box's own count of clients it dropped for falling behind (Prometheus); refusals show as failed connections.
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const droppedLine = /^peergrid_stream_dropped_total (\d+)$/m.exec(metrics);
+    const hub = { dropped: droppedLine === null ? -1 : Number(droppedLine[1]), refused: reports.reduce((a, r) => a + r.failed, 0) };
     // The blocks of the window: header time in [t0, t1), as any client saw them.
     const times = new Map<number, number>();
     for (const r of reports) for (const [h, t] of Object.entries(r.blockTimes)) times.set(Number(h), t);
@@ -470,10 +446,7 @@ async function stream(o: Options, ports: Ports, log: (s: string) => void): Promi
     log(`  ${res.connected}/${res.phones} connected; ${res.blocksInWindow} blocks in ${r1(res.windowS)} s; ${res.clientsWithEveryBlock} clients got every one (${res.missed} missed); lag p50 ${res.lagP50Ms} ms, p99 ${res.lagP99Ms} ms, max ${res.lagMaxMs} ms; dropped ${res.hubDropped}, refused ${res.hubRefused}, failed/closed ${res.failedOrDropped}; box CPU median ${r1(res.boxCpuMedian)} %, max ${r1(res.boxCpuMax)} %, RSS <= ${r1(res.boxRssMaxMB)} MB`);
     return res;
   } finally {
-    if (box.exitCode === null) {
-      box.kill("SIGKILL");
-      await new Promise<void>((r) => box.once("exit", () => r()));
-    }
+    await c.stopAll("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -596,13 +569,10 @@ async function main(o: Options): Promise<void> {
 
 async function role(argv: string[]): Promise<boolean> {
   if (argv[0] !== "--role") return false;
-  const names = ["role", "data-dir", "key", "http-port", "clients-max", "url", "clients", "seconds"] as const;
+  const names = ["role", "url", "clients", "seconds"] as const;
   const { values } = parseArgs({ args: argv, strict: true, options: Object.fromEntries(names.map((n) => [n, { type: "string" as const }])) });
   const str = (k: string) => String(values[k]);
   switch (values.role) {
-    case "stream-box":
-      await streamBoxRole(str("data-dir"), str("key"), Number(str("http-port")), Number(str("clients-max")));
-      return true;
     case "phones":
       await phonesRole(str("url"), Number(str("clients")), Number(str("seconds")));
       return true;
