@@ -26,8 +26,8 @@
 // consensus among `voters` boxes (the others submit to them), one state
 // machine for the voters (sim/ledger-cluster.ts), readings every
 // readingPeriodS (60 by default) instead of every second, and a stand-in
-// for Ed25519 (sim/sim-ledger.ts SimSigner). None changes a market,
-// settlement or dispatch result:
+// for Ed25519 (sim/sim-ledger.ts SimSigner). None changes a price, a
+// cleared or delivered Wh, or a dispatch decision:
 //   - the dispatch and the monitor run in the world every second, whatever
 //     the ledger does;
 //   - a reading is taken at second 58 of its period. The boundary block of
@@ -38,7 +38,14 @@
 //     A test runs a small neighbourhood both ways and compares every
 //     settlement;
 //   - signatures and the number of voters change only signature bytes and
-//     block proposers: a test compares the clearings and settlements.
+//     block proposers: a test compares the clearings and settlements. One
+//     thing does follow the signature bytes: a transaction's id is a hash
+//     of its signed bytes, and the clearing breaks a tie between orders of
+//     one price placed in one block by the lower id. Another scheme can
+//     then pair a buyer with another of two tied sellers, which moves
+//     individual members' amounts (by rounding and by whose export
+//     delivers), never a price or a total volume. BENCHMARKS.md has a day
+//     run with Ed25519 beside the stand-in.
 import { assert } from "../ledger/assert.js";
 import type { Block } from "../ledger/block.js";
 import { parseGenesis } from "../ledger/genesis.js";
@@ -87,7 +94,9 @@ export const SHORTCUTS = (s: NeighbourhoodScenario): string[] => [
   "one ledger state machine for the voters: each committed block is applied once (every box computes the same state; the state roots prove it)",
   `meter readings every ${s.readingPeriodS} s (taken at second ${s.readingPeriodS === 1 ? "0" : `${s.readingPeriodS - 2}`} of each period, so every settlement matches 1 Hz readings)`,
   ...(s.world.calmStepS > 1 ? [`the dispatch runs every ${s.world.calmStepS} s while the grid is up and every breaker closed (its answer is then "all closed, no command"), every second otherwise`] : []),
-  s.signatures === "ed25519" ? "real Ed25519 signatures (no shortcut)" : "a stand-in for Ed25519 (sim/sim-ledger.ts: 64 bytes mixed from the key and the message, not a signature; it only stands in for one)",
+  s.signatures === "ed25519"
+    ? "real Ed25519 signatures (no shortcut)"
+    : "a stand-in for Ed25519 (sim/sim-ledger.ts: 64 bytes mixed from the key and the message, not a signature); transaction ids hash the signed bytes, so between orders tied on price and block the pairing can differ from Ed25519's, moving members' amounts slightly, never a price or a volume",
 ];
 
 export interface IntervalRow {

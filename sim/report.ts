@@ -277,7 +277,7 @@ export function summaryText(r: NeighbourhoodReport): string {
   lines.push(`  ${"Chain head".padEnd(width)}  ${r.ledger.headHash} at height ${fmtInt(r.ledger.height)} (the same seed gives the same hash)`);
   const rejected = Object.entries(r.ledger.rejected);
   if (rejected.length > 0) lines.push(`  ${"Rejected".padEnd(width)}  ${rejected.map(([k, n]) => `${k} x${fmtInt(n)}`).join(", ")}`);
-  lines.push("  Shortcuts taken (none changes a market, settlement or dispatch result):");
+  lines.push("  Shortcuts taken (none changes a price, a cleared or delivered Wh, or a dispatch decision):");
   for (const s of r.shortcuts) lines.push(`    - ${s}`);
   return lines.join("\n");
 }
@@ -802,7 +802,7 @@ export function reportHtml(r: NeighbourhoodReport, charts: ReportCharts = report
     outageDetails(r) +
     "<h2>Ledger</h2>\n" +
     ledgerDetails(r) +
-    "<h2>Shortcuts taken</h2>\n<p>None changes a market, settlement or dispatch result.</p>\n" +
+    "<h2>Shortcuts taken</h2>\n<p>None changes a price, a cleared or delivered Wh, or a dispatch decision.</p>\n" +
     `<ul>\n${r.shortcuts.map((s) => `<li>${esc(s)}</li>`).join("\n")}\n</ul>\n` +
     `<h2>Intervals</h2>\n<p>${esc(`Local times (${clock.name()}). Orders and volumes are the ledger's; delivered energy and metered imports and exports come from each interval's settlement, one interval later. Shaded rows were islanded.`)}</p>\n` +
     intervalTable(r) +
