@@ -62,6 +62,7 @@ import { DEFAULT_SIM_CLUSTER, SimCluster, type SimClusterOptions } from "./ledge
 import { DEFAULT_OUTAGE, type OutageReport, type OutageScenario, checkScenario, clockOf, clockToMs } from "./outage.js";
 import { type WorldMessage, type WorldPremise, type WorldReading, type WorldSecond, type WorldTotals, WorldThread, runWorld } from "./world.js";
 import { SimSigner, simVerifier } from "./sim-ledger.js";
+import { MS_PER_DAY, MS_PER_HOUR } from "./site.js";
 
 const MS_PER_S = 1_000;
 const S_PER_HOUR = 3_600;
@@ -469,7 +470,7 @@ class NeighbourhoodRun {
     const kWh = (j: number) => Math.round(j / S_PER_HOUR) / 1_000;
     const ppm = (part: number, whole: number) => (whole <= 0 ? 0 : Math.floor((part * 1_000_000) / whole));
     const site = w.profiles?.site;
-    const offsetMs = site === undefined ? 0 : site.utcOffsetHours * 3_600_000;
+    const offsetMs = site === undefined ? 0 : site.utcOffsetHours * MS_PER_HOUR;
     const rows = [...this.intervals.values()]
       .filter((iv) => iv.startMs >= w.dayStartMs && iv.startMs < w.dayStartMs + w.durationMs)
       .sort((a, b) => a.startMs - b.startMs)
@@ -583,8 +584,6 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = {
   batteryKW: 100,
 };
 
-const MS_PER_HOUR = 3_600_000;
-const MS_PER_DAY = 86_400_000;
 
 function clockMs(text: string, what: string): number {
   try {

@@ -74,13 +74,10 @@ import { assert } from "../ledger/assert.js";
 import { DEFAULT_MARKET_PARAMS } from "../ledger/genesis.js";
 import { type Premise as ModelPremise, type PremiseKind, SiteModel, createPremise } from "./premise.js";
 import { solarW } from "./profiles.js";
-import { type Site, checkSite, localDayOf, offsetMsOf } from "./site.js";
+import { MS_PER_DAY, MS_PER_HOUR, MS_PER_MIN, type Site, checkSite, localDayOf, offsetMsOf } from "./site.js";
 import { Rng } from "./rng.js";
 
 const MS_PER_S = 1_000;
-const MS_PER_MIN = 60_000;
-const MS_PER_HOUR = 3_600_000;
-const MS_PER_DAY = 86_400_000;
 const S_PER_HOUR = 3_600;
 /** 2025-06-21T00:00:00Z: the scenario's calendar day (solar profiles are UTC and the same every day). */
 export const DAY0_MS = 1_750_464_000_000;
