@@ -28,7 +28,7 @@
 //                CPU (% of one core, utime + stime from /proc/PID/stat) and
 //                RSS (VmRSS) sampled every second for --resources-s.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import os from "node:os";
 import { join, resolve } from "node:path";
@@ -36,7 +36,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
-import { clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
+import { CpuMeter, cpuSplit, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, median, pct, positiveInt, printTable, r1, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -107,9 +107,6 @@ const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL("../../bin/peergrid.js", import.meta.url));
 const AUTOCANNON = fileURLToPath(new URL("../../node_modules/autocannon/autocannon.js", import.meta.url));
 
-const median = (xs: readonly number[]) => pct(xs, 0.5) ?? Number.NaN;
-const r1 = (x: number | null) => (x === null ? "-" : (Math.round(x * 10) / 10).toString());
-
 let hasTaskset: boolean | null = null;
 function tasksetAvailable(): boolean {
   if (hasTaskset === null) {
@@ -143,68 +140,6 @@ function runNode(args: readonly string[], core: number, each?: (pid: number) => 
       else reject(new Error(`${args.join(" ")} exited ${code}: ${err.slice(-2000)}`));
     });
   });
-}
-
-/** CPU of a process between two samples, % of one core. */
-class CpuMeter {
-  private ticks: number;
-  private atMs: number;
-  constructor(readonly pid: number) {
-    this.ticks = cpuTicks(pid);
-    this.atMs = performance.now();
-  }
-  sample(): number {
-    const t = cpuTicks(this.pid);
-    const at = performance.now();
-    const p = ((t - this.ticks) / clockTicksPerS() / ((at - this.atMs) / 1000)) * 100;
-    this.ticks = t;
-    this.atMs = at;
-    return p;
-  }
-}
-
-/**
- * CPU ticks of the whole machine (/proc/stat) and of this script's process
- * tree (itself, its live descendants, and the reaped ones through cutime +
- * cstime): their difference over a part is CPU the machine spent on work
- * that is not ours (other users' jobs, the hypervisor's steal).
- */
-interface CpuSplit {
-  readonly machine: number;
-  readonly ours: number;
-  readonly atMs: number;
-}
-
-function cpuSplit(): CpuSplit {
-  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] as string).trim().split(/\s+/).slice(1).map(Number);
-  const machine = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-  const procs = new Map<number, { ppid: number; ticks: number }>();
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = readFileSync(`/proc/${d}/stat`, "utf8");
-      const x = st.slice(st.lastIndexOf(")") + 2).split(" ");
-      procs.set(Number(d), { ppid: Number(x[1]), ticks: Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14]) });
-    } catch {
-      // exited
-    }
-  }
-  const ourPid = (pid: number): boolean => {
-    for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
-      if (p === process.pid) return true;
-      p = procs.get(p)?.ppid ?? 0;
-    }
-    return false;
-  };
-  let ours = 0;
-  for (const [pid, p] of procs) if (ourPid(pid)) ours += p.ticks;
-  return { machine, ours, atMs: performance.now() };
-}
-
-/** Share of all cores busy with work not ours between two splits, %. */
-function foreignCpuPercent(a: CpuSplit, b: CpuSplit): number {
-  const seconds = (b.atMs - a.atMs) / 1000;
-  return Math.max(0, ((b.machine - a.machine - (b.ours - a.ours)) / clockTicksPerS() / seconds / os.cpus().length) * 100);
 }
 
 class Ports {

@@ -44,16 +44,14 @@
 // script (other users' work, the hypervisor's steal); with any of it the
 // figures are lower bounds.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
-import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
-import { chainWindow, type ChainWindow, clockTicksPerS, cpuTicks, fmtInt, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
+import { chainWindow, type ChainWindow, clockTicksPerS, cpuSplit, cpuTicks, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep, statusesOf, verifyRate } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -172,56 +170,6 @@ async function stopCluster(o: Options, r: Run): Promise<void> {
   if (!o.keep) rmSync(r.dir, { recursive: true, force: true });
 }
 
-async function statusesOf(c: LocalCluster, query = ""): Promise<Map<number, NodeStatus>> {
-  const out = new Map<number, NodeStatus>();
-  await Promise.all(
-    [...c.procs.keys()].map(async (i) => {
-      const s = await getJson<NodeStatus>(`http://127.0.0.1:${c.httpPort(i)}/api/v1/status${query}`, 5_000); // a loaded box may be slow to answer
-      if (s !== null) out.set(i, s);
-    }),
-  );
-  return out;
-}
-
-// ---------------------------------------------------------------- 0. verify ceiling
-
-interface VerifyJob {
-  readonly role: "verify";
-  readonly durationMs: number;
-}
-
-/** In a worker: verify signatures of reading-sized messages for durationMs; report the count. */
-function verifyWorker(job: VerifyJob): void {
-  const signer = NodeSigner.generate();
-  const verifier = new NodeVerifier();
-  const msgs = range(64).map((i) => {
-    const m = new Uint8Array(64 + 95).map((_, k) => (i * 31 + k * 7) & 0xff); // prefix + a reading's bytes
-    return { m, sig: signer.sign(m) };
-  });
-  for (const x of msgs) verifier.verify(signer.publicKey, x.m, x.sig); // warm-up
-  let n = 0;
-  const end = performance.now() + job.durationMs;
-  const t0 = performance.now();
-  while (performance.now() < end) {
-    for (const x of msgs) if (verifier.verify(signer.publicKey, x.m, x.sig)) n++;
-  }
-  parentPort?.postMessage({ count: n, ms: performance.now() - t0 });
-}
-
-async function verifyRate(threads: number, durationMs: number): Promise<number> {
-  const results = await Promise.all(
-    range(threads).map(
-      () =>
-        new Promise<number>((resolveRate, reject) => {
-          const w = new Worker(new URL(import.meta.url), { workerData: { role: "verify", durationMs } satisfies VerifyJob });
-          w.once("message", (r: { count: number; ms: number }) => resolveRate((r.count * 1000) / r.ms));
-          w.once("error", reject);
-        }),
-    ),
-  );
-  return results.reduce((a, b) => a + b, 0);
-}
-
 // ---------------------------------------------------------------- a-c. throughput, latency, jitter
 
 interface Step {
@@ -246,35 +194,6 @@ interface Step {
 }
 
 
-/** CPU ticks of the whole machine (/proc/stat) and of our processes (the boxes and this script). */
-interface CpuSplit {
-  readonly machine: number;
-  readonly ours: number;
-  readonly atMs: number;
-}
-
-function cpuSplit(pids: readonly number[]): CpuSplit {
-  const line = readFileSync("/proc/stat", "utf8").split("\n")[0] as string; // cpu user nice system idle iowait irq softirq steal
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-  let ours = 0;
-  for (const pid of [...pids, process.pid]) {
-    try {
-      ours += cpuTicks(pid);
-    } catch {
-      // exited
-    }
-  }
-  return { machine: busy, ours, atMs: performance.now() };
-}
-
-/** The share of all cores busy with something other than our processes (other users' tests, the host's steal). */
-function foreignCpuPercent(a: CpuSplit, b: CpuSplit): number {
-  const seconds = (b.atMs - a.atMs) / 1000;
-  const foreignTicks = b.machine - a.machine - (b.ours - a.ours);
-  return Math.max(0, (foreignTicks / clockTicksPerS() / seconds / os.cpus().length) * 100);
-}
-
 /** After a window, how long its last readings may take to commit: the latency target. */
 const DRAIN_MS = 3_000;
 
@@ -283,14 +202,13 @@ async function throughputStep(o: Options, ports: Ports, boxes: number, perBox: n
   try {
     const c = run.c;
     await sleep(o.warmupS * 1000); // warm-up under load (not a measurement)
-    const pids = range(boxes).map((i) => c.procs.get(i)?.child.pid as number);
-    const cpu0 = cpuSplit(pids);
+    const cpu0 = cpuSplit();
     const s0 = await statusesOf(c, "?resetLatency=true");
     const t0 = Date.now();
     while (Date.now() < t0 + o.windowS * 1000) await sleep(250);
     const s1 = await statusesOf(c);
     const t1 = Date.now();
-    const foreign = foreignCpuPercent(cpu0, cpuSplit(pids));
+    const foreign = foreignCpuPercent(cpu0, cpuSplit());
     const rssMaxMB = Math.max(...range(boxes).map((i) => rssMB(c.procs.get(i)?.child.pid)));
     await sleep(DRAIN_MS); // the readings of the window's last seconds get their blocks
     const heads = await statusesOf(c);
@@ -633,9 +551,6 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-if (!isMainThread) {
-  const job = workerData as VerifyJob | undefined;
-  if (job?.role === "verify") verifyWorker(job);
-} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   await main();
 }

@@ -1,8 +1,14 @@
 // What the benchmark scripts share: reading their options, describing the
-// machine and the commit they measured, and printing a result table.
+// machine and the commit they measured, printing a result table, measuring
+// CPU (a process's, and the machine's outside ours), and the bare Ed25519
+// verify rate.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import os from "node:os";
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import type { LocalCluster } from "../daemon/local-cluster.js";
+import type { NodeStatus } from "../daemon/node.js";
+import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
 import { ledgerPath } from "../ledger/ledger.js";
 import { LedgerStore } from "../ledger/store.js";
 import { percentile } from "../daemon/latency.js";
@@ -157,3 +163,126 @@ export function chainWindow(dataDir: string, t0: number, t1: number): ChainWindo
 export function pct(xs: readonly number[], q: number): number | null {
   return xs.length === 0 ? null : percentile([...xs].sort((a, b) => a - b), q);
 }
+
+/** The median (nearest rank) of numbers in any order; NaN for none. */
+export const median = (xs: readonly number[]) => pct(xs, 0.5) ?? Number.NaN;
+
+/** One decimal, for tables and log lines. */
+export const r1 = (x: number | null) => (x === null ? "-" : (Math.round(x * 10) / 10).toString());
+
+/** CPU of a process between two samples, % of one core. */
+export class CpuMeter {
+  private ticks: number;
+  private atMs: number;
+  constructor(readonly pid: number) {
+    this.ticks = cpuTicks(pid);
+    this.atMs = performance.now();
+  }
+  sample(): number {
+    const t = cpuTicks(this.pid);
+    const at = performance.now();
+    const p = ((t - this.ticks) / clockTicksPerS() / ((at - this.atMs) / 1000)) * 100;
+    this.ticks = t;
+    this.atMs = at;
+    return p;
+  }
+}
+
+/**
+ * CPU ticks of the whole machine (/proc/stat) and of this script's process
+ * tree (itself, its live descendants, and the reaped ones through cutime +
+ * cstime): their difference over a part is CPU the machine spent on work
+ * that is not ours (other users' jobs, the hypervisor's steal).
+ */
+export interface CpuSplit {
+  readonly machine: number;
+  readonly ours: number;
+  readonly atMs: number;
+}
+
+export function cpuSplit(): CpuSplit {
+  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] as string).trim().split(/\s+/).slice(1).map(Number);
+  const machine = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  const procs = new Map<number, { ppid: number; ticks: number }>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, "utf8");
+      const x = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      procs.set(Number(d), { ppid: Number(x[1]), ticks: Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14]) });
+    } catch {
+      // exited
+    }
+  }
+  const ourPid = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+      if (p === process.pid) return true;
+      p = procs.get(p)?.ppid ?? 0;
+    }
+    return false;
+  };
+  let ours = 0;
+  for (const [pid, p] of procs) if (ourPid(pid)) ours += p.ticks;
+  return { machine, ours, atMs: performance.now() };
+}
+
+/** Share of all cores busy with work not ours between two splits, %. */
+export function foreignCpuPercent(a: CpuSplit, b: CpuSplit): number {
+  const seconds = (b.atMs - a.atMs) / 1000;
+  return Math.max(0, ((b.machine - a.machine - (b.ours - a.ours)) / clockTicksPerS() / seconds / os.cpus().length) * 100);
+}
+
+/** Every running box's status (with `query`, e.g. "?resetLatency=true"); a box that does not answer in 5 s is left out. */
+export async function statusesOf(c: LocalCluster, query = ""): Promise<Map<number, NodeStatus>> {
+  const out = new Map<number, NodeStatus>();
+  await Promise.all(
+    [...c.procs.keys()].map(async (i) => {
+      const s = await getJson<NodeStatus>(`http://127.0.0.1:${c.httpPort(i)}/api/v1/status${query}`, 5_000); // a loaded box may be slow to answer
+      if (s !== null) out.set(i, s);
+    }),
+  );
+  return out;
+}
+
+// ---------------------------------------------------------------- the bare verify rate
+
+interface VerifyJob {
+  readonly role: "verify";
+  readonly durationMs: number;
+}
+
+/** In a worker: verify signatures of reading-sized messages for durationMs; report the count. */
+function verifyWorker(job: VerifyJob): void {
+  const signer = NodeSigner.generate();
+  const verifier = new NodeVerifier();
+  const msgs = range(64).map((i) => {
+    const m = new Uint8Array(64 + 95).map((_, k) => (i * 31 + k * 7) & 0xff); // prefix + a reading's bytes
+    return { m, sig: signer.sign(m) };
+  });
+  for (const x of msgs) verifier.verify(signer.publicKey, x.m, x.sig); // warm-up
+  let n = 0;
+  const end = performance.now() + job.durationMs;
+  const t0 = performance.now();
+  while (performance.now() < end) {
+    for (const x of msgs) if (verifier.verify(signer.publicKey, x.m, x.sig)) n++;
+  }
+  parentPort?.postMessage({ count: n, ms: performance.now() - t0 });
+}
+
+/** Ed25519 verifies a second through node:crypto (NodeVerifier), `threads` worker threads for durationMs, summed. */
+export async function verifyRate(threads: number, durationMs: number): Promise<number> {
+  const results = await Promise.all(
+    range(threads).map(
+      () =>
+        new Promise<number>((resolveRate, reject) => {
+          const w = new Worker(new URL(import.meta.url), { workerData: { role: "verify", durationMs } satisfies VerifyJob });
+          w.once("message", (r: { count: number; ms: number }) => resolveRate((r.count * 1000) / r.ms));
+          w.once("error", reject);
+        }),
+    ),
+  );
+  return results.reduce((a, b) => a + b, 0);
+}
+
+// verifyRate's workers run this module.
+if (!isMainThread && (workerData as VerifyJob | undefined)?.role === "verify") verifyWorker(workerData as VerifyJob);
