@@ -27,7 +27,7 @@ import { Quality, Role, type TxBody } from "../../ledger/tx.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
 import { ORDER_ENERGY_WH_MAX, PRICE_MICRO_PER_KWH_MAX } from "../../ledger/tx.js";
 import { decimalOfMicro, money, price } from "../../web/src/format.js";
-import { ORDER_LEAD_MS, nextOrderIntervalStartMs, orderBody, parseEnergyWh, parsePriceMicroPerKWh, resultText } from "../../web/src/txs.js";
+import { BoxClock, ORDER_LEAD_MS, nextOrderIntervalStartMs, orderBody, parseEnergyWh, parsePriceMicroPerKWh, resultText } from "../../web/src/txs.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 1 } as const;
@@ -89,6 +89,38 @@ describe("what the page signs: the order form's numbers, exactly", () => {
     assert.equal(resultText("orderPrice"), "the price is outside the market's limits (orderPrice)");
     assert.equal(resultText("somethingNew"), "somethingNew");
     assert.equal(resultText("constructor"), "constructor", "no inherited property taken for words");
+  });
+});
+
+describe("the box's clock as the page sees it, and the interval an order is for", () => {
+  it("a box on a real clock runs at rate 1; a demo's box at its speed, whole; a chain time that goes back starts over", () => {
+    const real = new BoxClock();
+    // A status every 3 s; the last block's time lags the box's clock by up to a second.
+    for (let t = 0; t <= 30_000; t += 3_000) real.observe(1_000_000 + t, 5_000_000 + t - (t % 1_000) - 400);
+    assert.equal(real.rate, 1);
+    assert.ok(Math.abs(real.now(1_031_000) - 5_030_600) <= 1_000);
+    const demo = new BoxClock();
+    // --speed 15: a block a real second, each 15 s of the box's time after the last.
+    for (let t = 0; t <= 30_000; t += 3_000) demo.observe(2_000_000 + t, 9_000_000 + 15 * (t - (t % 1_000)) - 15 * 700);
+    assert.equal(demo.rate, 15);
+    const nowBox = demo.now(2_032_000);
+    assert.ok(Math.abs(nowBox - (9_000_000 + 15 * 32_000)) <= 15 * 1_000, `${nowBox}`);
+    // Before 10 s of samples the rate is not known: 1.
+    const fresh = new BoxClock();
+    fresh.observe(0, 1_000_000);
+    fresh.observe(3_000, 1_045_000);
+    assert.equal(fresh.rate, 1);
+    // A chain time that goes back (another box's chain): the samples start over, the rate is kept until re-measured.
+    demo.observe(2_035_000, 100);
+    assert.equal(demo.now(2_035_000), 100);
+  });
+
+  it("the lead before an interval is ORDER_LEAD_MS of real time, however fast the box's clock runs", () => {
+    const intervalMs = 900_000;
+    // 30 s of the box's time before a boundary: enough at rate 1, two real seconds at rate 15.
+    assert.equal(nextOrderIntervalStartMs(870_000, intervalMs), 900_000);
+    assert.equal(nextOrderIntervalStartMs(870_000, intervalMs, 15), 1_800_000);
+    assert.equal(nextOrderIntervalStartMs(900_000 - 15 * ORDER_LEAD_MS - 1, intervalMs, 15), 900_000);
   });
 });
 

@@ -24,7 +24,7 @@ import { powerChart } from "./chart.js";
 import { byId, fill, h, notAvailable } from "./dom.js";
 import { clock, energy, money, power, price, shortId } from "./format.js";
 import { loadOrCreateSigner } from "./key.js";
-import { cancelBody, nextOrderIntervalStartMs, orderBody, parseEnergyWh, parsePriceMicroPerKWh, resultText, sign, voteBody } from "./txs.js";
+import { BoxClock, cancelBody, nextOrderIntervalStartMs, orderBody, parseEnergyWh, parsePriceMicroPerKWh, resultText, sign, voteBody } from "./txs.js";
 
 const REFRESH_MS = 3_000;
 /** After a 429 (the box's per-client rate limit) the page polls this much more slowly, for a minute. */
@@ -43,7 +43,7 @@ const view = {
   enrolment: "unknown" as "unknown" | "enrolled" | "not-enrolled",
   market: null as Market | null,
   grid: null as Grid | null,
-  clockOffsetMs: 0, // the box's clock minus this browser's: orders are for the box's intervals
+  clock: new BoxClock(), // the box's clock: orders are for the box's intervals
   lastSeqUsed: 0,
   history: null as { points: HistoryPoint[]; fetchedMs: number; member: number } | null,
   busy: false,
@@ -52,7 +52,7 @@ const view = {
 const names = new Map<number, string | null>();
 
 const METER_MEMBER_KEY = "peergrid.meterMember.v1";
-const boxNowMs = () => Date.now() + view.clockOffsetMs;
+const boxNowMs = () => view.clock.now(Date.now());
 
 // ---- messages ----
 
@@ -129,7 +129,7 @@ async function placeOrder(form: HTMLFormElement): Promise<void> {
   const market = view.market;
   if (market === null) return say("The market's rules have not loaded yet.", "error");
   let body: TxBody;
-  const start = nextOrderIntervalStartMs(boxNowMs(), market.intervalMs);
+  const start = nextOrderIntervalStartMs(boxNowMs(), market.intervalMs, view.clock.rate);
   try {
     const energyWh = parseEnergyWh(String(data.get("energyWh") ?? ""));
     const priceMicroPerKWh = parsePriceMicroPerKWh(String(data.get("price") ?? ""));
@@ -179,7 +179,7 @@ async function refresh(): Promise<void> {
     if ([st, mk, gr].some((r) => !r.ok && r.status === 429)) view.slowUntilMs = Date.now() + 60_000;
     if (st.ok) {
       view.status = st.data;
-      view.clockOffsetMs = st.data.lastBlockTimeMs - Date.now();
+      view.clock.observe(Date.now(), st.data.lastBlockTimeMs);
     }
     fill(byId("conn"), st.ok ? `${st.data.name} · block ${st.data.height}` : "box not answering");
     byId("conn").classList.toggle("down", !st.ok);
@@ -293,7 +293,7 @@ function orderRow(o: OpenOrder, cancellable: boolean): HTMLElement {
 async function renderMarket(): Promise<void> {
   const m = view.market;
   const me = view.me;
-  const start = m === null ? null : nextOrderIntervalStartMs(boxNowMs(), m.intervalMs);
+  const start = m === null ? null : nextOrderIntervalStartMs(boxNowMs(), m.intervalMs, view.clock.rate);
   fill(byId("order-interval"), start === null ? "" : `for the interval ${clock(start)}–${clock(start + (m as Market).intervalMs)}`);
   byId<HTMLButtonElement>("place-order").disabled = me === null || view.busy;
   if (start !== null) {

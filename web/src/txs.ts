@@ -13,11 +13,50 @@ import { ORDER_ENERGY_WH_MAX, type OrderSideName, PRICE_MICRO_PER_KWH_MAX, type 
  */
 export const ORDER_LEAD_MS = 5_000;
 
-/** The start of the next interval an order placed at nowMs can still be for. */
-export function nextOrderIntervalStartMs(nowMs: number, intervalMs: number): number {
+/**
+ * The start of the next interval an order placed at nowMs can still be for. `clockRate`: how many of the
+ * box's ms pass in a real one (a demo's box runs fast; BoxClock), so the lead stays ORDER_LEAD_MS of real time.
+ */
+export function nextOrderIntervalStartMs(nowMs: number, intervalMs: number, clockRate = 1): number {
   if (!Number.isSafeInteger(nowMs) || !Number.isSafeInteger(intervalMs) || intervalMs <= 0) throw new Error("nextOrderIntervalStartMs takes integers and intervalMs > 0");
   const next = nowMs - (nowMs % intervalMs) + intervalMs;
-  return next - nowMs < ORDER_LEAD_MS ? next + intervalMs : next;
+  return next - nowMs < ORDER_LEAD_MS * clockRate ? next + intervalMs : next;
+}
+
+/** Samples of the box's clock kept to estimate its rate, and the shortest span that gives one. */
+const CLOCK_SAMPLES_MAX = 32;
+const CLOCK_RATE_SPAN_MS = 10_000;
+
+/**
+ * The box's clock as the page sees it, from the time of its last block in each status: that time plus
+ * the real time since, at the rate the blocks' times advance. A box on a real clock advances one ms a ms
+ * (rate 1); a demo's box runs a whole number of times faster (`peergrid demo --speed`), and a page that
+ * assumed rate 1 would fall behind it by up to a minute of the box's time and offer intervals already
+ * closing. The rate is the blocks' time over real time across the samples of the last minutes, rounded
+ * to a whole number (below 1.5: 1). A chain time that goes back (another box, a new chain) starts over.
+ */
+export class BoxClock {
+  private readonly samples: { readonly realMs: number; readonly boxMs: number }[] = [];
+  rate = 1;
+
+  observe(realMs: number, lastBlockTimeMs: number): void {
+    const last = this.samples[this.samples.length - 1];
+    if (last !== undefined && (lastBlockTimeMs < last.boxMs || realMs < last.realMs)) this.samples.length = 0;
+    this.samples.push({ realMs, boxMs: lastBlockTimeMs });
+    if (this.samples.length > CLOCK_SAMPLES_MAX) this.samples.shift();
+    const first = this.samples[0] as { realMs: number; boxMs: number };
+    const spanMs = realMs - first.realMs;
+    if (spanMs >= CLOCK_RATE_SPAN_MS) {
+      const r = (lastBlockTimeMs - first.boxMs) / spanMs;
+      this.rate = r < 1.5 ? 1 : Math.round(r);
+    }
+  }
+
+  /** The box's time now (realMs: this browser's clock); before any status, the browser's. */
+  now(realMs: number): number {
+    const last = this.samples[this.samples.length - 1];
+    return last === undefined ? realMs : Math.round(last.boxMs + (realMs - last.realMs) * this.rate);
+  }
 }
 
 /** Micro-currency units in one currency unit: prices are typed in units, signed in micro-units. */
