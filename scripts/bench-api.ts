@@ -36,7 +36,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
-import { CpuMeter, cpuSplit, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, median, pct, positiveInt, printTable, r1, range, readOptions, type Row, rssMB, sleep } from "./bench-common.js";
+import { CpuMeter, cpuSplit, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, median, pct, positiveInt, printTable, r1, range, readOptions, type Row, rssMB, sleep, withLocalCluster } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -203,15 +203,18 @@ async function autocannon(url: string, connections: number, seconds: number, box
 
 const READ_ROUTES = ["/api/v1/status", "/api/v1/readings"] as const;
 
+/** Parts 1 and 2's box: one `peergrid start` signing 60 readings a second, every thread pinned to core 0, a few blocks in. */
+async function startReadingBox(c: LocalCluster): Promise<{ readonly pid: number; readonly base: string }> {
+  const p = await c.start(0, ["--synthetic-readings", "60"]);
+  const pid = p.child.pid as number;
+  pin(pid, 0);
+  await waitFor("a few blocks", async () => ((await c.status(0))?.height ?? 0) >= 3);
+  return { pid, base: `http://127.0.0.1:${c.httpPort(0)}` };
+}
+
 async function reads(o: Options, ports: Ports, log: (s: string) => void): Promise<{ runs: LoadResult[]; readingsListed: number }> {
-  const dir = mkdtempSync(join(o.dir, "peergrid-bench-api-reads-"));
-  const c = LocalCluster.create({ dir, boxes: 1, basePort: ports.take(2), chainId: "bench" });
-  try {
-    const p = await c.start(0, ["--synthetic-readings", "60"]);
-    const pid = p.child.pid as number;
-    pin(pid, 0);
-    await waitFor("a few blocks", async () => ((await c.status(0))?.height ?? 0) >= 3);
-    const base = `http://127.0.0.1:${c.httpPort(0)}`;
+  return withLocalCluster({ parent: o.dir, prefix: "peergrid-bench-api-reads-", boxes: 1, basePort: ports.take(2) }, async (c) => {
+    const { pid, base } = await startReadingBox(c);
     const listed = (await getJson<{ readings: unknown[] }>(`${base}/api/v1/readings`))?.readings.length ?? 0;
     for (const route of READ_ROUTES) await autocannon(base + route, o.connections, o.warmupS, pid); // warm-up
     const runs: LoadResult[] = [];
@@ -223,10 +226,7 @@ async function reads(o: Options, ports: Ports, log: (s: string) => void): Promis
       }
     }
     return { runs, readingsListed: listed };
-  } finally {
-    await c.stopAll("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 // ---------------------------------------------------------------- 2. stream
@@ -316,15 +316,9 @@ function spawnPinned(args: readonly string[], core: number): ChildProcess {
 }
 
 async function stream(o: Options, ports: Ports, log: (s: string) => void): Promise<StreamResult> {
-  const dir = mkdtempSync(join(o.dir, "peergrid-bench-api-stream-"));
-  const c = LocalCluster.create({ dir, boxes: 1, basePort: ports.take(2), chainId: "bench" });
-  try {
+  return withLocalCluster({ parent: o.dir, prefix: "peergrid-bench-api-stream-", boxes: 1, basePort: ports.take(2) }, async (c) => {
     // A real `peergrid start` box (its stream takes up to 1,024 clients; loopback has no per-address cap).
-    const p = await c.start(0, ["--synthetic-readings", "60"]);
-    const pid = p.child.pid as number;
-    pin(pid, 0);
-    const base = `http://127.0.0.1:${c.httpPort(0)}`;
-    await waitFor("a few blocks", async () => ((await c.status(0))?.height ?? 0) >= 3);
+    const { pid, base } = await startReadingBox(c);
     const url = `${base}/api/v1/stream?topics=block`;
     // Two client processes (half each), both on core 1; they connect, then read for streamS + the connect margin.
     const connectS = 5;
@@ -380,10 +374,7 @@ async function stream(o: Options, ports: Ports, log: (s: string) => void): Promi
     };
     log(`  ${res.connected}/${res.phones} connected; ${res.blocksInWindow} blocks in ${r1(res.windowS)} s; ${res.clientsWithEveryBlock} clients got every one (${res.missed} missed); lag p50 ${res.lagP50Ms} ms, p99 ${res.lagP99Ms} ms, max ${res.lagMaxMs} ms; dropped ${res.hubDropped}, refused ${res.hubRefused}, failed/closed ${res.failedOrDropped}; box CPU median ${r1(res.boxCpuMedian)} %, max ${r1(res.boxCpuMax)} %, RSS <= ${r1(res.boxRssMaxMB)} MB`);
     return res;
-  } finally {
-    await c.stopAll("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 // ---------------------------------------------------------------- 3. resources

@@ -43,7 +43,6 @@
 // reports "foreign CPU": what the machine spent outside the boxes and this
 // script (other users' work, the hypervisor's steal); with any of it the
 // figures are lower bounds.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";

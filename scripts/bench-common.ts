@@ -3,10 +3,11 @@
 // CPU (a process's, and the machine's outside ours), and the bare Ed25519
 // verify rate.
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
+import { join } from "node:path";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { LocalCluster } from "../daemon/local-cluster.js";
+import { LocalCluster } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
 import { NodeSigner, NodeVerifier } from "../ledger/keys.js";
 import { ledgerPath } from "../ledger/ledger.js";
@@ -286,3 +287,22 @@ export async function verifyRate(threads: number, durationMs: number): Promise<n
 
 // verifyRate's workers run this module.
 if (!isMainThread && (workerData as VerifyJob | undefined)?.role === "verify") verifyWorker(workerData as VerifyJob);
+
+/**
+ * A fresh neighbourhood of `boxes` in a new temporary directory under `parent` (LocalCluster.create),
+ * handed to `run`; then every box is stopped (SIGTERM unless said) and the directory removed unless
+ * `keep`, whatever `run` did.
+ */
+export async function withLocalCluster<T>(
+  o: { readonly parent: string; readonly prefix: string; readonly boxes: number; readonly basePort: number; readonly keep?: boolean; readonly stopSignal?: NodeJS.Signals },
+  run: (c: LocalCluster) => Promise<T>,
+): Promise<T> {
+  const dir = mkdtempSync(join(o.parent, o.prefix));
+  const c = LocalCluster.create({ dir, boxes: o.boxes, basePort: o.basePort, chainId: "bench" });
+  try {
+    return await run(c);
+  } finally {
+    await c.stopAll(o.stopSignal ?? "SIGTERM");
+    if (o.keep !== true) rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -41,12 +41,12 @@
 // sharing them. "Foreign CPU" is what the machine spent outside this script's
 // process tree in the window (other users' work, the hypervisor's steal);
 // with any of it the figures are lower bounds.
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
-import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
+import { waitFor } from "../daemon/local-cluster.js";
 import { RAFT_LOG_FILE, type NodeStatus } from "../daemon/node.js";
 import { encodeBlock } from "../ledger/block.js";
 import { LEDGER_FILE, ledgerPath } from "../ledger/ledger.js";
@@ -75,6 +75,7 @@ import {
   sleep,
   statusesOf,
   verifyRate,
+  withLocalCluster,
 } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
@@ -287,9 +288,8 @@ const DRAIN_MS = 3_000;
 
 async function measureSize(o: Options, premises: number, basePort: number, log: (s: string) => void): Promise<SizeResult> {
   const perBox = premises / o.boxes;
-  const dir = mkdtempSync(join(o.dir, `peergrid-bench-scale-${premises}-`));
-  const c = LocalCluster.create({ dir, boxes: o.boxes, basePort, chainId: "bench" });
-  try {
+  // SIGKILL at the end: nothing is left to stop after a clean run.
+  return withLocalCluster({ parent: o.dir, prefix: `peergrid-bench-scale-${premises}-`, boxes: o.boxes, basePort, keep: o.keep, stopSignal: "SIGKILL" }, async (c) => {
     await Promise.all(range(o.boxes).map((i) => c.start(i, ["--synthetic-readings", String(perBox)])));
     await waitFor("a leader and two blocks on every box", async () => {
       const s = await c.statuses();
@@ -327,10 +327,7 @@ async function measureSize(o: Options, premises: number, basePort: number, log: 
     const r = judge(o, premises, windowS, s0, s1, chain, blocks, boxes, leader, foreign);
     logSize(r, log);
     return r;
-  } finally {
-    await c.stopAll("SIGKILL"); // nothing left to stop after a clean run
-    if (!o.keep) rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 function boxResult(box: number, s: NodeStatus | undefined, a: BoxPoint, b: BoxPoint, afterStop: DirSizes, cpu: number[], rss: number[], windowS: number): BoxResult {
