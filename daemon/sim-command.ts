@@ -35,8 +35,6 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   date: "--date",
   start: "--start",
   outage: "--outage",
-  "outage start": "--outage",
-  "outage end": "--outage",
   voters: "--voters",
   readingPeriodS: "--reading-period-s",
   latitude: "--latitude",

@@ -103,9 +103,8 @@ interface Voter {
   forwarding: { readonly atMs: number; readonly to: Voter; readonly txs: SignedTx[] } | null;
 }
 
-/** A recent applied point: Raft index → the chain there (for compaction snapshots). */
+/** A recent applied point, kept by its Raft index: the chain there (for compaction snapshots). */
 interface Point {
-  readonly index: number;
   readonly term: number;
   readonly height: number;
   readonly blockHash: Hash;
@@ -153,11 +152,6 @@ export class SimCluster {
 
   get nowMs(): number {
     return this.now;
-  }
-
-  /** The voter that leads now, if one does. */
-  get leader(): NodeId | null {
-    return this.voters.find((v) => v.raft.role === Role.leader)?.id ?? null;
   }
 
   /**
@@ -301,7 +295,7 @@ export class SimCluster {
       for (const v of this.voters) if (v.raft.role === Role.leader) v.mempool.removeCommitted(out.block.txs, (a) => lastSeqOf(this.current, a));
       this.o.onBlock(out.block, out.result, e.data.length, mine === undefined ? 0 : this.now - mine.atMs);
     }
-    this.points.set(e.index, { index: e.index, term: e.term, height: this.current.height, blockHash: this.current.blockHash });
+    this.points.set(e.index, { term: e.term, height: this.current.height, blockHash: this.current.blockHash });
     this.points.delete(e.index - 2 * (this.o.compactEveryEntries + this.o.compactMarginEntries));
   }
 

@@ -59,7 +59,7 @@ import type { OpenOrder } from "../market/auto-bid.js";
 import type { MarketOutcome } from "../market/interval.js";
 import { createHash } from "node:crypto";
 import { DEFAULT_SIM_CLUSTER, SimCluster, type SimClusterOptions } from "./ledger-cluster.js";
-import { DEFAULT_OUTAGE, type OutageReport, type OutageScenario, checkScenario, clockOf, clockToMs } from "./outage.js";
+import { DEFAULT_OUTAGE, type OutageReport, type OutageScenario, checkScenario, clockOf, clockToMs, outageWindow } from "./outage.js";
 import { type WorldMessage, type WorldPremise, type WorldReading, type WorldSecond, type WorldTotals, WorldThread, runWorld } from "./world.js";
 import { SimSigner, simVerifier } from "./sim-ledger.js";
 import { MS_PER_DAY, MS_PER_HOUR } from "./site.js";
@@ -616,18 +616,18 @@ export function scenarioFrom(o: SimOptions): NeighbourhoodScenario {
   const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(o.date);
   const dayMs = d === null ? NaN : Date.UTC(Number(d[1]), Number(d[2]) - 1, Number(d[3]));
   if (d === null || Number.isNaN(dayMs) || new Date(dayMs).toISOString().slice(0, 10) !== o.date) throw new RangeError(`date: a calendar day YYYY-MM-DD, got "${o.date}"`);
-  const offsetMs = o.utcOffsetHours * MS_PER_HOUR;
-  const dayStartMs = dayMs - offsetMs + clockMs(o.start, "start");
+  const midnightMs = dayMs - o.utcOffsetHours * MS_PER_HOUR; // the first day's local midnight
+  const dayStartMs = midnightMs + clockMs(o.start, "start");
   const durationMs = o.days * MS_PER_DAY;
   let outageStartMs = dayStartMs;
   let outageEndMs = dayStartMs; // empty: no outage
   if (o.outage !== null) {
-    const parts = o.outage.split("-");
-    if (parts.length !== 2) throw new RangeError(`outage: HH:MM-HH:MM, got "${o.outage}"`);
-    outageStartMs = dayMs - offsetMs + clockMs(parts[0] as string, "outage start");
-    if (outageStartMs < dayStartMs) outageStartMs += MS_PER_DAY;
-    outageEndMs = dayMs - offsetMs + clockMs(parts[1] as string, "outage end");
-    while (outageEndMs <= outageStartMs) outageEndMs += MS_PER_DAY;
+    if (o.outage.split("-").length !== 2) throw new RangeError(`outage: HH:MM-HH:MM, got "${o.outage}"`);
+    try {
+      ({ outageStartMs, outageEndMs } = outageWindow(o.start, o.outage, midnightMs));
+    } catch (err) {
+      throw new RangeError(`outage: ${(err as Error).message}`);
+    }
     if (outageEndMs > dayStartMs + durationMs) throw new RangeError(`outage: ${o.outage} ends after the run (${o.days} day${o.days === 1 ? "" : "s"} from ${o.start}); run more --days or end it sooner`);
   }
   const world: OutageScenario = {

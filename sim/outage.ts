@@ -139,14 +139,14 @@ export function clockToMs(text: string): number {
   return Number(m[1]) * MS_PER_HOUR + Number(m[2]) * MS_PER_MIN;
 }
 
-/** The window starting at `start` (HH:MM of DAY0) and the outage "HH:MM-HH:MM" in it (a time before the start is the next day). */
-export function outageWindow(start: string, outage: string): Pick<OutageScenario, "dayStartMs" | "outageStartMs" | "outageEndMs"> {
+/** The window starting at `start` (HH:MM after midnightMs, default DAY0's) and the outage "HH:MM-HH:MM" in it (a time before the start is the next day). */
+export function outageWindow(start: string, outage: string, midnightMs = DAY0_MS): Pick<OutageScenario, "dayStartMs" | "outageStartMs" | "outageEndMs"> {
   const parts = outage.split("-");
   if (parts.length !== 2) throw new RangeError(`an outage is HH:MM-HH:MM, got ${outage}`);
-  const dayStartMs = DAY0_MS + clockToMs(start);
-  let outageStartMs = DAY0_MS + clockToMs(parts[0] as string);
+  const dayStartMs = midnightMs + clockToMs(start);
+  let outageStartMs = midnightMs + clockToMs(parts[0] as string);
   if (outageStartMs < dayStartMs) outageStartMs += MS_PER_DAY;
-  let outageEndMs = DAY0_MS + clockToMs(parts[1] as string);
+  let outageEndMs = midnightMs + clockToMs(parts[1] as string);
   while (outageEndMs <= outageStartMs) outageEndMs += MS_PER_DAY;
   return { dayStartMs, outageStartMs, outageEndMs };
 }
