@@ -108,8 +108,10 @@ function printReport(report: VerifyReport, json: boolean, log: (s: string) => vo
   log(`transactions ${report.transactions} ${JSON.stringify(report.byType)}`);
   log(`rejected     ${Object.keys(report.rejected).length === 0 ? "none" : JSON.stringify(report.rejected)} (valid verdicts, re-derived identically)`);
   log(`state root   ${report.stateRoot} (${report.stateRecords} records)`);
+  const p = report.readingsPrunedTo;
+  if (p > 0) log(`pruned       the readings of blocks 1..${p} (retention): their headers, signatures and other transactions checked, the rest re-applied from the checkpoint at ${p}`);
   if (report.fault === null) {
-    log(`OK: every block from genesis to ${report.headHeight} re-verified`);
+    log(p > 0 && p < report.headHeight ? `OK: headers from genesis, and every block from ${p + 1} to ${report.headHeight} re-verified` : p > 0 ? `OK: headers from genesis to ${report.headHeight} verified` : `OK: every block from genesis to ${report.headHeight} re-verified`);
     return;
   }
   const f = report.fault;

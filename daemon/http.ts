@@ -133,6 +133,9 @@ const BlockSchema = Type.Object({
   stateRoot: Hex(32),
   stateRootAfter: Hex(32),
   txRoot: Hex(32),
+  /** How many transactions the header commits to; more than txs lists when the readings were pruned. */
+  txCount: Type.Integer(),
+  readingsPruned: Type.Boolean({ description: "the box no longer keeps this block's readings (retention); txs lists the rest" }),
   txs: Type.Array(
     Type.Object({ id: Hex(32), type: Type.String(), author: Type.Integer(), seq: Type.Integer(), result: Type.String(), resultCode: Type.Integer() }),
   ),
@@ -716,7 +719,7 @@ function chainRoutes(api: FastifyInstance, ctx: Ctx): void {
     async (req) => {
       const stored = node.ledger.store.getBlock(req.params.height);
       if (stored === null) throw new ApiError(404, "PG_ERR_BLOCK_NOT_FOUND", `no block at height ${req.params.height} (head is ${node.ledger.state.height})`);
-      const { block, results, stateRoot } = stored;
+      const { block, results, stateRoot, readingsPruned } = stored;
       const h = block.header;
       return {
         height: h.height,
@@ -729,6 +732,8 @@ function chainRoutes(api: FastifyInstance, ctx: Ctx): void {
         stateRoot: toHex(h.stateRoot),
         stateRootAfter: toHex(stateRoot),
         txRoot: toHex(h.txRoot),
+        txCount: h.txCount,
+        readingsPruned,
         txs: block.txs.map((t, i) => ({ id: toHex(t.id), type: t.tx.body.type, author: t.tx.author, seq: t.tx.seq, result: resultName(results[i] as number), resultCode: results[i] as number })),
       };
     },

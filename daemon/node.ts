@@ -493,9 +493,9 @@ export class BoxNode {
       }
     }
     if (this.stopped) return;
-    const at = this.ledger.store.getBlock(point.height);
-    if (at === null || !bytesEqual(at.block.hash, point.blockHash)) {
-      throw new PeergridError("PG_ERR_CHAIN_DIVERGED", `the snapshot names block ${toHex(point.blockHash)} at height ${point.height}, this ledger holds ${at === null ? "none" : toHex(at.block.hash)}`);
+    const at = this.ledger.store.header(point.height);
+    if (at === null || !bytesEqual(at.hash, point.blockHash)) {
+      throw new PeergridError("PG_ERR_CHAIN_DIVERGED", `the snapshot names block ${toHex(point.blockHash)} at height ${point.height}, this ledger holds ${at === null ? "none" : toHex(at.hash)}`);
     }
     this.appliedIndex = Math.max(this.appliedIndex, target.index);
     for (const index of this.ahead.keys()) if (index <= this.appliedIndex) this.ahead.delete(index);
@@ -825,7 +825,7 @@ export class BoxNode {
     let bytes = 0;
     for (let h = m.fromHeight; h < m.fromHeight + m.countMax; h++) {
       const b = this.ledger.store.getBlock(h);
-      if (b === null) break;
+      if (b === null || b.readingsPruned) break; // a pruned block cannot be sent whole: the asker needs a checkpoint
       const encoded = encodeBlock(b.block);
       if (blocks.length > 0 && bytes + encoded.length > BLOCKS_MESSAGE_BYTES_MAX) break;
       blocks.push(encoded);

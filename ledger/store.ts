@@ -28,6 +28,22 @@
 //                   The state keeps only hashes of these lists (record "x"):
 //                   they are derived data, re-derivable from the chain
 //                   (`peergrid market replay`).
+//   checkpoints, checkpoint_state
+//                   copies of the state table at some heights: where an
+//                   auditor (verify) starts re-applying blocks once the raw
+//                   readings before them are gone.
+//
+// Retention (DESIGN.md: Storage). Readings are nearly all of the ledger's
+// bytes; everything else (headers, orders, votes, membership, islanding,
+// switching, the market tables with each period's metered energy per member)
+// is kept for ever. `pruneReadingsTo(B)` drops the reading rows of blocks
+// 1..B, where B is a checkpoint: blocks.header keeps each block's Merkle root
+// over all its transactions, so an archive of the dropped readings can still
+// be checked against the chain, and the checkpoint (whose root the header of
+// block B+1 signs) is where re-applying starts. The rows are deleted a batch at
+// a time (pruneStep) so that a box never stalls its one-second blocks; meta
+// "readings_pruned_to" says which blocks no longer hold their readings, and
+// "prune_cursor" how far the deletion has got.
 import Database from "better-sqlite3";
 import { configureDurable, configureReplayable, fsyncDir } from "./sqlite-files.js";
 import { existsSync, renameSync, rmSync } from "node:fs";
@@ -55,9 +71,14 @@ import { type Chain, type LedgerState, ResultCode, emptyTree, genesisState, make
 import { type SignedTx, TxType, decodeTx, txId } from "./tx.js";
 
 const APPLICATION_ID = 0x50475244; // "PGRD"
-const SCHEMA_VERSION = 2; // 2: market tables, market/trade/balance records
+const SCHEMA_VERSION = 3; // 2: market tables, market/trade/balance records; 3: checkpoints (read-write open upgrades 2)
 const ID_PREFIX_BYTES = 6;
 const RECENT_READING_IDS_MAX = 262_144; // ~73 minutes of 60 meters at 1 Hz; ~10 MB
+
+const CHECKPOINT_SCHEMA = `
+CREATE TABLE IF NOT EXISTS checkpoints (height INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, records INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_state (height INTEGER NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (height, key)) WITHOUT ROWID;
+`;
 
 const SCHEMA = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -154,6 +175,7 @@ CREATE TABLE market_metered (
   silent_meters INTEGER NOT NULL,
   PRIMARY KEY (period_end_ms, member)
 ) WITHOUT ROWID;
+${CHECKPOINT_SCHEMA}
 CREATE TABLE market_transfers (
   period_end_ms INTEGER NOT NULL,
   idx INTEGER NOT NULL,
@@ -216,6 +238,13 @@ function tradeOfRow(t: Row): TradeRecord {
 }
 
 /** A block's header as stored, without its transactions. */
+/** A copy of the state after block `height` (table checkpoint_state). */
+export interface Checkpoint {
+  readonly height: number;
+  readonly timeMs: number;
+  readonly records: number;
+}
+
 export interface StoredHeader {
   readonly header: BlockHeader;
   readonly hash: Hash;
@@ -248,9 +277,11 @@ export interface StoredTx {
 }
 
 export interface StoredBlock {
+  /** When readingsPruned, `txs` are the transactions kept (all but the readings) and header.txCount says how many there were. */
   readonly block: Block;
   readonly results: readonly ResultCode[];
   readonly stateRoot: Hash; // after this block
+  readonly readingsPruned: boolean;
 }
 
 /** The newest reading of one meter, as the latest_readings table keeps it. */
@@ -274,6 +305,8 @@ export interface RawBlock {
   readonly timeMs: number; // the blocks.time_ms column
   readonly stateRoot: Uint8Array;
   readonly txs: readonly { readonly raw: Uint8Array; readonly result: number; readonly columns: TxColumns }[];
+  /** Its readings were given up (retention): `txs` lacks them. */
+  readonly readingsPruned: boolean;
 }
 
 export interface OpenOptions {
@@ -473,37 +506,49 @@ export class LedgerStore {
    */
   loadState(): LedgerState {
     const head = this.head();
-    let block: StoredBlock | null;
     try {
-      block = this.getBlock(head.height);
+      this.getBlock(head.height); // the head block must read whole (or, pruned, its kept transactions must)
     } catch (err) {
       // Rows read from disk are input: a damaged head block is a corrupt store, not a broken invariant of this process.
       throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: head block ${head.height} is unreadable (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
     }
-    assert(block !== null, "head block is readable");
+    return this.stateFrom(head.height, this.stmts.allState.iterate() as Iterable<Row>, "saved state");
+  }
+
+  /**
+   * The state after block `height`, rebuilt from (key, value) rows and checked
+   * against the root the store recorded with that block.
+   */
+  private stateFrom(height: number, rows: Iterable<Row>, what: string): LedgerState {
+    let block: StoredHeader | null;
+    try {
+      block = this.header(height);
+    } catch (err) {
+      // Rows read from disk are input: a damaged block row is a corrupt store, not a broken invariant of this process.
+      throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: block ${height} is unreadable (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
+    }
+    if (block === null) throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: block ${height} is missing; run \`peergrid verify\``);
     const changes = new Map<string, StateRecord | null>();
-    for (const row of this.stmts.allState.iterate() as Iterable<Row>) {
+    for (const row of rows) {
       let rec: StateRecord;
       try {
         rec = decodeRecord(new Uint8Array(row.value as Buffer));
       } catch (err) {
         // Bytes that do not decode are a damaged store, not bad input: the same StoreError as a wrong root.
-        throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: saved state record ${String(row.key)} does not decode (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
+        throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: ${what} record ${String(row.key)} does not decode (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
       }
       changes.set(row.key as string, rec);
     }
     const tree = emptyTree().withUpdates(changes);
-    if (!bytesEqual(tree.root, head.stateRoot)) {
+    if (!bytesEqual(tree.root, block.stateRoot)) {
       throw new StoreError(
         "PG_ERR_STORE_CORRUPT",
-        `${this.path}: the saved state hashes to ${toHex(tree.root)}, not to the root ${toHex(head.stateRoot)} recorded for block ${head.height}; run \`peergrid verify\``,
+        `${this.path}: the ${what} hashes to ${toHex(tree.root)}, not to the root ${toHex(block.stateRoot)} recorded for block ${height}; run \`peergrid verify\``,
       );
     }
-    const { header } = block.block;
-    // Height, hash and time come from the decoded header (checked against the
-    // row's hash by getBlock), never from the convenience columns.
-    assert(header.height === head.height, "head row and header agree on height");
-    return { chain: this.chain, height: header.height, blockHash: block.block.hash, timeMs: header.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex, tree };
+    // Height, hash and time come from the decoded header (checked against the row's hash), never from the convenience columns.
+    const { header, hash } = block;
+    return { chain: this.chain, height: header.height, blockHash: hash, timeMs: header.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex, tree };
   }
 
   /**
@@ -694,7 +739,8 @@ export class LedgerStore {
       result: r.result as number,
       columns: { idPrefix: r.id_prefix as number, height: r.height as number, author: r.author as number, seq: r.seq as number, type: r.type as number, timeMs: r.time_ms as number },
     }));
-    return { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), timeMs: row.time_ms as number, stateRoot: new Uint8Array(row.state_root as Buffer), txs };
+    const readingsPruned = height > 0 && height <= this.readingsPrunedTo();
+    return { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), timeMs: row.time_ms as number, stateRoot: new Uint8Array(row.state_root as Buffer), txs, readingsPruned };
   }
 
   /** The columns a transaction's row would have: what the indexes and queries read. */
@@ -757,6 +803,124 @@ export class LedgerStore {
       assert(header.height === row.height && header.txCount === row.tx_count, "a header agrees with its row");
       return { header, hash, stateRoot: new Uint8Array(row.state_root as Buffer) };
     });
+  }
+
+  /** The header of block `height` (null: no such block). Kept for every block, pruned or not. */
+  header(height: number): StoredHeader | null {
+    const h = this.headersBefore(height + 1, 1)[0];
+    return h !== undefined && h.header.height === height ? h : null;
+  }
+
+  // ---------------------------------------------------------------- retention (see the head of this file)
+
+  private retentionStmts: ReturnType<LedgerStore["prepareRetention"]> | null = null;
+
+  /** Null for a version-2 file opened read-only: it has no checkpoint tables, and nothing was pruned. */
+  private retention(): ReturnType<LedgerStore["prepareRetention"]> | null {
+    if (this.retentionStmts === null) {
+      const has = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoint_state'").get() !== undefined;
+      if (!has) return null;
+      this.retentionStmts = this.prepareRetention();
+    }
+    return this.retentionStmts;
+  }
+
+  private prepareRetention() {
+    const db = this.db;
+    return {
+      meta: db.prepare("SELECT value FROM meta WHERE key = ?"),
+      setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      checkpoints: db.prepare("SELECT height, time_ms, records FROM checkpoints ORDER BY height"),
+      insertCheckpoint: db.prepare("INSERT INTO checkpoints (height, time_ms, records) VALUES (?, ?, ?)"),
+      copyState: db.prepare("INSERT INTO checkpoint_state (height, key, value) SELECT ?, key, value FROM state"),
+      checkpointState: db.prepare("SELECT key, value FROM checkpoint_state WHERE height = ? ORDER BY key"),
+      dropCheckpoints: db.prepare("DELETE FROM checkpoints WHERE height < ?"),
+      dropCheckpointState: db.prepare("DELETE FROM checkpoint_state WHERE height < ?"),
+      deleteReadings: db.prepare(`DELETE FROM txs WHERE rowid >= ? AND rowid < ? AND type = ${TxType.reading}`),
+    };
+  }
+
+  private metaNumber(key: string): number {
+    const row = this.retention()?.meta.get(key) as Row | undefined;
+    if (row === undefined) return 0;
+    const n = Number((row.value as Buffer).toString("utf8"));
+    if (!Number.isSafeInteger(n) || n < 0) throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: meta ${key} is not a count`);
+    return n;
+  }
+
+  /** Blocks 1..readingsPrunedTo() hold no readings any more (0: none pruned). */
+  readingsPrunedTo(): number {
+    return this.metaNumber("readings_pruned_to");
+  }
+
+  /** The state copies kept, oldest first. */
+  checkpoints(): Checkpoint[] {
+    const r = this.retention();
+    if (r === null) return [];
+    return (r.checkpoints.all() as Row[]).map((row) => ({ height: row.height as number, timeMs: row.time_ms as number, records: row.records as number }));
+  }
+
+  /** Copy the state after the head block (a no-op when that copy exists). */
+  checkpoint(): Checkpoint {
+    const r = this.retention();
+    if (r === null) throw new StoreError("PG_ERR_STORE_READONLY", `${this.path} is open read-only`);
+    const head = this.head();
+    const existing = this.checkpoints().find((c) => c.height === head.height);
+    if (existing !== undefined) return existing;
+    let records = 0;
+    this.db.transaction(() => {
+      records = r.copyState.run(head.height).changes;
+      r.insertCheckpoint.run(head.height, head.timeMs, records);
+    }).immediate();
+    return { height: head.height, timeMs: head.timeMs, records };
+  }
+
+  /** The state after block `height` as its checkpoint holds it, checked against the root recorded for that block. */
+  checkpointState(height: number): LedgerState {
+    const r = this.retention();
+    const found = this.checkpoints().find((c) => c.height === height);
+    if (r === null || found === undefined) throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: no checkpoint of the state after block ${height}`);
+    return this.stateFrom(height, r.checkpointState.iterate(height) as Iterable<Row>, `checkpoint ${height}`);
+  }
+
+  /**
+   * Give up the readings of blocks 1..height (a checkpoint, at or below the
+   * head, above what is already pruned). Older checkpoints go at once; the
+   * rows go batch by batch in pruneStep. Readers treat blocks 1..height as
+   * pruned from now on, whether or not their rows are gone yet.
+   */
+  pruneReadingsTo(height: number): void {
+    const r = this.retention();
+    if (r === null) throw new StoreError("PG_ERR_STORE_READONLY", `${this.path} is open read-only`);
+    assert(height > this.readingsPrunedTo() && height <= this.head().height, "pruning moves forward, within the chain");
+    assert(this.checkpoints().some((c) => c.height === height), "pruning stops at a checkpoint");
+    this.db.transaction(() => {
+      r.setMeta.run("readings_pruned_to", Buffer.from(String(height)));
+      r.dropCheckpointState.run(height);
+      r.dropCheckpoints.run(height);
+    }).immediate();
+  }
+
+  /**
+   * Delete the next at most `rowsMax` rows' worth of pruned readings (by row
+   * number, so each step costs about the same). `done`: no pruned reading is left.
+   */
+  pruneStep(rowsMax: number): { deleted: number; done: boolean } {
+    assert(Number.isSafeInteger(rowsMax) && rowsMax >= 1, "a batch size");
+    const r = this.retention();
+    const to = this.readingsPrunedTo();
+    if (r === null || to === 0) return { deleted: 0, done: true };
+    const row = this.stmts.block.get(to) as Row;
+    const end = (row.first_tx as number) + (row.tx_count as number); // the first row after block `to`
+    const cursor = Math.max(1, this.metaNumber("prune_cursor"));
+    if (cursor >= end) return { deleted: 0, done: true };
+    const next = Math.min(end, cursor + rowsMax);
+    let deleted = 0;
+    this.db.transaction(() => {
+      deleted = r.deleteReadings.run(cursor, next).changes;
+      r.setMeta.run("prune_cursor", Buffer.from(String(next)));
+    }).immediate();
+    return { deleted, done: next >= end };
   }
 
   /**
@@ -834,8 +998,8 @@ function blockOf(raw: RawBlock, height: number): StoredBlock {
   const { header, signature, hash } = decodeHeader(raw.header);
   assert(bytesEqual(hash, raw.hash), `stored hash of block ${height} matches its header`);
   const txs = raw.txs.map((t) => decodeTx(t.raw));
-  assert(txs.length === header.txCount, `block ${height} has the ${header.txCount} transactions its header names`);
-  return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot };
+  assert(raw.readingsPruned ? txs.length <= header.txCount : txs.length === header.txCount, `block ${height} has the ${header.txCount} transactions its header names`);
+  return { block: { header, signature, hash, txs }, results: raw.txs.map((t) => t.result as ResultCode), stateRoot: raw.stateRoot, readingsPruned: raw.readingsPruned };
 }
 
 /** A transaction row (selected with its index in the block, `idx`). */
@@ -855,8 +1019,15 @@ function checkFile(db: Database.Database, path: string, options: OpenOptions): C
     throw new StoreError("PG_ERR_STORE_FOREIGN", `${path} is an SQLite file but not a peergrid ledger (application_id ${appId})`);
   }
   const version = db.pragma("user_version", { simple: true }) as number;
-  if (version !== SCHEMA_VERSION) {
-    throw new StoreError("PG_ERR_STORE_VERSION", `${path} has schema version ${version}; this peergrid reads version ${SCHEMA_VERSION}`);
+  if (version !== SCHEMA_VERSION && version !== 2) {
+    throw new StoreError("PG_ERR_STORE_VERSION", `${path} has schema version ${version}; this peergrid reads versions 2 and ${SCHEMA_VERSION}`);
+  }
+  // Version 2 lacks only the checkpoint tables: a read-write open adds them; a read-only one reads it as never pruned.
+  if (version === 2 && !options.readonly) {
+    db.transaction(() => {
+      db.exec(CHECKPOINT_SCHEMA);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
   }
   if (!options.skipQuickCheck) {
     const rows = db.pragma("quick_check(5)") as { quick_check: string }[];

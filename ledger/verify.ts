@@ -3,9 +3,19 @@
 // block re-applied, state roots compared at every height, and the saved state
 // compared record by record at the end. It stops at the first fault and says
 // where (height, transaction) and what.
+//
+// A store whose readings were pruned (store.ts: retention) up to block B is
+// checked in two parts. Blocks 1..B: every header (hash links, heights, times,
+// Raft positions, the proposer's signature) and every kept transaction (its
+// row and, if accepted, its author's signature), with keys from the
+// checkpoint at B (a member's key never changes and members are never
+// deleted); their readings are gone, so their Merkle roots and states cannot
+// be recomputed. The checkpoint must hash to the state root recorded for B,
+// which block B+1's signed header repeats. Blocks B+1.. are then re-applied in
+// full from the checkpoint, as from genesis.
 import { bytesEqual } from "./assert.js";
-import { decodeHeader } from "./block.js";
-import { BlockRejectedError, DecodeError } from "./errors.js";
+import { blockSigningMessage, decodeHeader } from "./block.js";
+import { BlockRejectedError, DecodeError, StoreError } from "./errors.js";
 import { genesisBlock } from "./genesis.js";
 import { toHex } from "./hash.js";
 import { encodeRecord, memberKey, tradesHash } from "./records.js";
@@ -31,6 +41,8 @@ export interface VerifyReport {
   readonly byType: Record<string, number>;
   readonly rejected: Record<string, number>;
   readonly headHeight: number;
+  /** Blocks 1..readingsPrunedTo hold no readings any more: checked by header, not re-applied (0: none). */
+  readonly readingsPrunedTo: number;
   readonly headHash: string;
   readonly stateRoot: string;
   readonly stateRecords: number;
@@ -55,16 +67,26 @@ export function verifyChain(store: LedgerStore, verifier: SignatureVerifier, onB
   let transactions = 0;
   let blocks = 0;
   let state: LedgerState = genesisState(chain);
-  const base = { chainId: chain.genesis.chainId, chainHash: toHex(chain.hash), headHeight };
+  const readingsPrunedTo = store.readingsPrunedTo();
+  const base = { chainId: chain.genesis.chainId, chainHash: toHex(chain.hash), headHeight, readingsPrunedTo };
+  const count = (t: SignedTx, code: number): void => {
+    transactions++;
+    byType[t.tx.body.type] = (byType[t.tx.body.type] ?? 0) + 1;
+    if (code !== ResultCode.ok) rejected[resultName(code)] = (rejected[resultName(code)] ?? 0) + 1;
+  };
   try {
     checkGenesis(store, state);
     blocks = 1;
-    for (let height = 1; height <= headHeight; height++) {
-      state = verifyBlock(store, state, height, verifier, (t, code) => {
-        transactions++;
-        byType[t.tx.body.type] = (byType[t.tx.body.type] ?? 0) + 1;
-        if (code !== ResultCode.ok) rejected[resultName(code)] = (rejected[resultName(code)] ?? 0) + 1;
+    if (readingsPrunedTo > 0) {
+      const checkpoint = checkpointOf(store, readingsPrunedTo);
+      verifyPrunedBlocks(store, state, checkpoint, verifier, count, (height) => {
+        blocks++;
+        onBlock?.(height, headHeight);
       });
+      state = checkpoint;
+    }
+    for (let height = readingsPrunedTo + 1; height <= headHeight; height++) {
+      state = verifyBlock(store, state, height, verifier, count);
       blocks++;
       onBlock?.(height, headHeight);
     }
@@ -87,6 +109,68 @@ function checkGenesis(store: LedgerStore, state: LedgerState): void {
     fault(0, "PG_ERR_VERIFY_GENESIS", "block 0 is not the genesis block built from the stored genesis document");
   }
   if (!bytesEqual(raw.stateRoot, state.tree.root)) fault(0, "PG_ERR_VERIFY_STATE_ROOT", "recorded state root after genesis differs from the recomputed one");
+}
+
+function checkpointOf(store: LedgerStore, height: number): LedgerState {
+  try {
+    return store.checkpointState(height);
+  } catch (err) {
+    if (err instanceof StoreError) fault(height, "PG_ERR_VERIFY_CHECKPOINT", `the readings of blocks 1..${height} were pruned, so the check starts from the checkpoint at ${height}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Blocks whose readings are gone: their headers' links and signatures, and the transactions kept. */
+function verifyPrunedBlocks(
+  store: LedgerStore,
+  genesis: LedgerState,
+  checkpoint: LedgerState,
+  verifier: SignatureVerifier,
+  count: (t: SignedTx, code: number) => void,
+  done: (height: number) => void,
+): void {
+  const keyOf = (member: number): Uint8Array | null => {
+    const rec = checkpoint.tree.get(memberKey(member));
+    return rec !== undefined && rec.kind === "member" ? rec.publicKey : null;
+  };
+  const chain = genesis.chain;
+  let prev = { hash: genesis.blockHash, timeMs: genesis.timeMs, raftTerm: 0, raftIndex: 0 };
+  for (let height = 1; height <= checkpoint.height; height++) {
+    const raw = store.rawBlock(height);
+    if (raw === null) fault(height, "PG_ERR_VERIFY_MISSING", `block ${height} is missing (the head is ${store.head().height})`);
+    const { header, signature, hash } = decodeStoredHeader(raw.header, height);
+    if (header.height !== height) fault(height, "PG_ERR_VERIFY_HEIGHT", `stored at height ${height} but its header says ${header.height}`);
+    if (!bytesEqual(hash, raw.hash)) fault(height, "PG_ERR_VERIFY_HASH", `recorded hash ${toHex(raw.hash)} is not the header's hash ${toHex(hash)}`);
+    if (!bytesEqual(header.parentHash, prev.hash)) fault(height, "PG_ERR_BLOCK_PARENT", `parent hash ${toHex(header.parentHash)} is not block ${height - 1}'s ${toHex(prev.hash)}`);
+    if (header.timeMs <= prev.timeMs) fault(height, "PG_ERR_BLOCK_TIME", `time ${header.timeMs} is not after the parent's ${prev.timeMs}`);
+    if (header.raftTerm < prev.raftTerm || header.raftIndex <= prev.raftIndex) fault(height, "PG_ERR_BLOCK_RAFT", `raft term/index ${header.raftTerm}/${header.raftIndex} not after ${prev.raftTerm}/${prev.raftIndex}`);
+    const key = keyOf(header.proposer);
+    if (key === null || !verifier.verify(key, blockSigningMessage(chain.hash, header), signature)) {
+      fault(height, "PG_ERR_BLOCK_SIGNATURE", `signature does not verify with proposer ${header.proposer}'s key`);
+    }
+    if (raw.timeMs !== header.timeMs) fault(height, "PG_ERR_VERIFY_COLUMNS", `blocks.time_ms ${raw.timeMs} is not the header's time ${header.timeMs}`);
+    if (raw.txs.length > header.txCount) fault(height, "PG_ERR_VERIFY_COLUMNS", `the store holds ${raw.txs.length} transactions, more than the ${header.txCount} the header commits to`);
+    for (const row of raw.txs) {
+      let t: SignedTx;
+      try {
+        t = decodeTx(row.raw);
+      } catch (err) {
+        if (err instanceof DecodeError) fault(height, "PG_ERR_VERIFY_DECODE", `a kept transaction does not decode: ${err.message}`);
+        throw err;
+      }
+      const expected = LedgerStore.txColumns(t, height, header.timeMs);
+      const wrong = (Object.keys(expected) as (keyof TxColumns)[]).filter((k) => row.columns[k] !== expected[k]);
+      if (wrong.length > 0) fault(height, "PG_ERR_VERIFY_COLUMNS", `a kept transaction's row's ${wrong.join(", ")} disagree with its bytes`, null, toHex(t.id));
+      const author = keyOf(t.tx.author);
+      if (row.result === ResultCode.ok && (author === null || !verifier.verify(author, txSigningMessage(chain.txSignPrefix, t.bytes, true), signatureOf(t.bytes)))) {
+        fault(height, "PG_ERR_VERIFY_TX_TAMPERED", `a kept ${t.tx.body.type as TxTypeName} by member ${t.tx.author}, recorded as accepted, does not verify with that member's key`, null, toHex(t.id));
+      }
+      count(t, row.result);
+    }
+    prev = { hash, timeMs: header.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex };
+    done(height);
+  }
+  if (!bytesEqual(prev.hash, checkpoint.blockHash)) fault(checkpoint.height, "PG_ERR_VERIFY_CHECKPOINT", "the checkpoint is not of the block the headers lead to");
 }
 
 function decodeStoredHeader(bytes: Uint8Array, height: number) {

@@ -179,9 +179,9 @@ export function replayInterval(store: LedgerStore, startMs: number): ReplayRepor
         (last === undefined ? " (no interval has been cleared yet)" : ` (the last cleared interval starts ${new Date(last.startMs).toISOString()})`),
     );
   }
-  const block = store.getBlock(recorded.height);
+  const block = store.header(recorded.height);
   if (block === null) throw new ReplayError(`the clearing block ${recorded.height} is not in this store`);
-  const timeMs = block.block.header.timeMs;
+  const timeMs = block.header.timeMs;
   const members = membersAt(store, genesis, recorded.height, timeMs);
   const book = bookAt(store, genesis, startMs, recorded.height, timeMs, members);
   const derived = clear(book.map(clearingOrderOf), {

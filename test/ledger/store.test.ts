@@ -379,7 +379,7 @@ describe("store: refusing files that are not this chain's intact store", () => {
     const fx = makeFixture();
     const b = build(tempDir(t, "store"), fx, [5]);
     b.ledger.close();
-    for (const version of [3, 1, 0]) {
+    for (const version of [4, 1, 0]) {
       const db = new Database(b.path);
       db.pragma(`user_version = ${version}`);
       db.close();
