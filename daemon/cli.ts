@@ -27,6 +27,7 @@ import { type SubmitResult, parseMemberList, parseParamChanges, proposalBody, si
 import { parseMeterSpec } from "./meters.js";
 import { parseAddress, parsePeer, runBox } from "./start.js";
 import { ADMIN_TOKEN_CHARS_MIN, loadConfig } from "./config.js";
+import { type RetentionOptions, retentionOfDays } from "./ledger-pruner.js";
 import { parseClock, simNow } from "./sim-clock.js";
 import { registerSimCommand } from "./sim-command.js";
 import { DEFAULT_MQTT_OPTIONS, type MqttOptions, mqttOptionProblems } from "./mqtt.js";
@@ -224,12 +225,17 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .addOption(new Option("--election-ticks <n>", "ticks without a leader before an election (randomised up to twice this)").default(10).argParser(parseIntOption("election-ticks")))
     .addOption(new Option("--heartbeat-ticks <n>", "ticks between a leader's heartbeats").default(1).argParser(parseIntOption("heartbeat-ticks")))
     .addOption(new Option("--block-interval-ms <ms>", "one block per interval").default(1000).argParser(parseIntOption("block-interval-ms")))
+    .addOption(new Option("--keep-readings-days <days>", "keep raw meter readings this many days (at least 1/24), then give them up; everything else is kept for ever (default: every reading)").argParser((v) => {
+      const r = retentionOfDays(Number(v));
+      if (typeof r === "string" || v.trim() === "") throw new UsageError(`--keep-readings-days: ${typeof r === "string" ? r : "a number of days"}`);
+      return r;
+    }))
     .option("--admin-token-file <file>", "turns the admin routes on: a file holding their token, at least 32 characters (openssl rand -hex 32 > admin.token)")
     // The demo's own options (peergrid demo starts its boxes with them; README: the demo). Hidden: a box
     // of a real neighbourhood never runs on an accelerated clock.
     .addOption(new Option("--clock <sim=MS,real=MS,speed=N>", "run on the demo's accelerated clock: simulated ms = sim + (now - real) x speed (daemon/sim-clock.ts); duration options stay in real ms").hideHelp())
     .addOption(new Option("--exit-with-parent", "stop cleanly when standard input closes (the demo holds it open)").hideHelp())
-    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; mqtt?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number; adminTokenFile?: string; clock?: string; exitWithParent?: boolean }, cmd: Command) => {
+    .action(async (o: { config?: string; dataDir?: string; key?: string; raftListen: string; peer: string[]; meter: string[]; autoBid?: string; controller?: string; mqtt?: string; httpListen: string; syntheticReadings: number; tickMs: number; electionTicks: number; heartbeatTicks: number; blockIntervalMs: number; keepReadingsDays?: RetentionOptions; adminTokenFile?: string; clock?: string; exitWithParent?: boolean }, cmd: Command) => {
       if (o.config !== undefined && o.clock !== undefined) throw new UsageError("--clock is the demo's simulated time, for boxes started with options (peergrid demo): not with --config, whose box is a real one");
       if (o.config !== undefined) {
         const given = cmd.options.filter((opt) => opt.attributeName() !== "config" && cmd.getOptionValueSource(opt.attributeName()) === "cli").map((opt) => opt.long);
@@ -271,6 +277,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
           mqtt: o.mqtt === undefined ? null : mqttOptionOf(o.mqtt),
           timing: { tickMs: o.tickMs, electionTicks: o.electionTicks, heartbeatTicks: o.heartbeatTicks, blockIntervalMs: o.blockIntervalMs },
           adminToken: o.adminTokenFile === undefined ? null : readAdminToken(o.adminTokenFile),
+          ...(o.keepReadingsDays !== undefined && { retention: o.keepReadingsDays }),
           ...(clock !== undefined && { clock }),
           ...(o.exitWithParent === true && { exitWithParent: true }),
         },

@@ -20,7 +20,8 @@
 //     "autoBid": { ...a bidding policy (README: automatic bidding)... },
 //     "controller": { ...a controller file's content... },
 //     "mqtt": { "broker": "embedded" | "mqtt://host:1883", ... },
-//     "timing": { "tickMs": 100, "electionTicks": 10, "heartbeatTicks": 1, "blockIntervalMs": 1000 }
+//     "timing": { "tickMs": 100, "electionTicks": 10, "heartbeatTicks": 1, "blockIntervalMs": 1000 },
+//     "ledger": { "keepReadingsDays": 30 }             raw readings kept 30 days (default: all)
 //   }
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
@@ -38,6 +39,7 @@ import { type ControllerConfig, parseControllerConfig } from "./controller.js";
 import { type MeterSpec, parseMeterSpec } from "./meters.js";
 import { DEFAULT_EMBEDDED_LISTEN, DEFAULT_MQTT_OPTIONS, type MqttOptions, mqttOptionProblems } from "./mqtt.js";
 import { DEFAULT_TIMING, type NodeTiming } from "./node.js";
+import { type RetentionOptions, retentionOfDays } from "./ledger-pruner.js";
 import { parseAddress } from "./start.js";
 import type { PeerAddress } from "./transport.js";
 
@@ -96,6 +98,16 @@ const ConfigSchema = Type.Object(
         ),
       ], { description: 'MQTT publishing with Home Assistant discovery (README: MQTT); "off" for none' }),
     ),
+    ledger: Type.Optional(
+      Type.Object(
+        {
+          keepReadingsDays: Type.Optional(
+            Type.Number({ description: "keep raw meter readings this many days (at least 1/24, an hour), then give them up; everything else is kept for ever (default: keep every reading; README: retention)" }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     timing: Type.Optional(
       Type.Object(
         {
@@ -127,6 +139,8 @@ export interface BoxConfig {
   /** MQTT publishing; null: off. Without an `mqtt` section, the embedded broker on 0.0.0.0:1883. */
   readonly mqtt: MqttOptions | null;
   readonly timing: Partial<NodeTiming>;
+  /** Keep raw readings for a window (ledger-pruner.ts); absent: every reading is kept. */
+  readonly retention?: RetentionOptions;
 }
 
 /** The least an admin token may be: long enough that guessing it over the LAN is hopeless. */
@@ -253,6 +267,9 @@ function checkConfig(json: unknown, source: string, baseDir: string, readText: (
   problems.push(...portClashes([["/raft/listen", raftListen], [f.mqtt === undefined ? "/mqtt (the embedded broker, on 0.0.0.0:1883 by default)" : "/mqtt/listen", mqttListen], ["/http/listen", httpListen]]));
   const t = f.timing ?? {};
   problems.push(...timingProblems(t));
+  const days = f.ledger?.keepReadingsDays;
+  const retention = days === undefined ? undefined : retentionOfDays(days);
+  if (typeof retention === "string") problems.push(`/ledger/keepReadingsDays: ${retention}`);
   if (checkFiles) problems.push(...boxFileProblems({ keyFile: path(f.key), dataDir: path(f.dataDir), peers }));
   if (problems.length > 0 || raftListen === null) throw new ConfigError(what, problems);
   return {
@@ -267,6 +284,7 @@ function checkConfig(json: unknown, source: string, baseDir: string, readText: (
     ...(controller !== undefined && { controller }),
     mqtt,
     timing: t,
+    ...(retention !== undefined && typeof retention !== "string" && { retention }),
   };
 }
 

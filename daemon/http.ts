@@ -120,6 +120,19 @@ const StatusSchema = Type.Object({
     { ahead: Count, remembered: Count, onTheSpot: Count, batches: Count },
     { description: "where signature checks were made: ahead in the worker, answered from a remembered verdict, on the spot; batches sent to the worker" },
   ),
+  retention: Nullable(
+    Type.Object(
+      {
+        keepReadingsMs: Count,
+        checkpointEveryMs: Count,
+        readingsPrunedTo: Type.Integer({ minimum: 0, description: "blocks 1..this hold no raw readings any more" }),
+        checkpoints: Type.Array(Count, { description: "heights of the state copies kept, oldest first" }),
+        rowsDeleted: Count,
+        deleting: Type.Boolean({ description: "rows of pruned blocks are still being deleted" }),
+      },
+      { description: "retention of raw readings (config ledger.keepReadingsDays); null: every reading is kept" },
+    ),
+  ),
 });
 
 const BlockSchema = Type.Object({

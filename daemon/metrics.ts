@@ -24,6 +24,8 @@
 //   peergrid_meter_readings_total{outcome}       counter  accepted, refused by the pool
 //   peergrid_mqtt_connected                      gauge    (only with MQTT)
 //   peergrid_mqtt_outbox_depth                   gauge    (only with MQTT)
+//   peergrid_readings_pruned_to_height           gauge    (only with retention) blocks up to it hold no raw readings
+//   peergrid_readings_pruned_rows_total          counter  (only with retention) reading rows deleted since start
 //   peergrid_http_request_duration_seconds       histogram {route, method, code}
 //   peergrid_http_rate_limited_total             counter
 //   peergrid_stream_clients                      gauge
@@ -135,7 +137,7 @@ export interface MqttStatus {
 
 export interface MetricsSources {
   readonly nowMs: number;
-  readonly status: Pick<NodeStatus, "height" | "lastBlockTimeMs" | "commitLatencyMs" | "role" | "term" | "peers" | "mempool">;
+  readonly status: Pick<NodeStatus, "height" | "lastBlockTimeMs" | "commitLatencyMs" | "role" | "term" | "peers" | "mempool" | "retention">;
   readonly meters: MetersStatus | null;
   readonly mqtt: MqttStatus | null;
   readonly http: DurationHistogram;
@@ -167,6 +169,12 @@ export function boxMetrics(s: MetricsSources): MetricFamily[] {
     gauge("peergrid_peers_configured", "Other boxes in this box's Raft configuration.", st.peers.length),
     gauge("peergrid_mempool_txs", "Transactions waiting in this box's pool.", st.mempool.txs),
     ...meterFamilies(s.meters),
+    ...(st.retention === null
+      ? []
+      : [
+          gauge("peergrid_readings_pruned_to_height", "Blocks up to this height no longer hold their raw readings (retention).", st.retention.readingsPrunedTo),
+          counter("peergrid_readings_pruned_rows_total", "Reading rows deleted by retention since the box started.", st.retention.rowsDeleted),
+        ]),
     ...(s.mqtt === null
       ? []
       : [gauge("peergrid_mqtt_connected", "1 while the MQTT bridge is connected to its broker.", s.mqtt.connected ? 1 : 0), gauge("peergrid_mqtt_outbox_depth", "Messages waiting in the MQTT bridge's outbox.", s.mqtt.outboxDepth)]),

@@ -51,6 +51,7 @@ import { type ChainPoint, applyEntry, decodeChainPoint, encodeChainPoint, nextBl
 import { type ApplyResult, ResultCode, genesisState, lastSeqOf, resultName } from "../ledger/state.js";
 import { Role as MemberRole, type SignedTx, TX_BYTES_MAX_ANY, decodeTx, signatureOf, writeTxSigningMessage } from "../ledger/tx.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
+import { LedgerPruner, type RetentionOptions, type RetentionStatus } from "./ledger-pruner.js";
 import { LedgerCheckpointer } from "./ledger-checkpointer.js";
 import { type SignatureCheckStats, SignatureChecks } from "./signature-checks.js";
 import { BLOCKS_MESSAGE_BYTES_MAX, BLOCKS_PER_MESSAGE_MAX, FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
@@ -114,6 +115,8 @@ export interface BoxNodeOptions {
   /** Called once if the box cannot go on (its Raft log failed): it has stopped taking part. */
   readonly onFatal?: (err: Error) => void;
   readonly compaction?: Partial<CompactionOptions>;
+  /** Keep raw readings for a window only (ledger-pruner.ts); absent: keep every reading. */
+  readonly retention?: RetentionOptions;
   /** Milliseconds of fsync stall added to every Raft log save (tests of slow SD cards). */
   readonly raftLogStallMs?: number;
 }
@@ -178,6 +181,8 @@ export interface NodeStatus {
   readonly counters: NodeCounters;
   /** Where signature checks were made: ahead in the worker, answered from a remembered verdict, or on the spot. */
   readonly signatureChecks: SignatureCheckStats;
+  /** Retention of raw readings; null: every reading is kept. */
+  readonly retention: RetentionStatus | null;
 }
 
 const STOPPED: SubmitOutcome = { ok: false, id: null, code: "PG_ERR_STOPPED", message: "this box is shutting down" };
@@ -227,6 +232,7 @@ export class BoxNode {
   private blockWaiter: ((m: Extract<PeerMessage, { type: "blocks" }>) => boolean) | null = null;
   private readonly durablePoints: DurablePoint[] = [];
   private readonly checkpointer: LedgerCheckpointer;
+  private readonly pruner: LedgerPruner | null;
   /**
    * Blocks of appended, not yet applied entries, by Raft index: decoded when
    * the entry arrived (so the apply does not decode them again), and their
@@ -251,6 +257,7 @@ export class BoxNode {
     this.clockRate = opts.clockRate ?? 1;
     assert(this.clockRate >= 1 && Number.isInteger(this.clockRate), "the clock runs a whole number of times real time");
     this.log = opts.log ?? (() => {});
+    this.pruner = opts.retention === undefined ? null : new LedgerPruner(ledger.store, opts.retention, (msg, fields) => this.log("info", msg, fields));
     const snap = raft.snapshot;
     if (snap !== null && ledger.state.raftIndex < snap.index) {
       // A snapshot was received and saved, but the blocks it stands for were not all fetched yet.
@@ -840,6 +847,7 @@ export class BoxNode {
     if (this.stopped) return;
     this.noteCheckpointRequest();
     this.maybeCompact();
+    this.prune();
     this.reconcileMembership();
     const nowMs = this.now();
     for (const t of this.mempool.expire(nowMs)) {
@@ -855,6 +863,22 @@ export class BoxNode {
       }
     }
   }
+
+  /** Retention's share of housekeeping; a failure (a full disk) is logged and tried again later, the box goes on. */
+  private prune(): void {
+    if (this.pruner === null) return;
+    try {
+      this.pruner.step();
+    } catch (err) {
+      const nowMs = this.now();
+      if (nowMs - this.lastPruneWarningMs >= 60_000 * this.clockRate) {
+        this.lastPruneWarningMs = nowMs;
+        this.log("warn", "retention failed; readings are kept until it works", { error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }
+
+  private lastPruneWarningMs = -Infinity;
 
   status(): NodeStatus {
     const s = this.ledger.state;
@@ -882,6 +906,7 @@ export class BoxNode {
       commitLatencyMs: this.commitLatency.summary(),
       counters: { ...this.counters },
       signatureChecks: { ...this.checks.stats },
+      retention: this.pruner?.status() ?? null,
     };
   }
 

@@ -23,6 +23,7 @@ import { Role } from "../ledger/tx.js";
 import { BoxSequence } from "./box-sequence.js";
 import { buildHttp } from "./http.js";
 import { BoxNode, type NodeLog, type NodeTiming } from "./node.js";
+import type { RetentionOptions } from "./ledger-pruner.js";
 import { BoxMeters, type MeterSpec } from "./meters.js";
 import { MqttBridge, type MqttOptions, sourceOf } from "./mqtt.js";
 import { registerWebApp } from "./web.js";
@@ -44,6 +45,8 @@ export interface StartOptions {
   /** This box is the microgrid controller (its member must have the controller role). */
   readonly controller?: ControllerConfig;
   readonly timing: Partial<NodeTiming>;
+  /** Keep raw readings for a window (ledger-pruner.ts); absent: every reading is kept. */
+  readonly retention?: RetentionOptions;
   /** Admin routes of the HTTP API take this token (Authorization: Bearer); null or absent: they are off. */
   readonly adminToken?: string | null;
   /** Publish to MQTT (daemon/mqtt.ts); null or absent: off. */
@@ -100,6 +103,7 @@ export async function runBox(o: StartOptions, write: (line: string) => void): Pr
     listenPort: o.raftListen.port,
     timing: timingOnClock(o.timing, speed),
     mempool: mempoolOnClock(speed),
+    ...(o.retention !== undefined && { retention: o.retention }),
     now,
     clockRate: speed,
     log,
