@@ -570,7 +570,9 @@ export class LedgerStore {
     const run = this.db.transaction(() => {
       const head = this.head();
       assert(h.height === head.height + 1 && bytesEqual(h.parentHash, head.hash), `block ${h.height} extends the stored head ${head.height}`);
-      firstRow = (this.stmts.maxTxRow.get() as { n: number }).n + 1;
+      // After the head's own range: with its readings pruned, the largest row left may lie inside it.
+      const headRow = this.stmts.block.get(head.height) as Row;
+      firstRow = Math.max((this.stmts.maxTxRow.get() as { n: number }).n + 1, (headRow.first_tx as number) + (headRow.tx_count as number));
       this.stmts.insertBlock.run(h.height, Buffer.from(block.hash), Buffer.from(encodeHeader(h, block.signature)), h.timeMs, firstRow, block.txs.length, Buffer.from(state.tree.root));
       block.txs.forEach((t, i) => {
         const c = LedgerStore.txColumns(t, h.height, h.timeMs);

@@ -121,6 +121,21 @@ describe("retention of raw readings", () => {
     assert.equal(rowsOf(ledgerPath(dir)).readings, 4 * READINGS);
   });
 
+  test("blocks appended after pruning up to the head get rows of their own", (t) => {
+    const { ledger } = chainWithCheckpoints(t, 3, []);
+    appendBlocks(ledger, fx, 1, { readings: READINGS, orders: 0 }); // block 4 ends with readings: its last rows go
+    ledger.store.checkpoint();
+    ledger.store.pruneReadingsTo(4);
+    pruneAll(ledger.store, 1_000);
+    appendBlocks(ledger, fx, 2, { readings: READINGS, orders: ORDERS });
+    for (const h of [5, 6]) {
+      const b = ledger.store.getBlock(h);
+      assert.ok(b !== null && !b.readingsPruned && b.block.txs.length === b.block.header.txCount, `block ${h} reads whole`);
+    }
+    const pruned = ledger.store.getBlock(4);
+    assert.ok(pruned !== null && pruned.block.txs.every((x) => x.tx.body.type !== "reading"), "block 4's range holds none of the new rows");
+  });
+
   test("pruning only moves forward, to a checkpoint", (t) => {
     const { ledger } = chainWithCheckpoints(t, 6, [3]);
     assert.throws(() => ledger.store.pruneReadingsTo(4), /checkpoint/);
