@@ -18,7 +18,7 @@
 //   results.length === block.txs.length
 //   a member's lastSeq only grows; a meter's good counters only grow
 import { assert, assertNever, bytesEqual } from "./assert.js";
-import { type Block, HEADER_BYTES_MAX, blockHash, blockSigningMessage } from "./block.js";
+import { type Block, type BlockHeader, HEADER_BYTES_MAX, blockHash, blockSigningMessage } from "./block.js";
 import { varintSize } from "./codec.js";
 import { BlockRejectedError } from "./errors.js";
 import { type Genesis, genesisBlock, rolesMask } from "./genesis.js";
@@ -150,6 +150,23 @@ function reject(code: string, block: Block, message: string): never {
   throw new BlockRejectedError(code, block.header.height, message);
 }
 
+/** The parent a header must follow: its hash, time and Raft position. */
+export type HeaderParent = Pick<LedgerState, "blockHash" | "timeMs" | "raftTerm" | "raftIndex">;
+
+/**
+ * What is wrong with how header `h` follows `parent` (its link, time and Raft
+ * position), or null: the checks that need no state, shared with the
+ * auditor's check of headers whose blocks are pruned (verify.ts).
+ */
+export function headerLinkProblem(parent: HeaderParent, h: BlockHeader): { readonly code: string; readonly message: string } | null {
+  if (!bytesEqual(h.parentHash, parent.blockHash)) return { code: "PG_ERR_BLOCK_PARENT", message: `parent hash ${toHex(h.parentHash)} is not ${toHex(parent.blockHash)}` };
+  if (h.timeMs <= parent.timeMs) return { code: "PG_ERR_BLOCK_TIME", message: `time ${h.timeMs} is not after the parent's ${parent.timeMs}` };
+  if (h.raftTerm < parent.raftTerm || h.raftIndex <= parent.raftIndex) {
+    return { code: "PG_ERR_BLOCK_RAFT", message: `raft term/index ${h.raftTerm}/${h.raftIndex} not after ${parent.raftTerm}/${parent.raftIndex}` };
+  }
+  return null;
+}
+
 /** Header checks: everything about a block except its transactions' verdicts. */
 export function checkBlock(state: LedgerState, block: Block, verifier: SignatureVerifier): void {
   const h = block.header;
@@ -157,11 +174,8 @@ export function checkBlock(state: LedgerState, block: Block, verifier: Signature
   if (h.height !== state.height + 1) reject("PG_ERR_BLOCK_HEIGHT", block, `expected height ${state.height + 1}`);
   // The hash becomes the next block's parent: never trust a Block object's own claim.
   if (!bytesEqual(block.hash, blockHash(h))) reject("PG_ERR_BLOCK_HASH", block, "its hash is not the hash of its header");
-  if (!bytesEqual(h.parentHash, state.blockHash)) reject("PG_ERR_BLOCK_PARENT", block, `parent hash ${toHex(h.parentHash)} is not ${toHex(state.blockHash)}`);
-  if (h.timeMs <= state.timeMs) reject("PG_ERR_BLOCK_TIME", block, `time ${h.timeMs} is not after the parent's ${state.timeMs}`);
-  if (h.raftTerm < state.raftTerm || h.raftIndex <= state.raftIndex) {
-    reject("PG_ERR_BLOCK_RAFT", block, `raft term/index ${h.raftTerm}/${h.raftIndex} not after ${state.raftTerm}/${state.raftIndex}`);
-  }
+  const link = headerLinkProblem(state, h);
+  if (link !== null) reject(link.code, block, link.message);
   if (h.txCount !== block.txs.length || h.txCount > p.txsPerBlockMax) {
     reject("PG_ERR_BLOCK_SIZE", block, `${block.txs.length} transactions (header says ${h.txCount}, limit ${p.txsPerBlockMax})`);
   }

@@ -14,14 +14,14 @@
 // which block B+1's signed header repeats. Blocks B+1.. are then re-applied in
 // full from the checkpoint, as from genesis.
 import { bytesEqual } from "./assert.js";
-import { blockSigningMessage, decodeHeader } from "./block.js";
+import { type BlockHeader, blockSigningMessage, decodeHeader } from "./block.js";
 import { BlockRejectedError, DecodeError, StoreError } from "./errors.js";
 import { genesisBlock } from "./genesis.js";
 import { toHex } from "./hash.js";
 import { encodeRecord, memberKey, tradesHash } from "./records.js";
 import { type MarketOutcome, settlementHash } from "../market/interval.js";
-import { type LedgerState, ResultCode, applyBlock, genesisState, resultName } from "./state.js";
-import { LedgerStore, type TxColumns } from "./store.js";
+import { type HeaderParent, type LedgerState, ResultCode, applyBlock, genesisState, headerLinkProblem, resultName } from "./state.js";
+import { LedgerStore, type RawBlock, type TxColumns } from "./store.js";
 import { type SignatureVerifier, type SignedTx, type TxTypeName, decodeTx, signatureOf, txSigningMessage } from "./tx.js";
 
 export interface VerifyFault {
@@ -134,43 +134,31 @@ function verifyPrunedBlocks(
     return rec !== undefined && rec.kind === "member" ? rec.publicKey : null;
   };
   const chain = genesis.chain;
-  let prev = { hash: genesis.blockHash, timeMs: genesis.timeMs, raftTerm: 0, raftIndex: 0 };
+  let prev: HeaderParent = genesis;
   for (let height = 1; height <= checkpoint.height; height++) {
-    const raw = store.rawBlock(height);
-    if (raw === null) fault(height, "PG_ERR_VERIFY_MISSING", `block ${height} is missing (the head is ${store.head().height})`);
-    const { header, signature, hash } = decodeStoredHeader(raw.header, height);
-    if (header.height !== height) fault(height, "PG_ERR_VERIFY_HEIGHT", `stored at height ${height} but its header says ${header.height}`);
-    if (!bytesEqual(hash, raw.hash)) fault(height, "PG_ERR_VERIFY_HASH", `recorded hash ${toHex(raw.hash)} is not the header's hash ${toHex(hash)}`);
-    if (!bytesEqual(header.parentHash, prev.hash)) fault(height, "PG_ERR_BLOCK_PARENT", `parent hash ${toHex(header.parentHash)} is not block ${height - 1}'s ${toHex(prev.hash)}`);
-    if (header.timeMs <= prev.timeMs) fault(height, "PG_ERR_BLOCK_TIME", `time ${header.timeMs} is not after the parent's ${prev.timeMs}`);
-    if (header.raftTerm < prev.raftTerm || header.raftIndex <= prev.raftIndex) fault(height, "PG_ERR_BLOCK_RAFT", `raft term/index ${header.raftTerm}/${header.raftIndex} not after ${prev.raftTerm}/${prev.raftIndex}`);
+    const { raw, header, signature, hash } = storedBlock(store, height);
+    const link = headerLinkProblem(prev, header);
+    if (link !== null) fault(height, link.code, link.message);
     const key = keyOf(header.proposer);
     if (key === null || !verifier.verify(key, blockSigningMessage(chain.hash, header), signature)) {
       fault(height, "PG_ERR_BLOCK_SIGNATURE", `signature does not verify with proposer ${header.proposer}'s key`);
     }
-    if (raw.timeMs !== header.timeMs) fault(height, "PG_ERR_VERIFY_COLUMNS", `blocks.time_ms ${raw.timeMs} is not the header's time ${header.timeMs}`);
+    checkBlockTime(raw, header, height);
     if (raw.txs.length > header.txCount) fault(height, "PG_ERR_VERIFY_COLUMNS", `the store holds ${raw.txs.length} transactions, more than the ${header.txCount} the header commits to`);
     for (const row of raw.txs) {
-      let t: SignedTx;
-      try {
-        t = decodeTx(row.raw);
-      } catch (err) {
-        if (err instanceof DecodeError) fault(height, "PG_ERR_VERIFY_DECODE", `a kept transaction does not decode: ${err.message}`);
-        throw err;
-      }
-      const expected = LedgerStore.txColumns(t, height, header.timeMs);
-      const wrong = (Object.keys(expected) as (keyof TxColumns)[]).filter((k) => row.columns[k] !== expected[k]);
-      if (wrong.length > 0) fault(height, "PG_ERR_VERIFY_COLUMNS", `a kept transaction's row's ${wrong.join(", ")} disagree with its bytes`, null, toHex(t.id));
+      // The kept rows' places in their block are not known without the readings: faults name no index.
+      const t = storedTx(row.raw, height, null);
+      checkTxColumns(row.columns, t, height, header.timeMs, null);
       const author = keyOf(t.tx.author);
       if (row.result === ResultCode.ok && (author === null || !verifier.verify(author, txSigningMessage(chain.txSignPrefix, t.bytes, true), signatureOf(t.bytes)))) {
         fault(height, "PG_ERR_VERIFY_TX_TAMPERED", `a kept ${t.tx.body.type as TxTypeName} by member ${t.tx.author}, recorded as accepted, does not verify with that member's key`, null, toHex(t.id));
       }
       count(t, row.result);
     }
-    prev = { hash, timeMs: header.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex };
+    prev = { blockHash: hash, timeMs: header.timeMs, raftTerm: header.raftTerm, raftIndex: header.raftIndex };
     done(height);
   }
-  if (!bytesEqual(prev.hash, checkpoint.blockHash)) fault(checkpoint.height, "PG_ERR_VERIFY_CHECKPOINT", "the checkpoint is not of the block the headers lead to");
+  if (!bytesEqual(prev.blockHash, checkpoint.blockHash)) fault(checkpoint.height, "PG_ERR_VERIFY_CHECKPOINT", "the checkpoint is not of the block the headers lead to");
 }
 
 function decodeStoredHeader(bytes: Uint8Array, height: number) {
@@ -182,6 +170,39 @@ function decodeStoredHeader(bytes: Uint8Array, height: number) {
   }
 }
 
+/** Block `height`'s rows, with its header decoded and checked against them (height, hash). */
+function storedBlock(store: LedgerStore, height: number): { raw: RawBlock; header: BlockHeader; signature: Uint8Array; hash: Uint8Array } {
+  const raw = store.rawBlock(height);
+  if (raw === null) fault(height, "PG_ERR_VERIFY_MISSING", `block ${height} is missing (the head is ${store.head().height})`);
+  const { header, signature, hash } = decodeStoredHeader(raw.header, height);
+  if (header.height !== height) fault(height, "PG_ERR_VERIFY_HEIGHT", `stored at height ${height} but its header says ${header.height}`);
+  if (!bytesEqual(hash, raw.hash)) fault(height, "PG_ERR_VERIFY_HASH", `recorded hash ${toHex(raw.hash)} is not the header's hash ${toHex(hash)}`);
+  return { raw, header, signature, hash };
+}
+
+function checkBlockTime(raw: RawBlock, header: BlockHeader, height: number): void {
+  if (raw.timeMs !== header.timeMs) fault(height, "PG_ERR_VERIFY_COLUMNS", `blocks.time_ms ${raw.timeMs} is not the header's time ${header.timeMs}`);
+}
+
+/** A stored transaction's bytes, decoded; `index`: its place in the block, when known. */
+function storedTx(bytes: Uint8Array, height: number, index: number | null): SignedTx {
+  try {
+    return decodeTx(bytes);
+  } catch (err) {
+    if (err instanceof DecodeError) fault(height, "PG_ERR_VERIFY_DECODE", `${index === null ? "a kept transaction" : `transaction ${index}`} does not decode: ${err.message}`, index);
+    throw err;
+  }
+}
+
+/** A transaction row's columns must be what its bytes say (else the indexes would find wrong rows). */
+function checkTxColumns(columns: TxColumns, t: SignedTx, height: number, blockTimeMs: number, index: number | null): void {
+  const expected = LedgerStore.txColumns(t, height, blockTimeMs);
+  const wrong = (Object.keys(expected) as (keyof TxColumns)[]).filter((k) => columns[k] !== expected[k]);
+  if (wrong.length > 0) {
+    fault(height, "PG_ERR_VERIFY_COLUMNS", `${index === null ? "a kept transaction" : `transaction ${index}`}: its row's ${wrong.join(", ")} disagree with its bytes (the indexes would find wrong rows)`, index, toHex(t.id));
+  }
+}
+
 function verifyBlock(
   store: LedgerStore,
   state: LedgerState,
@@ -189,23 +210,12 @@ function verifyBlock(
   verifier: SignatureVerifier,
   count: (t: SignedTx, code: number) => void,
 ): LedgerState {
-  const raw = store.rawBlock(height);
-  if (raw === null) fault(height, "PG_ERR_VERIFY_MISSING", `block ${height} is missing (the head is ${store.head().height})`);
-  const { header, signature, hash } = decodeStoredHeader(raw.header, height);
-  if (header.height !== height) fault(height, "PG_ERR_VERIFY_HEIGHT", `stored at height ${height} but its header says ${header.height}`);
-  if (!bytesEqual(hash, raw.hash)) fault(height, "PG_ERR_VERIFY_HASH", `recorded hash ${toHex(raw.hash)} is not the header's hash ${toHex(hash)}`);
+  const { raw, header, signature, hash } = storedBlock(store, height);
   // A lost row is a damaged store, not an oversized block: say so before the state machine calls it PG_ERR_BLOCK_SIZE.
   if (raw.txs.length < header.txCount) {
     fault(height, "PG_ERR_VERIFY_MISSING", `the store holds ${raw.txs.length} of the ${header.txCount} transactions the header commits to`);
   }
-  const txs: SignedTx[] = raw.txs.map((t, i) => {
-    try {
-      return decodeTx(t.raw);
-    } catch (err) {
-      if (err instanceof DecodeError) fault(height, "PG_ERR_VERIFY_DECODE", `transaction ${i} does not decode: ${err.message}`, i);
-      throw err;
-    }
-  });
+  const txs: SignedTx[] = raw.txs.map((t, i) => storedTx(t.raw, height, i));
   let result;
   try {
     result = applyBlock(state, { header, signature, hash, txs }, verifier);
@@ -215,7 +225,7 @@ function verifyBlock(
     fault(height, err.code, err.message);
   }
   // The convenience columns are checked after the block itself, whose faults say more.
-  if (raw.timeMs !== header.timeMs) fault(height, "PG_ERR_VERIFY_COLUMNS", `blocks.time_ms ${raw.timeMs} is not the header's time ${header.timeMs}`);
+  checkBlockTime(raw, header, height);
   result.results.forEach((code, i) => {
     const recorded = raw.txs[i]?.result;
     if (recorded !== code) {
@@ -223,10 +233,7 @@ function verifyBlock(
       fault(height, "PG_ERR_VERIFY_RESULT", `transaction ${i} (${t.tx.body.type} by member ${t.tx.author}) was recorded as ${resultName(recorded ?? -1)} but re-validates as ${resultName(code)}`, i, toHex(t.id));
     }
     const t = txs[i] as SignedTx;
-    const stored = raw.txs[i]?.columns;
-    const expected = LedgerStore.txColumns(t, height, header.timeMs);
-    const wrong = stored === undefined ? ["row"] : (Object.keys(expected) as (keyof TxColumns)[]).filter((k) => stored[k] !== expected[k]);
-    if (wrong.length > 0) fault(height, "PG_ERR_VERIFY_COLUMNS", `transaction ${i}: its row's ${wrong.join(", ")} disagree with its bytes (the indexes would find wrong rows)`, i, toHex(t.id));
+    checkTxColumns((raw.txs[i] as RawBlock["txs"][number]).columns, t, height, header.timeMs, i); // txs was decoded from raw.txs, one for one
     count(t, code);
   });
   if (!bytesEqual(result.state.tree.root, raw.stateRoot)) {
