@@ -220,6 +220,7 @@ export class BoxNode {
   private fatal: Error | null = null;
   private lastLeader: NodeId | null = null;
   private lastClockWarningMs = -Infinity;
+  private lastPruneWarningMs = -Infinity;
   private readonly submittedAt = new Map<string, number>(); // txs submitted here and still pending
   private readonly fates = new Map<string, TxFate>();
   private forwardQueue: SignedTx[] = [];
@@ -877,8 +878,6 @@ export class BoxNode {
       }
     }
   }
-
-  private lastPruneWarningMs = -Infinity;
 
   status(): NodeStatus {
     const s = this.ledger.state;

@@ -237,7 +237,6 @@ function tradeOfRow(t: Row): TradeRecord {
   };
 }
 
-/** A block's header as stored, without its transactions. */
 /** A copy of the state after block `height` (table checkpoint_state). */
 export interface Checkpoint {
   readonly height: number;
@@ -245,6 +244,7 @@ export interface Checkpoint {
   readonly records: number;
 }
 
+/** A block's header as stored, without its transactions. */
 export interface StoredHeader {
   readonly header: BlockHeader;
   readonly hash: Hash;
