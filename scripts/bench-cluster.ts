@@ -50,7 +50,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
-import { chainWindow, type ChainWindow, clockTicksPerS, cpuSplit, cpuTicks, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, pct, positiveInt, printTable, range, readOptions, type Row, rssMB, sleep, statusesOf, verifyRate } from "./bench-common.js";
+import { chainWindow, type ChainWindow, clockTicksPerS, cpuSplit, cpuTicks, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, pct, positiveInt, positiveIntList, printTable, range, readOptions, type Row, rssMB, sleep, statusesOf, verifyRate } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -83,10 +83,6 @@ const USAGE = `usage: node dist/scripts/bench-cluster.js [options]
   --dir PATH         parent of the temporary data directories (default the OS temp dir)
   --keep             keep the data directories`;
 
-function intList(text: string | undefined, fallback: readonly number[], name: string): number[] {
-  return text === undefined ? [...fallback] : text.split(",").map((t) => positiveInt(t.trim(), 0, name));
-}
-
 function parseOptions(argv: string[]): Options | null {
   const { values } = parseArgs({
     args: argv,
@@ -107,10 +103,10 @@ function parseOptions(argv: string[]): Options | null {
   });
   if (values.help === true) return null;
   const quick = values.quick === true;
-  const sizes = intList(values.sizes, [3, 5], "sizes");
+  const sizes = positiveIntList(values.sizes, [3, 5], "sizes");
   for (const s of sizes) if (s < 3 || s > 9) throw new Error("--sizes: 3 to 9 boxes");
-  const r3 = intList(values["rates-3"], DEFAULT_RATES[3] as number[], "rates-3");
-  const r5 = intList(values["rates-5"], DEFAULT_RATES[5] as number[], "rates-5");
+  const r3 = positiveIntList(values["rates-3"], DEFAULT_RATES[3] as number[], "rates-3");
+  const r5 = positiveIntList(values["rates-5"], DEFAULT_RATES[5] as number[], "rates-5");
   return {
     quick,
     sizes,

@@ -36,6 +36,11 @@ export function positiveInt(text: string | undefined, fallback: number, name: st
   return n;
 }
 
+/** An option's comma-separated positive whole numbers, or `fallback` when it is not given. */
+export function positiveIntList(text: string | undefined, fallback: readonly number[], name: string): number[] {
+  return text === undefined ? [...fallback] : text.split(",").map((t) => positiveInt(t.trim(), 0, name));
+}
+
 /** The commit measured, marked when the measured code (`dirs`) differs from it (`note` says how). */
 export function measuredCommit(dirs: readonly string[], note: string): string {
   let commit = "unknown";

@@ -52,7 +52,7 @@ import { LedgerStore } from "../ledger/store.js";
 import { Quality, type SignedTx, type TxBody, TxType, signTx } from "../ledger/tx.js";
 import { SimSigner, simVerifier } from "../sim/sim-ledger.js";
 import { MS_PER_DAY, MS_PER_HOUR } from "../sim/site.js";
-import { fmtInt, hostInfo, measuredCommit, positiveInt, printTable, readOptions } from "./bench-common.js";
+import { fmtInt, hostInfo, measuredCommit, positiveInt, positiveIntList, printTable, readOptions } from "./bench-common.js";
 
 const USAGE = `usage: node dist/scripts/bench-retention.js [--premises 10,100,1000] [--hours H] [--keep-minutes M] [--budget-gb G] [--quick]
   --premises      neighbourhood sizes, metered premises read once a second (default 10,100,1000)
@@ -75,7 +75,7 @@ function parseOptions(argv: string[]): Options | null {
   });
   if (values.help === true) return null;
   const quick = values.quick === true;
-  const premises = (values.premises ?? "10,100,1000").split(",").map((s) => positiveInt(s, 0, "premises"));
+  const premises = positiveIntList(values.premises, [10, 100, 1_000], "premises");
   const hours = values.hours === undefined ? (quick ? 0.25 : 1) : Number(values.hours);
   if (!(hours > 0 && hours <= 48)) throw new Error(`--hours wants 0 < H <= 48, got ${values.hours}`);
   const keepMinutes = positiveInt(values["keep-minutes"], quick ? 5 : 20, "keep-minutes");

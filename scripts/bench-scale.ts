@@ -66,6 +66,7 @@ import {
   median,
   pct,
   positiveInt,
+  positiveIntList,
   printTable,
   r1,
   range,
@@ -121,7 +122,7 @@ function parseOptions(argv: string[]): Options | null {
   const quick = values.quick === true;
   const boxes = positiveInt(values.boxes, 5, "boxes");
   if (boxes < 3 || boxes > 9) throw new Error("--boxes: 3 to 9");
-  const premises = (values.premises ?? "10,100,1000").split(",").map((t) => positiveInt(t.trim(), 0, "premises"));
+  const premises = positiveIntList(values.premises, [10, 100, 1_000], "premises");
   if (premises.length > SIZES_MAX) throw new Error(`--premises: at most ${SIZES_MAX} sizes`);
   for (const n of premises) {
     if (n % boxes !== 0) throw new Error(`--premises: ${n} is not a multiple of ${boxes} boxes`);
