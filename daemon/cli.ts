@@ -110,9 +110,15 @@ function printReport(report: VerifyReport, json: boolean, log: (s: string) => vo
   log(`rejected     ${Object.keys(report.rejected).length === 0 ? "none" : JSON.stringify(report.rejected)} (valid verdicts, re-derived identically)`);
   log(`state root   ${report.stateRoot} (${report.stateRecords} records)`);
   const p = report.readingsPrunedTo;
+  const b = report.historyFrom;
   if (p > 0) log(`pruned       the readings of blocks 1..${p} (retention): their headers, signatures and other transactions checked, the rest re-applied from the checkpoint at ${p}`);
+  if (b > 0) {
+    const gaps = report.historyGaps.map((g) => (g.from === g.to ? `${g.from}` : `${g.from}..${g.to}`)).join(", ");
+    log(`history      this box caught up from a peer's checkpoint of the state after block ${b}: ${gaps === "" ? "" : `blocks ${gaps} are not held, `}block ${b} by header only; the chain across that gap was checked when it was installed, not here`);
+  }
   if (report.fault === null) {
-    log(p > 0 && p < report.headHeight ? `OK: headers from genesis, and every block from ${p + 1} to ${report.headHeight} re-verified` : p > 0 ? `OK: headers from genesis to ${report.headHeight} verified` : `OK: every block from genesis to ${report.headHeight} re-verified`);
+    const from = b > 0 ? "the headers this box holds" : "headers from genesis";
+    log(p > 0 && p < report.headHeight ? `OK: ${from}, and every block from ${p + 1} to ${report.headHeight} re-verified` : p > 0 ? `OK: ${from} to ${report.headHeight} verified` : `OK: every block from genesis to ${report.headHeight} re-verified`);
     return;
   }
   const f = report.fault;

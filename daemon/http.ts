@@ -133,6 +133,7 @@ const StatusSchema = Type.Object({
       { description: "retention of raw readings (config ledger.keepReadingsDays); null: every reading is kept" },
     ),
   ),
+  historyFrom: Type.Integer({ minimum: 0, description: "0: this box holds the chain from genesis; B: it caught up from a peer's checkpoint of the state after block B, and lacks the blocks before B that it never had (`peergrid verify` lists them)" }),
 });
 
 const BlockSchema = Type.Object({
@@ -731,7 +732,12 @@ function chainRoutes(api: FastifyInstance, ctx: Ctx): void {
     },
     async (req) => {
       const stored = node.ledger.store.getBlock(req.params.height);
-      if (stored === null) throw new ApiError(404, "PG_ERR_BLOCK_NOT_FOUND", `no block at height ${req.params.height} (head is ${node.ledger.state.height})`);
+      if (stored === null) {
+        const height = req.params.height;
+        const from = node.ledger.store.historyFrom();
+        if (height <= from) throw new ApiError(404, "PG_ERR_BLOCK_NOT_HELD", `this box does not hold block ${height}: it caught up from a peer's checkpoint of the state after block ${from}; ask a box that keeps the whole history`);
+        throw new ApiError(404, "PG_ERR_BLOCK_NOT_FOUND", `no block at height ${height} (head is ${node.ledger.state.height})`);
+      }
       const { block, results, stateRoot, readingsPruned } = stored;
       const h = block.header;
       return {

@@ -26,6 +26,7 @@
 //   peergrid_mqtt_outbox_depth                   gauge    (only with MQTT)
 //   peergrid_readings_pruned_to_height           gauge    (only with retention) blocks up to it hold no raw readings
 //   peergrid_readings_pruned_rows_total          counter  (only with retention) reading rows deleted since start
+//   peergrid_history_from_height                 gauge    0, or the block whose checkpoint this box caught up from
 //   peergrid_http_request_duration_seconds       histogram {route, method, code}
 //   peergrid_http_rate_limited_total             counter
 //   peergrid_stream_clients                      gauge
@@ -137,7 +138,7 @@ export interface MqttStatus {
 
 export interface MetricsSources {
   readonly nowMs: number;
-  readonly status: Pick<NodeStatus, "height" | "lastBlockTimeMs" | "commitLatencyMs" | "role" | "term" | "peers" | "mempool" | "retention">;
+  readonly status: Pick<NodeStatus, "height" | "lastBlockTimeMs" | "commitLatencyMs" | "role" | "term" | "peers" | "mempool" | "retention" | "historyFrom">;
   readonly meters: MetersStatus | null;
   readonly mqtt: MqttStatus | null;
   readonly http: DurationHistogram;
@@ -175,6 +176,7 @@ export function boxMetrics(s: MetricsSources): MetricFamily[] {
           gauge("peergrid_readings_pruned_to_height", "Blocks up to this height no longer hold their raw readings (retention).", st.retention.readingsPrunedTo),
           counter("peergrid_readings_pruned_rows_total", "Reading rows deleted by retention since the box started.", st.retention.rowsDeleted),
         ]),
+    gauge("peergrid_history_from_height", "0: this box holds the chain from genesis; otherwise the block whose checkpoint it caught up from (it lacks blocks before it).", st.historyFrom),
     ...(s.mqtt === null
       ? []
       : [gauge("peergrid_mqtt_connected", "1 while the MQTT bridge is connected to its broker.", s.mqtt.connected ? 1 : 0), gauge("peergrid_mqtt_outbox_depth", "Messages waiting in the MQTT bridge's outbox.", s.mqtt.outboxDepth)]),

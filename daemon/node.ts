@@ -38,7 +38,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { assert, bytesEqual } from "../ledger/assert.js";
 import { type Block, decodeBlock, encodeBlock } from "../ledger/block.js";
-import { BlockRejectedError, DecodeError, PeergridError } from "../ledger/errors.js";
+import { CatchUpError, CheckpointParts, HeaderWalk } from "../ledger/checkpoint-fetch.js";
+import { BlockRejectedError, DecodeError, PeergridError, StoreError } from "../ledger/errors.js";
 import { type Hash, toHex } from "../ledger/hash.js";
 import type { NodeSigner } from "../ledger/keys.js";
 import { Ledger } from "../ledger/ledger.js";
@@ -54,7 +55,19 @@ import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { LedgerPruner, type RetentionOptions, type RetentionStatus } from "./ledger-pruner.js";
 import { LedgerCheckpointer } from "./ledger-checkpointer.js";
 import { type SignatureCheckStats, SignatureChecks } from "./signature-checks.js";
-import { BLOCKS_MESSAGE_BYTES_MAX, BLOCKS_PER_MESSAGE_MAX, FORWARD_TXS_MAX, type PeerMessage, chunkByBytes } from "./peer-wire.js";
+import {
+  BLOCKS_MESSAGE_BYTES_MAX,
+  BLOCKS_PER_MESSAGE_MAX,
+  CHECKPOINT_BYTES_MAX,
+  CHECKPOINT_PART_BYTES_MAX,
+  CHECKPOINT_PART_RECORDS_MAX,
+  CHECKPOINT_RECORDS_MAX,
+  FORWARD_TXS_MAX,
+  HEADERS_PER_MESSAGE_MAX,
+  type PeerAnswer,
+  type PeerMessage,
+  chunkByBytes,
+} from "./peer-wire.js";
 import { type LinkMessage, type PeerAddress, Transport, type TransportLimits, memberKeysOf } from "./transport.js";
 
 export const RAFT_LOG_FILE = "raft.sqlite";
@@ -142,6 +155,7 @@ export interface NodeCounters {
   clockBehindChain: number; // blocks this box cut with its clock far behind the chain's head time
   blocksAheadOfClock: number; // committed blocks timed more than clockSkewMaxMs after this box's clock
   blocksCaughtUp: number; // blocks fetched from peers after a snapshot
+  checkpointsInstalled: number; // peers' checkpoints installed in place of blocks they pruned
   compactions: number;
 }
 
@@ -183,12 +197,19 @@ export interface NodeStatus {
   readonly signatureChecks: SignatureCheckStats;
   /** Retention of raw readings; null: every reading is kept. */
   readonly retention: RetentionStatus | null;
+  /** 0: this box holds the chain from genesis; B: it caught up from a peer's checkpoint of the state after block B and never held some blocks before B. */
+  readonly historyFrom: number;
 }
 
 const STOPPED: SubmitOutcome = { ok: false, id: null, code: "PG_ERR_STOPPED", message: "this box is shutting down" };
 
 /** Bounded memory of what became of transactions submitted here (the oldest forgotten first). */
 const FATES_MAX = 200_000;
+
+/** How long catchUp waits for a peer's answer (blocks, headers, a checkpoint part of 1 MiB at most) before asking another. */
+const PEER_ANSWER_TIMEOUT_MS = 5_000;
+/** catchUp's pause after a round that moved nothing (no answer, nothing new, a refused answer): no busy loop of requests. */
+const CATCH_UP_RETRY_MS = 250;
 
 export class BoxNode {
   readonly id: NodeId;
@@ -206,6 +227,7 @@ export class BoxNode {
     clockBehindChain: 0,
     blocksAheadOfClock: 0,
     blocksCaughtUp: 0,
+    checkpointsInstalled: 0,
     compactions: 0,
   };
   readonly commitLatency = new LatencyRecorder(100_000);
@@ -230,7 +252,7 @@ export class BoxNode {
   private readonly listeners = new Set<(block: Block, result: ApplyResult) => void>();
   private readonly compaction: CompactionOptions;
   private syncTarget: { point: ChainPoint; index: number } | null = null;
-  private blockWaiter: ((m: Extract<PeerMessage, { type: "blocks" }>) => boolean) | null = null;
+  private answerWaiter: ((m: PeerAnswer) => boolean) | null = null; // the one answer catchUp waits for (ask)
   private readonly durablePoints: DurablePoint[] = [];
   private readonly checkpointer: LedgerCheckpointer;
   private readonly pruner: LedgerPruner | null;
@@ -466,39 +488,27 @@ export class BoxNode {
    * (a peer's word is never taken: a block that does not verify is refused and
    * another box asked). Heartbeats keep flowing meanwhile (pump's immediate
    * messages), so a long catch-up does not look like a dead box.
+   *
+   * A peer that pruned the readings of the blocks asked for (store.ts
+   * retention) says so (blocksPruned, with its pruned height B); this box
+   * then installs that peer's checkpoint of the state after B, anchored to
+   * the snapshot's block first (installCheckpointFrom), and goes on with
+   * whole blocks from B+1.
    */
   private async catchUp(target: { point: ChainPoint; index: number }): Promise<void> {
     const { point } = target;
+    const refused = new Set<string>(); // `${box}/${height}`: checkpoints refused in this catch-up, not fetched again
     let attempt = 0;
     while (!this.stopped && this.ledger.state.height < point.height) {
+      // The leader every other time, and in between each other box in turn.
       const peers = this.raft.config.voters.filter((v) => v !== this.id);
       const lead = this.raft.lead;
-      const from = lead !== null && lead !== this.id && attempt % 2 === 0 ? lead : peers[attempt % Math.max(1, peers.length)];
+      const from = lead !== null && lead !== this.id && attempt % 2 === 0 ? lead : peers[Math.floor(attempt / 2) % Math.max(1, peers.length)];
       attempt++;
       if (from === undefined) throw new PeergridError("PG_ERR_CATCH_UP", "no other box to fetch blocks from");
-      const fromHeight = this.ledger.state.height + 1;
-      const fetched = await this.requestBlocks(from, fromHeight, Math.min(BLOCKS_PER_MESSAGE_MAX, point.height - fromHeight + 1));
-      const blocks: Block[] = [];
-      try {
-        for (const bytes of fetched) blocks.push(decodeBlock(bytes));
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        this.log("warn", "a fetched block does not decode; asking another box", { from, height: fromHeight + blocks.length, error: err.message });
-      }
-      await Promise.all(blocks.map((b) => (this.checks.hasRoomFor(b.txs.length) ? this.checkTxsAhead(b.txs) : null)));
-      if (this.stopped) return;
-      for (const block of blocks) {
-        if (this.ledger.state.height >= point.height) break;
-        try {
-          this.ledger.append(block);
-          this.appliedIndex = Math.max(this.appliedIndex, block.header.raftIndex);
-          this.counters.blocksCaughtUp++;
-        } catch (err) {
-          if (!(err instanceof BlockRejectedError)) throw err;
-          this.log("warn", "a fetched block does not verify; asking another box", { from, height: this.ledger.state.height + 1, error: err.message });
-          break;
-        }
-      }
+      const progressed = await this.catchUpFrom(from, point, refused);
+      // No progress (no answer, nothing new, a refused answer): pause before the next box, rather than spin.
+      if (!progressed && !this.stopped) await new Promise<void>((resolve) => setTimeout(resolve, CATCH_UP_RETRY_MS));
     }
     if (this.stopped) return;
     const at = this.ledger.store.header(point.height);
@@ -511,20 +521,131 @@ export class BoxNode {
     this.log("info", "caught up to the snapshot", { height: point.height, index: target.index });
   }
 
-  private requestBlocks(from: NodeId, fromHeight: number, countMax: number): Promise<readonly Uint8Array[]> {
+  /** One round of catching up from one box: its next blocks, or its checkpoint. Whether the head moved. */
+  private async catchUpFrom(from: NodeId, point: ChainPoint, refused: Set<string>): Promise<boolean> {
+    const fromHeight = this.ledger.state.height + 1;
+    const answer = await this.requestBlocks(from, fromHeight, Math.min(BLOCKS_PER_MESSAGE_MAX, point.height - fromHeight + 1));
+    if (answer === null || this.stopped) return false;
+    if (answer.type === "blocksPruned") return refused.has(`${from}/${answer.prunedTo}`) ? false : this.installCheckpointFrom(from, answer.prunedTo, point, refused);
+    const blocks: Block[] = [];
+    try {
+      for (const bytes of answer.blocks) blocks.push(decodeBlock(bytes));
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.log("warn", "a fetched block does not decode; asking another box", { from, height: fromHeight + blocks.length, error: err.message });
+    }
+    await Promise.all(blocks.map((b) => (this.checks.hasRoomFor(b.txs.length) ? this.checkTxsAhead(b.txs) : null)));
+    if (this.stopped) return false;
+    for (const block of blocks) {
+      if (this.ledger.state.height >= point.height) break;
+      try {
+        this.ledger.append(block);
+        this.appliedIndex = Math.max(this.appliedIndex, block.header.raftIndex);
+        this.counters.blocksCaughtUp++;
+      } catch (err) {
+        if (!(err instanceof BlockRejectedError)) throw err;
+        this.log("warn", "a fetched block does not verify; asking another box", { from, height: this.ledger.state.height + 1, error: err.message });
+        break;
+      }
+    }
+    return this.ledger.state.height >= fromHeight;
+  }
+
+  /**
+   * Install the checkpoint of the state after block B that box `from` holds
+   * (it pruned the blocks up to B). Its headers from the snapshot's block P
+   * down to B are checked first, each the parent of the one above and the
+   * first P's hash (checkpoint-fetch.ts HeaderWalk), then its records are
+   * fetched part by part and installed only if they hash to the root block
+   * B+1's header names (store.ts installCheckpoint: one SQLite transaction).
+   * Anything wrong is logged and the next box asked; nothing is written. A
+   * checkpoint refused for what it holds goes into `refused`, not to be
+   * fetched again in this catch-up (one that timed out may be).
+   */
+  private async installCheckpointFrom(from: NodeId, height: number, point: ChainPoint, refused: Set<string>): Promise<boolean> {
+    const head = this.ledger.state.height;
+    if (height >= point.height) {
+      // Only an ancestor of the snapshot's block is anchored by its hash; a later checkpoint would be the peer's word.
+      refused.add(`${from}/${height}`);
+      this.log("warn", "a box pruned past the snapshot's block: its checkpoint cannot be checked against the snapshot; asking another box", { from, prunedTo: height, snapshotHeight: point.height });
+      return false;
+    }
+    const startedMs = performance.now();
+    this.log("info", "a box pruned the blocks this ledger lacks: installing its checkpoint of the state after them", { from, height, head, snapshotHeight: point.height });
+    try {
+      const walk = new HeaderWalk(point, height, HEADERS_PER_MESSAGE_MAX);
+      for (let want = walk.want(); want !== null; want = walk.want()) {
+        const { fromHeight, count } = want;
+        const request: PeerMessage = { type: "headersRequest", from: this.id, to: from, fromHeight, countMax: count };
+        const headers = await this.ask(from, request, (m) => (m.type === "headers" && m.fromHeight === fromHeight ? m.headers : null));
+        if (this.stopped) return false;
+        if (headers === null) throw new CatchUpError("PG_ERR_CATCH_UP_TIMEOUT", `no answer for the headers of blocks ${fromHeight}..${fromHeight + count - 1}`);
+        walk.take(fromHeight, headers);
+      }
+      const parts = new CheckpointParts(height, CHECKPOINT_RECORDS_MAX, CHECKPOINT_BYTES_MAX);
+      while (!parts.done) {
+        const afterKey = parts.afterKey;
+        const request: PeerMessage = { type: "checkpointRequest", from: this.id, to: from, height, afterKey };
+        const part = await this.ask(from, request, (m) => (m.type === "checkpoint" && m.height === height && m.afterKey === afterKey ? m : null));
+        if (this.stopped) return false;
+        if (part === null) throw new CatchUpError("PG_ERR_CATCH_UP_TIMEOUT", `no answer for the part of the checkpoint at ${height} after key "${afterKey}"`);
+        parts.take(part);
+      }
+      const { header, nextHeader } = walk.result();
+      const installed = this.ledger.installCheckpoint(header, nextHeader, parts.records);
+      this.appliedIndex = Math.max(this.appliedIndex, this.ledger.state.raftIndex);
+      this.counters.checkpointsInstalled++;
+      this.log("info", "installed a checkpoint: the history before it is not held here; fetching the blocks after it", {
+        from,
+        height,
+        records: installed.records,
+        headersChecked: point.height - height + 1,
+        notHeld: this.ledger.store.historyGaps().at(-1) ?? null,
+        ms: Math.round(performance.now() - startedMs),
+      });
+      return true;
+    } catch (err) {
+      if (!(err instanceof CatchUpError) && !(err instanceof StoreError)) throw err;
+      if (err.code === "PG_ERR_CATCH_UP_TIMEOUT") {
+        this.log("warn", "a box did not answer for its checkpoint in time; asking another box", { from, height, error: err.message });
+        return false;
+      }
+      refused.add(`${from}/${height}`);
+      this.log("warn", "a box's checkpoint was refused; nothing was written; asking another box", { from, height, code: err.code, error: err.message });
+      return false;
+    }
+  }
+
+  /** Blocks from `fromHeight`, or the box's word that it pruned them (null: no answer in time). */
+  private requestBlocks(from: NodeId, fromHeight: number, countMax: number): Promise<Extract<PeerAnswer, { type: "blocks" | "blocksPruned" }> | null> {
+    const request: PeerMessage = { type: "blocksRequest", from: this.id, to: from, fromHeight, countMax };
+    return this.ask(from, request, (m) => ((m.type === "blocks" || m.type === "blocksPruned") && m.fromHeight === fromHeight ? m : null));
+  }
+
+  /**
+   * Send `request` to box `to` and wait for its answer, the first message
+   * from it that `match` takes (anything else is dropped), for at most
+   * PEER_ANSWER_TIMEOUT_MS (null then). One question at a time: catchUp asks
+   * them in turn.
+   */
+  private ask<T>(to: NodeId, request: PeerMessage, match: (m: PeerAnswer) => T | null): Promise<T | null> {
+    assert(this.answerWaiter === null, "one question to a peer at a time");
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.blockWaiter = null;
-        resolve([]);
-      }, 3_000);
-      this.blockWaiter = (m) => {
-        if (m.from !== from || m.fromHeight !== fromHeight) return false;
+      const waiter = (m: PeerAnswer): boolean => {
+        if (m.from !== to) return false;
+        const value = match(m);
+        if (value === null) return false;
         clearTimeout(timer);
-        this.blockWaiter = null;
-        resolve(m.blocks);
+        this.answerWaiter = null;
+        resolve(value);
         return true;
       };
-      this.transport.send({ type: "blocksRequest", from: this.id, to: from, fromHeight, countMax });
+      const timer = setTimeout(() => {
+        if (this.answerWaiter === waiter) this.answerWaiter = null;
+        resolve(null);
+      }, PEER_ANSWER_TIMEOUT_MS);
+      this.answerWaiter = waiter;
+      this.transport.send(request);
     });
   }
 
@@ -818,28 +939,55 @@ export class BoxNode {
       case "blocksRequest":
         this.onBlocksRequest(m);
         return;
-      case "blocks":
-        this.blockWaiter?.(m); // the answer catchUp waits for; anything else is dropped
+      case "headersRequest":
+        this.transport.send({ type: "headers", from: this.id, to: m.from, fromHeight: m.fromHeight, headers: this.ledger.store.rawHeaders(m.fromHeight, m.countMax) });
         return;
-      default:
-        this.raft.stepMessage(m as Message);
+      case "checkpointRequest":
+        this.onCheckpointRequest(m);
+        return;
+      case "blocks":
+      case "blocksPruned":
+      case "headers":
+      case "checkpoint":
+        this.answerWaiter?.(m); // the answer catchUp waits for; anything else is dropped
+        return;
+      default: {
+        const raftMessage: Message = m; // a compile error if a peer message type is not handled above
+        this.raft.stepMessage(raftMessage);
         this.pump();
+      }
     }
   }
 
-  /** Answer with the blocks asked for, as many as fit one message (at least one: the asker goes on from there). */
+  /**
+   * Answer with the blocks asked for, as many as fit one message (at least
+   * one: the asker goes on from there). A block held without its readings
+   * (pruned) or not held at all cannot be sent whole: then say how far this
+   * box pruned, so the asker fetches its checkpoint there instead.
+   */
   private onBlocksRequest(m: Extract<PeerMessage, { type: "blocksRequest" }>): void {
     const blocks: Uint8Array[] = [];
     let bytes = 0;
     for (let h = m.fromHeight; h < m.fromHeight + m.countMax; h++) {
       const b = this.ledger.store.getBlock(h);
-      if (b === null || b.readingsPruned) break; // a pruned block cannot be sent whole: the asker needs a checkpoint
+      if (b === null || b.readingsPruned) break;
       const encoded = encodeBlock(b.block);
       if (blocks.length > 0 && bytes + encoded.length > BLOCKS_MESSAGE_BYTES_MAX) break;
       blocks.push(encoded);
       bytes += encoded.length;
     }
+    const prunedTo = this.ledger.store.readingsPrunedTo();
+    if (blocks.length === 0 && m.fromHeight <= prunedTo) {
+      this.transport.send({ type: "blocksPruned", from: this.id, to: m.from, fromHeight: m.fromHeight, prunedTo });
+      return;
+    }
     this.transport.send({ type: "blocks", from: this.id, to: m.from, fromHeight: m.fromHeight, blocks });
+  }
+
+  /** One part of this box's checkpoint at the height asked (total 0: none there, e.g. pruned further since). */
+  private onCheckpointRequest(m: Extract<PeerMessage, { type: "checkpointRequest" }>): void {
+    const part = this.ledger.store.checkpointPart(m.height, m.afterKey, CHECKPOINT_PART_RECORDS_MAX, CHECKPOINT_PART_BYTES_MAX);
+    this.transport.send({ type: "checkpoint", from: this.id, to: m.from, height: m.height, afterKey: m.afterKey, ...part });
   }
 
   // ---------------------------------------------------------------- housekeeping
@@ -906,6 +1054,7 @@ export class BoxNode {
       counters: { ...this.counters },
       signatureChecks: { ...this.checks.stats },
       retention: this.pruner?.status() ?? null,
+      historyFrom: this.ledger.store.historyFrom(),
     };
   }
 

@@ -205,7 +205,11 @@ export class Reader {
   }
 
   str(maxBytes: number, what: string): string {
-    const raw = this.bytes(maxBytes, what);
+    return this.utf8(this.bytes(maxBytes, what), what);
+  }
+
+  /** Bytes already read (as by bytes()) as UTF-8 text: anything else is a DecodeError. */
+  utf8(raw: Uint8Array, what: string): string {
     try {
       return TEXT_DECODER.decode(raw);
     } catch {

@@ -6,7 +6,7 @@ import { assert, bytesEqual } from "./assert.js";
 import { type Block, buildBlock } from "./block.js";
 import type { Genesis } from "./genesis.js";
 import { type ApplyResult, type LedgerState, applyBlock } from "./state.js";
-import { LedgerStore, type OpenOptions } from "./store.js";
+import { type Checkpoint, LedgerStore, type OpenOptions } from "./store.js";
 import type { SignatureVerifier, SignedTx, Signer } from "./tx.js";
 
 export const LEDGER_FILE = "ledger.sqlite";
@@ -50,6 +50,18 @@ export class Ledger {
     assert(result.state.height === this.current.height + 1 && bytesEqual(block.header.parentHash, this.current.blockHash), "the result extends the head");
     this.store.appendBlock(block, result.results, result.state, result.changes, result.market);
     this.current = result.state;
+  }
+
+  /**
+   * Install a checkpoint of the state after block B in place of the blocks
+   * this ledger lacks (store.ts installCheckpoint: checked, one SQLite
+   * transaction); the state moves to it only once written.
+   */
+  installCheckpoint(header: Uint8Array, nextHeader: Uint8Array, records: Iterable<{ readonly key: string; readonly value: Uint8Array }>): Checkpoint {
+    const c = this.store.installCheckpoint(header, nextHeader, records);
+    this.current = this.store.loadState();
+    assert(this.current.height === c.height, "the ledger stands at the installed checkpoint");
+    return c;
   }
 
   /** Build and sign the next block on top of this ledger (the proposer's side). */

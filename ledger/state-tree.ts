@@ -29,8 +29,9 @@ export const NODE_ARITY = 16;
 export const NODE_BITS = 4;
 export const STATE_TREE_LEVELS = BUCKET_BITS / NODE_BITS; // inner levels above the buckets
 export const BUCKET_COUNT = 1 << BUCKET_BITS;
-const KEY_BYTES_MAX = 1024;
-const VALUE_BYTES_MAX = 1 << 16;
+/** A state key's bound, in UTF-8 bytes, and an encoded record's. */
+export const KEY_BYTES_MAX = 1024;
+export const VALUE_BYTES_MAX = 1 << 16;
 
 /** EMPTY[d]: the hash of an empty subtree d levels above the buckets. */
 const EMPTY: Hash[] = (() => {

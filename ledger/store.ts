@@ -12,7 +12,8 @@
 // Tables
 //   meta            key -> value: chain hash, genesis document
 //   blocks          height -> hash, signed header, time, first tx row, tx count,
-//                   state root AFTER the block (checked on reopen)
+//                   state root AFTER the block (checked on reopen). Tx count 0
+//                   for a block held by header only (installCheckpoint).
 //   txs             one row per transaction (raw bytes, result, author, seq,
 //                   type, time), rowid in chain order. Indexed by (type, time,
 //                   author) for everything, and by id prefix and (author, seq)
@@ -44,13 +45,36 @@
 // a time (pruneStep) so that a box never stalls its one-second blocks; meta
 // "readings_pruned_to" says which blocks no longer hold their readings, and
 // "prune_cursor" how far the deletion has got.
+//
+// Installing a checkpoint (a new box, or one offline for longer than its
+// neighbours keep readings). Once the neighbours have pruned blocks 1..B, no
+// box can send them whole, so a box whose head is below B installs a copy of
+// the state after B instead (installCheckpoint; daemon/node.ts fetches it
+// from a peer and first anchors block B's header to the chain Raft
+// committed). In ONE SQLite transaction it writes block B's header (not its
+// transactions), the state records (refused unless they hash to the root
+// that block B+1's header signs), the latest readings they hold, the
+// checkpoint at B, meta "readings_pruned_to" = B and "history_from" = B.
+// The box keeps its genesis block and whatever blocks it had (1..k, now
+// counted as pruned); blocks k+1..B-1 it never holds ("history before B not
+// held"): meta "history_gaps" lists such runs (historyGaps()), so that an
+// auditor tells them from blocks lost. Block B is held by header only: its row has
+// tx_count 0 (its header's txCount says how many it had), so the rowids of
+// later blocks follow on in chain order. (A box that falls behind again
+// and installs a later checkpoint keeps the earlier one's block, by header
+// only, among its own.) header(h), getBlock(h) and rawBlock(h) are null for
+// a height not held; getBlock also for a block held by header only
+// (rawBlock says `headerOnly`). The market tables hold nothing of the
+// intervals cleared before B: they are derived data (`peergrid market
+// replay` on a box that holds that history), and the latest_readings rows
+// name B as their block (the one they came in is not held).
 import Database from "better-sqlite3";
 import { configureDurable, configureReplayable, fsyncDir } from "./sqlite-files.js";
 import { existsSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert, bytesEqual } from "./assert.js";
 import { type Block, type BlockHeader, decodeHeader, encodeHeader } from "./block.js";
-import { StoreError } from "./errors.js";
+import { DecodeError, StoreError } from "./errors.js";
 import { type Genesis, genesisBlock, parseGenesis } from "./genesis.js";
 import { type Hash, toHex } from "./hash.js";
 import {
@@ -68,6 +92,7 @@ import type { ClearingRule } from "../market/clearing.js";
 import type { ClosedOrder, CloseReason, MarketOutcome, SettlementOutcome, Tariffs } from "../market/interval.js";
 import type { Transfer } from "../market/settlement.js";
 import { type Chain, type LedgerState, ResultCode, emptyTree, genesisState, makeChain } from "./state.js";
+import { KEY_BYTES_MAX } from "./state-tree.js";
 import { type SignedTx, TxType, decodeTx, txId } from "./tx.js";
 
 const APPLICATION_ID = 0x50475244; // "PGRD"
@@ -307,6 +332,8 @@ export interface RawBlock {
   readonly txs: readonly { readonly raw: Uint8Array; readonly result: number; readonly columns: TxColumns }[];
   /** Its readings were given up (retention): `txs` lacks them. */
   readonly readingsPruned: boolean;
+  /** Held by header only (an installed checkpoint's block, see the head of this file): `txs` is empty. */
+  readonly headerOnly: boolean;
 }
 
 export interface OpenOptions {
@@ -469,6 +496,9 @@ export class LedgerStore {
       transfersOf: db.prepare("SELECT * FROM market_transfers WHERE period_end_ms = ? ORDER BY idx"),
       // Read-only queries of the HTTP API (daemon/http.ts).
       headersBefore: db.prepare("SELECT height, hash, header, tx_count, state_root FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?"),
+      headerRows: db.prepare("SELECT height, header FROM blocks WHERE height >= ? AND height < ? ORDER BY height"),
+      // Runs of heights up to `?` with no blocks row: each between two rows (genesis is always held).
+      gaps: db.prepare("SELECT prev + 1 AS gap_from, height - 1 AS gap_to FROM (SELECT height, LAG(height) OVER (ORDER BY height) AS prev FROM blocks WHERE height <= ?) WHERE height - prev > 1 ORDER BY height"),
       // One author's accepted readings among the first @entries entries of the (type, time, author) index in
       // [@fromMs, @toMs), every author's: the index is not by author, so without that bound a walk for a meter that
       // is silent (or an author with few readings) would pass over every other meter's readings in the range.
@@ -507,7 +537,7 @@ export class LedgerStore {
   loadState(): LedgerState {
     const head = this.head();
     try {
-      this.getBlock(head.height); // the head block must read whole (or, pruned, its kept transactions must)
+      this.getBlock(head.height); // the head block must read whole (or, pruned, its kept transactions must; held by header only, its header)
     } catch (err) {
       // Rows read from disk are input: a damaged head block is a corrupt store, not a broken invariant of this process.
       throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: head block ${head.height} is unreadable (${sqliteMessage(err)}); run \`peergrid verify\``, { cause: err });
@@ -717,9 +747,10 @@ export class LedgerStore {
     return this.recentReadings;
   }
 
+  /** Block `height` with its transactions (null: not held, or held by header only). */
   getBlock(height: number): StoredBlock | null {
     const raw = this.rawBlock(height);
-    return raw === null ? null : blockOf(raw, height);
+    return raw === null || raw.headerOnly ? null : blockOf(raw, height);
   }
 
   *blocksFrom(height: number): Generator<StoredBlock> {
@@ -731,7 +762,7 @@ export class LedgerStore {
     }
   }
 
-  /** Raw rows of one block, for auditors who must re-check bytes before trusting them. */
+  /** Raw rows of one block, for auditors who must re-check bytes before trusting them (null: not held). */
   rawBlock(height: number): RawBlock | null {
     const row = this.stmts.block.get(height) as Row | undefined;
     if (row === undefined) return null;
@@ -742,7 +773,8 @@ export class LedgerStore {
       columns: { idPrefix: r.id_prefix as number, height: r.height as number, author: r.author as number, seq: r.seq as number, type: r.type as number, timeMs: r.time_ms as number },
     }));
     const readingsPruned = height > 0 && height <= this.readingsPrunedTo();
-    return { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), timeMs: row.time_ms as number, stateRoot: new Uint8Array(row.state_root as Buffer), txs, readingsPruned };
+    const base = { hash: new Uint8Array(row.hash as Buffer), header: new Uint8Array(row.header as Buffer), timeMs: row.time_ms as number, stateRoot: new Uint8Array(row.state_root as Buffer) };
+    return { ...base, txs, readingsPruned, headerOnly: headerOnly(row) };
   }
 
   /** The columns a transaction's row would have: what the indexes and queries read. */
@@ -802,7 +834,8 @@ export class LedgerStore {
     return (this.stmts.headersBefore.all(beforeHeight, limit) as Row[]).map((row) => {
       const { header, hash } = decodeHeader(new Uint8Array(row.header as Buffer));
       assert(bytesEqual(hash, new Uint8Array(row.hash as Buffer)), `stored hash of block ${String(row.height)} matches its header`);
-      assert(header.height === row.height && header.txCount === row.tx_count, "a header agrees with its row");
+      // tx_count 0 with a header that has transactions: a block held by header only (installCheckpoint).
+      assert(header.height === row.height && (header.txCount === row.tx_count || row.tx_count === 0), "a header agrees with its row");
       return { header, hash, stateRoot: new Uint8Array(row.state_root as Buffer) };
     });
   }
@@ -839,6 +872,10 @@ export class LedgerStore {
       dropCheckpoints: db.prepare("DELETE FROM checkpoints WHERE height < ?"),
       dropCheckpointState: db.prepare("DELETE FROM checkpoint_state WHERE height < ?"),
       deleteReadings: db.prepare(`DELETE FROM txs WHERE rowid >= ? AND rowid < ? AND type = ${TxType.reading}`),
+      checkpointPart: db.prepare("SELECT key, value FROM checkpoint_state WHERE height = ? AND key > ? ORDER BY key"),
+      clearState: db.prepare("DELETE FROM state"),
+      insertState: db.prepare("INSERT INTO state (key, value) VALUES (?, ?)"),
+      clearLatestReadings: db.prepare("DELETE FROM latest_readings"),
     };
   }
 
@@ -853,6 +890,35 @@ export class LedgerStore {
   /** Blocks 1..readingsPrunedTo() hold no readings any more (0: none pruned). */
   readingsPrunedTo(): number {
     return this.metaNumber("readings_pruned_to");
+  }
+
+  /**
+   * 0: this store holds the chain from genesis. B > 0: it installed a
+   * checkpoint of the state after block B (see the head of this file); it
+   * holds block B by header only and not the heights historyGaps() lists.
+   */
+  historyFrom(): number {
+    return this.metaNumber("history_from");
+  }
+
+  /**
+   * The runs of heights this store never held, lowest first, as each install
+   * recorded them (meta "history_gaps"; none when it holds the whole chain).
+   */
+  historyGaps(): { readonly from: number; readonly to: number }[] {
+    const row = this.retention()?.meta.get("history_gaps") as Row | undefined;
+    if (row === undefined) return [];
+    const text = (row.value as Buffer).toString("utf8");
+    const gaps = text === "" ? [] : text.split(",").map((run) => run.split("-").map(Number));
+    if (!gaps.every((g) => g.length === 2 && g.every((n) => Number.isSafeInteger(n) && n >= 1) && (g[0] as number) <= (g[1] as number))) {
+      throw new StoreError("PG_ERR_STORE_CORRUPT", `${this.path}: meta history_gaps is not a list of height runs`);
+    }
+    return gaps.map(([from, to]) => ({ from: from as number, to: to as number }));
+  }
+
+  /** The runs of heights without a blocks row that end below a row at or below `height`, lowest first (an auditor compares them with historyGaps()). */
+  heightsWithoutBlock(height: number): { readonly from: number; readonly to: number }[] {
+    return (this.stmts.gaps.all(height) as Row[]).map((g) => ({ from: g.gap_from as number, to: g.gap_to as number }));
   }
 
   /** The state copies kept, oldest first. */
@@ -901,6 +967,98 @@ export class LedgerStore {
       r.dropCheckpointState.run(height);
       r.dropCheckpoints.run(height);
     }).immediate();
+  }
+
+  /**
+   * The records of the checkpoint at `height` whose keys come after
+   * `afterKey` (byte order), in key order: at most `recordsMax` of them and,
+   * beyond the first, at most `bytesMax` bytes of keys and values. `total`
+   * is the checkpoint's record count (0: no checkpoint at that height);
+   * `done`: no record is left after these. For a peer fetching it (node.ts).
+   */
+  checkpointPart(height: number, afterKey: string, recordsMax: number, bytesMax: number): { total: number; done: boolean; records: { key: string; value: Uint8Array }[] } {
+    assert(recordsMax >= 1 && bytesMax >= 1, "a part holds something");
+    const r = this.retention();
+    const found = this.checkpoints().find((c) => c.height === height);
+    if (r === null || found === undefined) return { total: 0, done: true, records: [] };
+    const records: { key: string; value: Uint8Array }[] = [];
+    let bytes = 0;
+    for (const row of r.checkpointPart.iterate(height, afterKey) as Iterable<Row>) {
+      const key = row.key as string;
+      const value = new Uint8Array(row.value as Buffer);
+      const size = Buffer.byteLength(key) + value.length;
+      if (records.length >= recordsMax || (records.length > 0 && bytes + size > bytesMax)) return { total: found.records, done: false, records };
+      records.push({ key, value });
+      bytes += size;
+    }
+    return { total: found.records, done: true, records };
+  }
+
+  /** The signed headers of blocks fromHeight.. (at most `count`), as stored, up to the first height not held. */
+  rawHeaders(fromHeight: number, count: number): Uint8Array[] {
+    assert(Number.isSafeInteger(fromHeight) && fromHeight >= 0 && Number.isSafeInteger(count) && count >= 0, "a height and a count");
+    const out: Uint8Array[] = [];
+    for (const row of this.stmts.headerRows.iterate(fromHeight, fromHeight + count) as Iterable<Row>) {
+      if (row.height !== fromHeight + out.length) break;
+      out.push(new Uint8Array(row.header as Buffer));
+    }
+    return out;
+  }
+
+  /**
+   * Install a checkpoint of the state after block B (see the head of this
+   * file): `header` is block B's signed header, `nextHeader` block B+1's,
+   * whose stateRoot is the root of the state after B and whose parent is
+   * B. The records must hash to that root; the store's head must be below
+   * B. Nothing is written unless everything checks (a StoreError says
+   * what did not); then everything is written in one SQLite transaction.
+   * Authenticity is the caller's: that B+1's header is the chain's (node.ts
+   * walks the headers down to it from a Raft snapshot's block hash).
+   */
+  installCheckpoint(header: Uint8Array, nextHeader: Uint8Array, records: Iterable<{ readonly key: string; readonly value: Uint8Array }>): Checkpoint {
+    const r = this.retention();
+    if (r === null) throw new StoreError("PG_ERR_STORE_READONLY", `${this.path} is open read-only`);
+    const b = decodeCheckpointHeader(header, "block");
+    const next = decodeCheckpointHeader(nextHeader, "next block");
+    const height = b.header.height;
+    if (height < 1 || next.header.height !== height + 1 || !bytesEqual(next.header.parentHash, b.hash)) {
+      throw new StoreError("PG_ERR_STORE_CHECKPOINT_HEADER", `block ${next.header.height}'s header is not the child of block ${height}'s`);
+    }
+    const head = this.head();
+    if (head.height >= height) throw new StoreError("PG_ERR_STORE_CHECKPOINT_BEHIND", `${this.path} holds blocks up to ${head.height}: a checkpoint at ${height} would go back`);
+    const headHeader = this.header(head.height);
+    assert(headHeader !== null, "the head block's header is held");
+    if (b.header.timeMs <= head.timeMs || b.header.raftIndex <= headHeader.header.raftIndex || (head.height === height - 1 && !bytesEqual(b.header.parentHash, head.hash))) {
+      throw new StoreError("PG_ERR_STORE_CHECKPOINT_HEADER", `block ${height}'s header does not follow this store's head ${head.height} (time, Raft index or parent hash)`);
+    }
+    const gaps = head.height + 1 <= height - 1 ? [...this.historyGaps(), { from: head.height + 1, to: height - 1 }] : this.historyGaps();
+    const tree = checkpointTree(records);
+    if (!bytesEqual(tree.root, next.header.stateRoot)) {
+      throw new StoreError("PG_ERR_STORE_CHECKPOINT_ROOT", `the checkpoint's ${tree.size} records hash to ${toHex(tree.root)}, not to the state root ${toHex(next.header.stateRoot)} that block ${height + 1}'s header names`);
+    }
+    this.db.transaction(() => {
+      assert(this.head().height === head.height, "no block was appended meanwhile");
+      const headRow = this.stmts.block.get(head.height) as Row;
+      const firstRow = Math.max((this.stmts.maxTxRow.get() as { n: number }).n + 1, (headRow.first_tx as number) + (headRow.tx_count as number));
+      this.stmts.insertBlock.run(height, Buffer.from(b.hash), Buffer.from(encodeHeader(b.header, b.signature)), b.header.timeMs, firstRow, 0, Buffer.from(tree.root));
+      r.clearState.run();
+      r.clearLatestReadings.run();
+      for (const e of tree.entries()) {
+        r.insertState.run(e.key, Buffer.from(e.bytes));
+        const m = e.value;
+        // The block a reading came in is in the history not held: B is an upper bound.
+        if (m.kind === "meter") this.stmts.upsertReading.run(m.author, m.meterId, height, m.timeMs, m.importWh, m.exportWh, m.powerW, m.voltagesDeciV.join(","), m.frequencyMilliHz, m.quality);
+      }
+      r.copyState.run(height);
+      r.insertCheckpoint.run(height, b.header.timeMs, tree.size);
+      r.dropCheckpointState.run(height);
+      r.dropCheckpoints.run(height);
+      r.setMeta.run("readings_pruned_to", Buffer.from(String(height)));
+      r.setMeta.run("history_from", Buffer.from(String(height)));
+      r.setMeta.run("history_gaps", Buffer.from(gaps.map((g) => `${g.from}-${g.to}`).join(",")));
+    }).immediate();
+    this.recentReadings = null; // rebuilt from the rows on next use
+    return { height, timeMs: b.header.timeMs, records: tree.size };
   }
 
   /**
@@ -994,6 +1152,41 @@ export class LedgerStore {
   }
 }
 
+
+/**
+ * A blocks row of a block held by header only (installCheckpoint): no
+ * transaction rows although its header has transactions. (A block that had
+ * none is whole with tx_count 0 too; only then is the header decoded.)
+ */
+function headerOnly(row: Row): boolean {
+  return (row.tx_count as number) === 0 && decodeHeader(new Uint8Array(row.header as Buffer)).header.txCount > 0;
+}
+
+/** A header handed to installCheckpoint: one that does not decode is refused with a StoreError. */
+function decodeCheckpointHeader(bytes: Uint8Array, what: string): ReturnType<typeof decodeHeader> {
+  try {
+    return decodeHeader(bytes);
+  } catch (err) {
+    if (err instanceof DecodeError) throw new StoreError("PG_ERR_STORE_CHECKPOINT_HEADER", `the checkpoint's ${what} header does not decode: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** The state tree of a checkpoint's records, each decoded (the root is over their re-encoded bytes), keys unique. */
+function checkpointTree(records: Iterable<{ readonly key: string; readonly value: Uint8Array }>): ReturnType<typeof emptyTree> {
+  const changes = new Map<string, StateRecord>();
+  for (const { key, value } of records) {
+    if (Buffer.byteLength(key) > KEY_BYTES_MAX) throw new StoreError("PG_ERR_STORE_CHECKPOINT_RECORD", `the checkpoint holds a key of ${Buffer.byteLength(key)} bytes, limit ${KEY_BYTES_MAX}`);
+    if (changes.has(key)) throw new StoreError("PG_ERR_STORE_CHECKPOINT_RECORD", `the checkpoint holds key ${key} twice`);
+    try {
+      changes.set(key, decodeRecord(value));
+    } catch (err) {
+      if (err instanceof DecodeError) throw new StoreError("PG_ERR_STORE_CHECKPOINT_RECORD", `the checkpoint's record ${key} does not decode: ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+  return emptyTree().withUpdates(changes);
+}
 
 /** A block decoded from its stored rows, with the stored hash checked against the header. */
 function blockOf(raw: RawBlock, height: number): StoredBlock {

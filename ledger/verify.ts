@@ -13,6 +13,22 @@
 // be recomputed. The checkpoint must hash to the state root recorded for B,
 // which block B+1's signed header repeats. Blocks B+1.. are then re-applied in
 // full from the checkpoint, as from genesis.
+//
+// A store that installed a checkpoint (store.ts: a new box, or one offline
+// for longer than its neighbours keep readings) holds genesis, its own
+// earlier blocks 1..k, block B's header only, and every block after B; it
+// never held blocks k+1..B-1. It is checked the same way, as far as it holds
+// the chain: its own blocks and B's header by header (links between held
+// neighbours, times and Raft positions across the gap, signatures), the
+// installed checkpoint against the root block B+1 signs, and B+1.. re-applied.
+// The report says which heights were not held (historyGaps, as the store's
+// installs recorded them: a block there, or a height without a block
+// anywhere else, is a fault) and
+// where the held history resumes (historyFrom); the link from block k to block B cannot
+// be checked here: the box anchored B to the chain Raft committed when it
+// installed it (daemon/node.ts). A settlement re-applied after B whose
+// trades were cleared before B is checked against the re-applied trades, as
+// the store holds no clearing of that interval.
 import { bytesEqual } from "./assert.js";
 import { type BlockHeader, blockSigningMessage, decodeHeader } from "./block.js";
 import { BlockRejectedError, DecodeError, StoreError } from "./errors.js";
@@ -43,6 +59,10 @@ export interface VerifyReport {
   readonly headHeight: number;
   /** Blocks 1..readingsPrunedTo hold no readings any more: checked by header, not re-applied (0: none). */
   readonly readingsPrunedTo: number;
+  /** 0: the store holds the chain from genesis. B: it installed a checkpoint at B; block B is held by header only. */
+  readonly historyFrom: number;
+  /** Heights this store never held (below historyFrom), lowest first: not checked. */
+  readonly historyGaps: readonly { readonly from: number; readonly to: number }[];
   readonly headHash: string;
   readonly stateRoot: string;
   readonly stateRecords: number;
@@ -68,7 +88,9 @@ export function verifyChain(store: LedgerStore, verifier: SignatureVerifier, onB
   let blocks = 0;
   let state: LedgerState = genesisState(chain);
   const readingsPrunedTo = store.readingsPrunedTo();
-  const base = { chainId: chain.genesis.chainId, chainHash: toHex(chain.hash), headHeight, readingsPrunedTo };
+  const historyFrom = store.historyFrom();
+  const historyGaps = store.historyGaps();
+  const base = { chainId: chain.genesis.chainId, chainHash: toHex(chain.hash), headHeight, readingsPrunedTo, historyFrom, historyGaps };
   const count = (t: SignedTx, code: number): void => {
     transactions++;
     byType[t.tx.body.type] = (byType[t.tx.body.type] ?? 0) + 1;
@@ -77,16 +99,19 @@ export function verifyChain(store: LedgerStore, verifier: SignatureVerifier, onB
   try {
     checkGenesis(store, state);
     blocks = 1;
+    if (historyFrom > readingsPrunedTo) fault(historyFrom, "PG_ERR_VERIFY_CHECKPOINT", `the store installed a checkpoint at ${historyFrom} but says only blocks 1..${readingsPrunedTo} are pruned`);
     if (readingsPrunedTo > 0) {
       const checkpoint = checkpointOf(store, readingsPrunedTo);
-      verifyPrunedBlocks(store, state, checkpoint, verifier, count, (height) => {
+      verifyPrunedBlocks(store, state, checkpoint, historyGaps, verifier, count, (height) => {
         blocks++;
         onBlock?.(height, headHeight);
       });
       state = checkpoint;
     }
+    // Clearings before the installed checkpoint are not held: see checkMarketRecords.
+    const notHeldBeforeMs = historyFrom === 0 ? -Infinity : (store.header(historyFrom)?.header.timeMs ?? -Infinity);
     for (let height = readingsPrunedTo + 1; height <= headHeight; height++) {
-      state = verifyBlock(store, state, height, verifier, count);
+      state = verifyBlock(store, state, height, verifier, count, notHeldBeforeMs);
       blocks++;
       onBlock?.(height, headHeight);
     }
@@ -120,11 +145,16 @@ function checkpointOf(store: LedgerStore, height: number): LedgerState {
   }
 }
 
-/** Blocks whose readings are gone: their headers' links and signatures, and the transactions kept. */
+/**
+ * Blocks whose readings are gone: their headers' links and signatures, and
+ * the transactions kept. Heights in `gaps` are not held: the parent link of
+ * the block after a gap cannot be checked, its time and Raft position can.
+ */
 function verifyPrunedBlocks(
   store: LedgerStore,
   genesis: LedgerState,
   checkpoint: LedgerState,
+  gaps: readonly { readonly from: number; readonly to: number }[],
   verifier: SignatureVerifier,
   count: (t: SignedTx, code: number) => void,
   done: (height: number) => void,
@@ -135,16 +165,28 @@ function verifyPrunedBlocks(
   };
   const chain = genesis.chain;
   let prev: HeaderParent = genesis;
+  const gapAt = new Map(gaps.map((g) => [g.from, g.to]));
+  let afterGap = false;
   for (let height = 1; height <= checkpoint.height; height++) {
+    const gapTo = gapAt.get(height);
+    if (gapTo !== undefined) {
+      checkNotHeld(store, height, gapTo);
+      height = gapTo; // not held: nothing more to check
+      afterGap = true;
+      continue;
+    }
     const { raw, header, signature, hash } = storedBlock(store, height);
-    const link = headerLinkProblem(prev, header);
+    // Across a gap the parent is not held: its hash cannot be checked, but time and Raft position still rise.
+    const link = headerLinkProblem(afterGap ? { ...prev, blockHash: header.parentHash } : prev, header);
     if (link !== null) fault(height, link.code, link.message);
+    afterGap = false;
     const key = keyOf(header.proposer);
     if (key === null || !verifier.verify(key, blockSigningMessage(chain.hash, header), signature)) {
       fault(height, "PG_ERR_BLOCK_SIGNATURE", `signature does not verify with proposer ${header.proposer}'s key`);
     }
     checkBlockTime(raw, header, height);
     if (raw.txs.length > header.txCount) fault(height, "PG_ERR_VERIFY_COLUMNS", `the store holds ${raw.txs.length} transactions, more than the ${header.txCount} the header commits to`);
+    // A block held by header only (an installed checkpoint's) has no transactions here to check.
     for (const row of raw.txs) {
       // The kept rows' places in their block are not known without the readings: faults name no index.
       const t = storedTx(row.raw, height, null);
@@ -159,6 +201,16 @@ function verifyPrunedBlocks(
     done(height);
   }
   if (!bytesEqual(prev.blockHash, checkpoint.blockHash)) fault(checkpoint.height, "PG_ERR_VERIFY_CHECKPOINT", "the checkpoint is not of the block the headers lead to");
+  if (afterGap) fault(checkpoint.height, "PG_ERR_VERIFY_MISSING", `the blocks up to the checkpoint at ${checkpoint.height} are not held`);
+}
+
+/** A run the store's installs recorded as never held holds no block (a lost block elsewhere is PG_ERR_VERIFY_MISSING where the walk meets it). */
+function checkNotHeld(store: LedgerStore, from: number, to: number): void {
+  const run = store.heightsWithoutBlock(to + 1).find((g) => g.from <= from && g.to >= from); // a run ends at a held block
+  if (run === undefined || run.to < to) {
+    const held = run === undefined ? from : run.to + 1;
+    fault(held, "PG_ERR_VERIFY_NOT_HELD", `the store says it never held blocks ${from}..${to} (it caught up from a checkpoint), yet it has a block at ${held}`);
+  }
 }
 
 function decodeStoredHeader(bytes: Uint8Array, height: number) {
@@ -209,6 +261,7 @@ function verifyBlock(
   height: number,
   verifier: SignatureVerifier,
   count: (t: SignedTx, code: number) => void,
+  notHeldBeforeMs: number,
 ): LedgerState {
   const { raw, header, signature, hash } = storedBlock(store, height);
   // A lost row is a damaged store, not an oversized block: say so before the state machine calls it PG_ERR_BLOCK_SIZE.
@@ -239,12 +292,18 @@ function verifyBlock(
   if (!bytesEqual(result.state.tree.root, raw.stateRoot)) {
     fault(height, "PG_ERR_VERIFY_STATE_ROOT", `re-applying gives state root ${toHex(result.state.tree.root)}, the store recorded ${toHex(raw.stateRoot)}`);
   }
-  if (result.market !== null) checkMarketRecords(store, height, result.market);
+  if (result.market !== null) checkMarketRecords(store, height, result.market, notHeldBeforeMs);
   return result.state;
 }
 
-/** The market tables must hold exactly what re-applying the block computed (their lists hash to the state's commitments). */
-function checkMarketRecords(store: LedgerStore, height: number, m: MarketOutcome): void {
+/**
+ * The market tables must hold exactly what re-applying the block computed
+ * (their lists hash to the state's commitments). A settlement of trades
+ * cleared at or before an installed checkpoint (their interval starts no
+ * later than `notHeldBeforeMs`, the checkpoint block's time) is checked with
+ * the re-applied trades and deliveries: this store never held that clearing.
+ */
+function checkMarketRecords(store: LedgerStore, height: number, m: MarketOutcome, notHeldBeforeMs: number): void {
   const c = m.clearing;
   const interval = store.marketInterval(c.intervalStartMs);
   const when = new Date(c.intervalStartMs).toISOString();
@@ -270,12 +329,16 @@ function checkMarketRecords(store: LedgerStore, height: number, m: MarketOutcome
   }
   const s = m.settlement;
   const recorded = store.marketSettlement(s.periodEndMs);
-  const settledTrades = s.tradesIntervalStartMs === null ? [] : (store.marketInterval(s.tradesIntervalStartMs)?.trades ?? []);
+  const settledInterval = s.tradesIntervalStartMs === null ? null : store.marketInterval(s.tradesIntervalStartMs);
+  const notHeld = settledInterval === null && s.tradesIntervalStartMs !== null && s.tradesIntervalStartMs <= notHeldBeforeMs;
+  const settledTrades = settledInterval?.trades ?? [];
   const delivered = settledTrades.map((t) => t.deliveredWh);
   const hash =
     recorded === null || delivered.some((d) => d === null)
       ? null
-      : settlementHash({ ...recorded, trades: settledTrades.map((t) => t.trade), deliveredWh: delivered as number[] });
+      : notHeld
+        ? settlementHash({ ...recorded, trades: s.trades, deliveredWh: s.deliveredWh })
+        : settlementHash({ ...recorded, trades: settledTrades.map((t) => t.trade), deliveredWh: delivered as number[] });
   if (recorded === null || recorded.height !== height || hash === null || !bytesEqual(hash, s.hash)) {
     fault(height, "PG_ERR_VERIFY_MARKET", `the recorded settlement of the period ending ${new Date(s.periodEndMs).toISOString()} (metered energy, deliveries or transfers) differs from the re-applied one`);
   }

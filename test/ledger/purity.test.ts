@@ -23,6 +23,7 @@ const PURE_CORES = [
   "ledger/raft/quorum.ts",
   "ledger/raft/raft.ts",
   "ledger/mempool.ts",
+  "ledger/checkpoint-fetch.ts",
   "ledger/raft/wire.ts",
   "ledger/raft/conf-change.ts",
   "ledger/replicated.ts",
