@@ -99,6 +99,7 @@ interface SizeResult {
   readonly checkpointMB: number;
   readonly rawPerDayMB: number;
   readonly tables: Record<string, number>; // MB by table and index, at the end
+  readonly fill: Record<string, number>; // the share of those pages' bytes that hold data, at the end
   readonly keptPerDay: readonly [string, number][]; // MB a day kept for ever, by table and index
 }
 
@@ -141,12 +142,16 @@ function keptForever(path: string, scratch: string): { bytes: number; tables: Re
   return { bytes, tables };
 }
 
-/** Bytes by table and index (SQLite's dbstat). */
-function tablesOf(path: string): Record<string, number> {
+/** Bytes by table and index (SQLite's dbstat), largest first; `used`: the bytes of their pages that hold data. */
+function tablesOf(path: string, used?: Record<string, number>): Record<string, number> {
   const db = new Database(path, { readonly: true });
   try {
     const out: Record<string, number> = {};
-    for (const r of db.prepare("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC").all() as { name: string; bytes: number }[]) out[r.name] = r.bytes;
+    const rows = db.prepare("SELECT name, sum(pgsize) AS bytes, sum(pgsize - unused) AS used FROM dbstat GROUP BY name ORDER BY bytes DESC").all() as { name: string; bytes: number; used: number }[];
+    for (const r of rows) {
+      out[r.name] = r.bytes;
+      if (used !== undefined) used[r.name] = r.used;
+    }
     return out;
   } finally {
     db.close();
@@ -236,7 +241,9 @@ function runSize(n: number, o: Options): SizeResult {
     const end = sizes(path);
     const db = new Database(path, { readonly: true });
     const held = (db.prepare(`SELECT count(*) AS n FROM txs WHERE type = ${TxType.reading}`).get() as { n: number }).n;
-    const tables = Object.fromEntries(Object.entries(tablesOf(path)).map(([k, v]) => [k, v / 1e6]));
+    const used: Record<string, number> = {};
+    const tables = Object.fromEntries(Object.entries(tablesOf(path, used)).map(([k, v]) => [k, v / 1e6]));
+    const fill = Object.fromEntries(Object.entries(used).map(([k, v]) => [k, v / Math.max(1, (tables[k] ?? 0) * 1e6)]));
     const checkpoints = (db.prepare("SELECT count(*) AS n FROM checkpoints").get() as { n: number }).n;
     db.close();
     const kept = keptForever(path, join(dir, "end"));
@@ -261,6 +268,7 @@ function runSize(n: number, o: Options): SizeResult {
       checkpointMB: checkpointBytes / 1e6,
       rawPerDayMB: (readingBytes * n * 86_400) / 1e6,
       tables,
+      fill,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -297,7 +305,7 @@ async function main(o: Options): Promise<void> {
       ["kept for ever a day (MB)", r.keptForeverPerDayMB.toFixed(1), "", ""],
       ["one checkpoint (MB)", r.checkpointMB.toFixed(2), "", ""],
       ["kept for ever a day by table (MB)", r.keptPerDay.slice(0, 7).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "), "", ""],
-      ["largest tables at the end (MB)", Object.entries(r.tables).slice(0, 6).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "), "", ""],
+      ["largest tables at the end (MB, % of page bytes used)", Object.entries(r.tables).slice(0, 6).map(([k, v]) => `${k} ${v.toFixed(1)} (${((r.fill[k] ?? 0) * 100).toFixed(0)}%)`).join(", "), "", ""],
     ]);
     if (r.rejected > 0) process.exitCode = 1;
   }
