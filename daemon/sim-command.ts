@@ -17,12 +17,9 @@ import { fileURLToPath } from "node:url";
 import { UsageError } from "../ledger/errors.js";
 import { DEFAULT_SIM_OPTIONS, type NeighbourhoodProgress, type NeighbourhoodScenario, type SimOptions, runNeighbourhood, scenarioFrom } from "../sim/neighbourhood.js";
 import { checkScenario } from "../sim/outage.js";
+import { MS_PER_DAY, MS_PER_HOUR } from "../sim/site.js";
 import { LocalClock, REPORT_FILES, REPORT_FORMAT, REPORT_MARKER, type ReportMeta, fmtCount, fmtDuration, fmtInt, summaryText, writeReportFiles } from "../sim/report.js";
 
-const MS_PER_HOUR = 3_600_000;
-const MS_PER_DAY = 86_400_000;
-/** --hours: up to the longest run --days allows. */
-const HOURS_MAX = 366 * 24;
 
 /** The option each of SimOptions' fields comes from (scenarioFrom's RangeErrors name the field). */
 const FLAG_OF: Readonly<Record<string, string>> = {
@@ -32,6 +29,7 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   consumers: "--consumers",
   critical: "--critical",
   days: "--days",
+  hours: "--hours",
   date: "--date",
   start: "--start",
   outage: "--outage",
@@ -87,11 +85,10 @@ function usageOf(err: unknown): never {
   throw new UsageError(flag === undefined ? err.message : `${flag}: ${m?.[2] ?? ""}`);
 }
 
-/** The flags as SimOptions, and the run's length when --hours replaces --days. */
-export function simOptionsOf(o: SimFlags, daysGiven: boolean): { options: SimOptions; hours: number | null } {
+/** The flags as SimOptions (--hours replaces --days). */
+export function simOptionsOf(o: SimFlags, daysGiven: boolean): SimOptions {
   const hours = o.hours === undefined ? null : whole("--hours", o.hours);
   if (hours !== null && daysGiven) throw new UsageError("--hours replaces --days: give one of them");
-  if (hours !== null && (hours < 1 || hours > HOURS_MAX)) throw new UsageError(`--hours: a whole number from 1 to ${HOURS_MAX}, got ${hours}`);
   const outage = o.outage === undefined || o.outage === "none" ? null : o.outage;
   const options: SimOptions = {
     seed: whole("--seed", o.seed),
@@ -99,7 +96,8 @@ export function simOptionsOf(o: SimFlags, daysGiven: boolean): { options: SimOpt
     batteries: whole("--batteries", o.batteries),
     consumers: whole("--consumers", o.consumers),
     critical: whole("--critical", o.critical),
-    days: hours === null ? whole("--days", o.days) : Math.ceil(hours / 24),
+    days: hours === null ? whole("--days", o.days) : Math.max(1, Math.ceil(hours / 24)),
+    ...(hours !== null && { hours }),
     date: o.date,
     start: o.start,
     outage,
@@ -111,23 +109,16 @@ export function simOptionsOf(o: SimFlags, daysGiven: boolean): { options: SimOpt
     batteryKWh: whole("--battery-kwh", o.batteryKwh),
     batteryKW: whole("--battery-kw", o.batteryKw),
   };
-  return { options, hours };
+  return options;
 }
 
-/** The scenario of the options, a run of `hours` when given (whole hours are whole 15-minute intervals). Throws UsageError. */
-export function simScenarioOf(options: SimOptions, hours: number | null): NeighbourhoodScenario {
-  let s: NeighbourhoodScenario;
+/** The scenario of the options. Throws UsageError. */
+export function simScenarioOf(options: SimOptions): NeighbourhoodScenario {
   try {
-    s = scenarioFrom(options);
+    return scenarioFrom(options);
   } catch (err) {
     usageOf(err);
   }
-  if (hours === null) return s;
-  const world = { ...s.world, durationMs: hours * MS_PER_HOUR };
-  if (world.outageEndMs > world.dayStartMs + world.durationMs) throw new UsageError(`--outage: ${options.outage} ends after the run (${hours} h from ${options.start}); run more --hours or end it sooner`);
-  const problems = checkScenario(world);
-  if (problems.length > 0) throw new UsageError(problems.join("; "));
-  return { ...s, world };
 }
 
 /** --out: a missing or empty folder, or one holding a previous sim report. Throws UsageError. */
@@ -244,8 +235,8 @@ export function registerSimCommand(program: Command, log: (s: string) => void, s
     .option("--out <dir>", "the report folder: missing, empty, or a previous report's (only its own files are replaced)", "sim-report")
     .option("--json", "print report.json's content on stdout instead of the summary")
     .action(async (o: SimFlags, cmd: Command) => {
-      const { options, hours } = simOptionsOf(o, cmd.getOptionValueSource("days") === "cli");
-      const scenario = simScenarioOf(options, hours);
+      const options = simOptionsOf(o, cmd.getOptionValueSource("days") === "cli");
+      const scenario = simScenarioOf(options);
       const out = resolve(o.out);
       checkOutDir(out);
       const clock = new LocalClock(options.utcOffsetHours * MS_PER_HOUR);
@@ -258,7 +249,7 @@ export function registerSimCommand(program: Command, log: (s: string) => void, s
       const runtimeMs = Math.round(performance.now() - startedMs);
       progress.done();
       const { commit, dirty } = commitOf();
-      const meta: ReportMeta = { command: commandLine(cmd), runtimeMs, nodeVersion: process.version, commit, commitDirty: dirty, options: { ...options, ...(hours !== null && { hours }) } };
+      const meta: ReportMeta = { command: commandLine(cmd), runtimeMs, nodeVersion: process.version, commit, commitDirty: dirty, options };
       checkOutDir(out); // again: someone may have put files there while it ran
       const files = writeReportFiles(out, report, meta);
       const html = files.find((f) => f.path.endsWith(REPORT_FILES.html));

@@ -549,6 +549,8 @@ export interface SimOptions {
   readonly consumers: number;
   readonly critical: number;
   readonly days: number;
+  /** A run of this many whole hours instead of `days` (a quick look); null or absent: `days`. */
+  readonly hours?: number | null;
   /** The first local day, YYYY-MM-DD (the season follows from it). */
   readonly date: string;
   /** Local time of day the run starts, HH:MM. */
@@ -605,6 +607,8 @@ export function scenarioFrom(o: SimOptions): NeighbourhoodScenario {
   whole("critical", 0, 100);
   whole("batteries", 0, o.prosumers);
   whole("days", 1, 366);
+  const hours = o.hours ?? null;
+  if (hours !== null) whole("hours", 1, 366 * 24);
   whole("voters", 1, 9);
   whole("readingPeriodS", 1, 300);
   whole("batteryKWh", 0, 1_000_000);
@@ -618,7 +622,8 @@ export function scenarioFrom(o: SimOptions): NeighbourhoodScenario {
   if (d === null || Number.isNaN(dayMs) || new Date(dayMs).toISOString().slice(0, 10) !== o.date) throw new RangeError(`date: a calendar day YYYY-MM-DD, got "${o.date}"`);
   const midnightMs = dayMs - o.utcOffsetHours * MS_PER_HOUR; // the first day's local midnight
   const dayStartMs = midnightMs + clockMs(o.start, "start");
-  const durationMs = o.days * MS_PER_DAY;
+  const durationMs = hours === null ? o.days * MS_PER_DAY : hours * MS_PER_HOUR;
+  const span = hours === null ? `${o.days} day${o.days === 1 ? "" : "s"}` : `${hours} h`;
   let outageStartMs = dayStartMs;
   let outageEndMs = dayStartMs; // empty: no outage
   if (o.outage !== null) {
@@ -628,7 +633,7 @@ export function scenarioFrom(o: SimOptions): NeighbourhoodScenario {
     } catch (err) {
       throw new RangeError(`outage: ${(err as Error).message}`);
     }
-    if (outageEndMs > dayStartMs + durationMs) throw new RangeError(`outage: ${o.outage} ends after the run (${o.days} day${o.days === 1 ? "" : "s"} from ${o.start}); run more --days or end it sooner`);
+    if (outageEndMs > dayStartMs + durationMs) throw new RangeError(`outage: ${o.outage} ends after the run (${span} from ${o.start}); run more ${hours === null ? "--days" : "--hours"} or end it sooner`);
   }
   const world: OutageScenario = {
     ...DEFAULT_OUTAGE,
