@@ -36,7 +36,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
-import { CpuMeter, cpuSplit, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, median, pct, positiveInt, printTable, r1, range, readOptions, type Row, rssMB, sleep, withLocalCluster } from "./bench-common.js";
+import { CpuMeter, cpuSplit, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, median, pct, Ports, positiveInt, printTable, r1, range, readOptions, type Row, rssMB, sleep, withLocalCluster } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -140,15 +140,6 @@ function runNode(args: readonly string[], core: number, each?: (pid: number) => 
       else reject(new Error(`${args.join(" ")} exited ${code}: ${err.slice(-2000)}`));
     });
   });
-}
-
-class Ports {
-  private next = 30_000 + (process.pid % 50) * 200;
-  take(n: number): number {
-    const base = this.next;
-    this.next += n;
-    return base;
-  }
 }
 
 // ---------------------------------------------------------------- 1. reads
@@ -448,7 +439,7 @@ async function main(o: Options): Promise<void> {
   const log = (s: string) => console.error(s);
   const host = hostInfo();
   console.log(JSON.stringify({ machine: host, commit: measuredCommit(["daemon", "ledger", "scripts"], "+ uncommitted changes"), taskset: tasksetAvailable(), options: { ...o, parts: [...o.parts] } }, null, 2));
-  const ports = new Ports();
+  const ports = new Ports(30_000, 200, 50);
   const rows: Row[] = [];
   if (o.parts.has("reads")) {
     log(`1. reads: one box on core 0, autocannon -c ${o.connections} on core 1, ${o.runs} x ${o.windowS} s per route`);

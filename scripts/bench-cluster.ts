@@ -50,7 +50,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster, waitFor } from "../daemon/local-cluster.js";
 import type { NodeStatus } from "../daemon/node.js";
-import { chainWindow, type ChainWindow, clockTicksPerS, cpuSplit, cpuTicks, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, pct, positiveInt, positiveIntList, printTable, range, readOptions, type Row, rssMB, sleep, statusesOf, verifyRate } from "./bench-common.js";
+import { chainWindow, type ChainWindow, clockTicksPerS, cpuSplit, cpuTicks, fmtInt, foreignCpuPercent, getJson, hostInfo, measuredCommit, pct, Ports, positiveInt, positiveIntList, printTable, range, readOptions, type Row, rssMB, sleep, statusesOf, verifyRate } from "./bench-common.js";
 
 // ---------------------------------------------------------------- options
 
@@ -122,23 +122,6 @@ function parseOptions(argv: string[]): Options | null {
 
 // ---------------------------------------------------------------- small tools
 
-
-
-
-
-/** Clusters get ports of their own (below the ephemeral range), so no step waits for the last one's sockets. */
-class Ports {
-  private next: number;
-  constructor() {
-    this.next = 20_000 + (process.pid % 30) * 400;
-  }
-  take(boxes: number): number {
-    const base = this.next;
-    this.next += 2 * boxes + 2;
-    return base;
-  }
-}
-
 interface Run {
   readonly c: LocalCluster;
   readonly dir: string;
@@ -146,7 +129,7 @@ interface Run {
 
 async function startCluster(o: Options, ports: Ports, boxes: number, perBox: number, tag: string): Promise<Run> {
   const dir = mkdtempSync(join(o.dir, `peergrid-bench-${tag}-`));
-  const c = LocalCluster.create({ dir, boxes, basePort: ports.take(boxes), chainId: "bench" });
+  const c = LocalCluster.create({ dir, boxes, basePort: ports.take(2 * boxes + 2), chainId: "bench" }); // a Raft and an HTTP port a box, and spare
   try {
     await Promise.all(range(boxes).map((i) => c.start(i, perBox > 0 ? ["--synthetic-readings", String(perBox)] : [])));
     await waitFor("a leader and two blocks on every box", async () => {
@@ -497,7 +480,7 @@ async function main(): Promise<void> {
   log("verify ceiling ...");
   const ceiling = { oneThread: await verifyRate(1, 2_000), allThreads: await verifyRate(threads, 2_000), threads };
   log(`  ${fmtInt(ceiling.oneThread)} /s on one thread, ${fmtInt(ceiling.allThreads)} /s on ${threads}`);
-  const ports = new Ports();
+  const ports = new Ports(20_000, 400, 30);
   const sizes: SizeResult[] = [];
   for (const boxes of o.sizes) {
     log(`${boxes} boxes: throughput ...`);

@@ -78,6 +78,24 @@ export function printTable(title: string, rows: readonly Row[]): void {
   for (const r of rows) console.log(`  ${r[0].padEnd(widths[0]!)}  ${r[1].padStart(widths[1]!)}  ${r[2].padEnd(widths[2]!)}  ${r[3]}`.trimEnd());
 }
 
+/**
+ * Blocks of loopback ports, below the ephemeral range, each run of a bench on its
+ * own (offset by the process id), and each cluster of a run on ports of its own,
+ * so no step waits for the last one's sockets to leave TIME_WAIT.
+ */
+export class Ports {
+  private next: number;
+  constructor(base: number, stride: number, slots: number) {
+    this.next = base + (process.pid % slots) * stride;
+  }
+  /** The first of `n` ports no earlier take() gave. */
+  take(n: number): number {
+    const first = this.next;
+    this.next += n;
+    return first;
+  }
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
