@@ -3,7 +3,7 @@
 // its worker): the OpenAPI document, health, block pages, meter history,
 // the order book, a member's orders, trades and balance, governance, rate
 // limits, admin routes and /metrics. The box's clock is the wall clock
-// moved by skewMs, so that a market interval boundary comes at once.
+// moved (test/helpers/movable-clock.ts), so that a market interval boundary comes at once.
 import assert from "node:assert/strict";
 import { createServer, type AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,7 @@ import { toHex } from "../../ledger/hash.js";
 import { NodeSigner } from "../../ledger/keys.js";
 import { Quality, type SignedTx, type TxBody } from "../../ledger/tx.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
+import { MovableClock } from "../helpers/movable-clock.js";
 
 const INTERVAL_MS = 60_000;
 const ADMIN_TOKEN = "a".repeat(20) + "0123456789abcdef0123";
@@ -54,8 +55,8 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
   const c = new BoxCluster(1, { extraMembers: 3, genesis: { market: { intervalMs: INTERVAL_MS }, governance: { votingBlocksMin: 1, votingBlocksMax: 1_000 } } });
   const realMs = Date.now();
   // The box's clock starts 10 s into an interval, so that orders for the next one are in time.
-  let skewMs = realMs - (realMs % INTERVAL_MS) + INTERVAL_MS + 10_000 - realMs;
-  const now = () => Date.now() + skewMs;
+  const clock = new MovableClock(realMs - (realMs % INTERVAL_MS) + INTERVAL_MS + 10_000);
+  const now = clock.now;
   let node: BoxNode;
   let app: FastifyInstance;
   let box: BoxSequence; // every transaction member 0 signs goes through this one sequence
@@ -290,7 +291,7 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
 
   it("GET /api/v1/market/book groups open orders by interval, bids high to low and asks low to high, with totals; a cancel leaves it", async () => {
     // 5 s into a fresh interval, so that the orders for the next one are in time however long the tests above took.
-    skewMs += now() - (now() % INTERVAL_MS) + INTERVAL_MS + 5_000 - now();
+    clock.set(now() - (now() % INTERVAL_MS) + INTERVAL_MS + 5_000);
     const s = now() - (now() % INTERVAL_MS) + INTERVAL_MS;
     market.s = s;
     const order = (side: "buy" | "sell", energyWh: number, priceMicroPerKWh: number, intervalStartMs = s): TxBody => ({
@@ -329,7 +330,7 @@ describe("HTTP API v1: the web app's, monitoring's and admins' routes", () => {
 
   it("GET /api/v1/members/:member shows its record, balance, open orders and its trades once the interval clears", async () => {
     const s = market.s;
-    skewMs += s + 500 - now(); // the clock reaches S: the block entering it clears the orders for S
+    clock.set(s + 500); // the clock reaches S: the block entering it clears the orders for S
     await c.waitFor("interval S cleared", () => node.ledger.store.marketInterval(s));
     const cleared = node.ledger.store.marketInterval(s);
     const price = cleared?.priceMicroPerKWh as number;

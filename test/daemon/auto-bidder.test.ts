@@ -32,6 +32,7 @@ import type { MarketOutcome } from "../../market/interval.js";
 import { FAST_TIMING } from "../helpers/box-cluster.js";
 import { runCli } from "../helpers/cli.js";
 import { fixtureSigner } from "../helpers/chain-fixture.js";
+import { MovableClock } from "../helpers/movable-clock.js";
 
 const INTERVAL_MS = 60_000;
 const BOXES = 3;
@@ -42,11 +43,11 @@ const POLICY: BiddingPolicy = { sellFloorMicroPerKWh: 120_000, buyCeilingMicroPe
 describe("automatic bidding on a cluster of boxes", () => {
   const root = mkdtempSync(join(tmpdir(), "peergrid-auto-bid-"));
   const signers = Array.from({ length: BOXES }, (_, i) => fixtureSigner(11, i));
-  // The boxes' clock: the wall clock moved by skewMs. It starts 10 s into an interval.
+  // The boxes' clock (MovableClock): it starts 10 s into an interval.
   const realMs = Date.now();
   const s0 = realMs - (realMs % INTERVAL_MS) + INTERVAL_MS; // interval S0, where the chain starts
-  let skewMs = s0 + 10_000 - realMs;
-  const now = () => Date.now() + skewMs;
+  const clock = new MovableClock(s0 + 10_000);
+  const now = clock.now;
   const nodes: BoxNode[] = [];
   const addresses = new Map<number, PeerAddress>();
   const bidders: AutoBidder[] = [];
@@ -109,7 +110,7 @@ describe("automatic bidding on a cluster of boxes", () => {
     bidders.push(bidder, quietBidder);
     assert.equal(bidder.status().lastRun, null, "no boundary yet");
 
-    skewMs += s0 + INTERVAL_MS + 500 - now(); // the clock reaches interval S1 = S0 + I
+    clock.set(s0 + INTERVAL_MS + 500); // the clock reaches interval S1 = S0 + I
     const s2 = s0 + 2 * INTERVAL_MS;
     const everywhere = await waitFor("the bidder's order in every box's ledger", () => {
       const all = nodes.map((n) => ordersOf(n, box.id, s2));
@@ -211,7 +212,7 @@ describe("automatic bidding on a cluster of boxes", () => {
     });
     assert.equal(buy.out.ok, true);
     await waitFor("the buy in the box's ledger", () => ordersOf(box, quiet.id, s2).length === 1);
-    skewMs += s2 + 500 - now(); // the clock reaches S2: the block entering it clears both orders
+    clock.set(s2 + 500); // the clock reaches S2: the block entering it clears both orders
     await waitFor("the boundary S2 applied", () => boundaries.some((b) => b.boundaryMs === s2));
     const app = buildHttp(box);
     try {

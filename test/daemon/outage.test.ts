@@ -41,6 +41,7 @@ import { fixtureSigner } from "../helpers/chain-fixture.js";
 import { runCli } from "../helpers/cli.js";
 import { imageOf, loadMap } from "../helpers/meters.js";
 import { type PymodbusServer, startPymodbus } from "../helpers/pymodbus.js";
+import { MovableClock } from "../helpers/movable-clock.js";
 
 const INTERVAL_MS = 60_000;
 const [COMMUNITY_BOX, PROSUMER, HOUSEHOLD, CLINIC] = [0, 1, 2, 3];
@@ -124,8 +125,8 @@ describe("a grid outage on a running neighbourhood: four boxes, their meters, th
   const signers = Array.from({ length: 4 }, (_, i) => fixtureSigner(23, i));
   const realMs = Date.now();
   const s0 = realMs - (realMs % INTERVAL_MS) + INTERVAL_MS; // the interval the chain starts in
-  let skewMs = s0 + 2_000 - realMs;
-  const now = () => Date.now() + skewMs;
+  const clock = new MovableClock(s0 + 2_000);
+  const now = clock.now;
   const nodes: BoxNode[] = [];
   const addresses = new Map<number, PeerAddress>();
   const meters: BoxMeters[] = [];
@@ -149,7 +150,7 @@ describe("a grid outage on a running neighbourhood: four boxes, their meters, th
   /** Move the boxes' clock forward to `toMs` within an interval, and the meters' counters with it. */
   const jumpTo = async (toMs: number) => {
     assert.ok(toMs > now());
-    skewMs += toMs - now();
+    clock.set(toMs);
     await hood.step();
   };
   /**

@@ -18,6 +18,7 @@ import { GLOBAL_KEY, type GlobalRecord } from "../../ledger/records.js";
 import type { NodeSigner } from "../../ledger/keys.js";
 import { Quality, Role, type TxBody } from "../../ledger/tx.js";
 import { BoxCluster } from "../helpers/box-cluster.js";
+import { MovableClock } from "../helpers/movable-clock.js";
 
 const INTERVAL_MS = 60_000;
 
@@ -79,8 +80,8 @@ class SseClient {
 describe("the live stream", () => {
   const c = new BoxCluster(1, { genesis: { market: { intervalMs: INTERVAL_MS } } });
   const realMs = Date.now();
-  let skewMs = realMs - (realMs % INTERVAL_MS) + INTERVAL_MS + 10_000 - realMs; // 10 s into an interval
-  const now = () => Date.now() + skewMs;
+  const clock = new MovableClock(realMs - (realMs % INTERVAL_MS) + INTERVAL_MS + 10_000); // 10 s into an interval
+  const now = clock.now;
   let node: BoxNode;
   let app: FastifyInstance;
   let base: string;
@@ -140,7 +141,7 @@ describe("the live stream", () => {
 
     // The clock reaches the next interval: the block entering it clears it.
     const boundary = now() - (now() % INTERVAL_MS) + INTERVAL_MS;
-    skewMs += boundary + 300 - now();
+    clock.set(boundary + 300);
     const clearing = await c.waitFor("the clearing event", () => all.of("clearing").find((e) => e.intervalStartMs === boundary));
     assert.deepEqual([clearing.volumeWh, clearing.trades, clearing.priceMicroPerKWh, clearing.rule], [0, 0, null, "pay-as-clear"], "nothing was ordered");
 
