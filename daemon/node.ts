@@ -38,7 +38,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { assert, bytesEqual } from "../ledger/assert.js";
 import { type Block, decodeBlock, encodeBlock } from "../ledger/block.js";
-import { CatchUpError, CheckpointParts, HeaderWalk } from "../ledger/checkpoint-fetch.js";
+import { AnchorVotes, CatchUpError, CheckpointParts, HeaderWalk } from "../ledger/checkpoint-fetch.js";
 import { BlockRejectedError, DecodeError, PeergridError, StoreError } from "../ledger/errors.js";
 import { type Hash, toHex } from "../ledger/hash.js";
 import type { NodeSigner } from "../ledger/keys.js";
@@ -59,9 +59,11 @@ import {
   BLOCKS_MESSAGE_BYTES_MAX,
   BLOCKS_PER_MESSAGE_MAX,
   CHECKPOINT_BYTES_MAX,
+  CHECKPOINT_FULL_PART,
   CHECKPOINT_PART_BYTES_MAX,
   CHECKPOINT_PART_RECORDS_MAX,
   CHECKPOINT_RECORDS_MAX,
+  CHECKPOINTS_LISTED_MAX,
   FORWARD_TXS_MAX,
   HEADERS_PER_MESSAGE_MAX,
   type PeerAnswer,
@@ -205,6 +207,18 @@ const STOPPED: SubmitOutcome = { ok: false, id: null, code: "PG_ERR_STOPPED", me
 
 /** Bounded memory of what became of transactions submitted here (the oldest forgotten first). */
 const FATES_MAX = 200_000;
+
+/** What one catch-up has learnt of the other boxes (node.ts catchUp). */
+interface CatchUpRound {
+  /** `${box}/${height}`: checkpoints refused in this catch-up, not fetched again. */
+  readonly refused: Set<string>;
+  /** Boxes that pruned the blocks asked for since the head last moved: the checkpoint heights each holds. */
+  readonly offers: Map<NodeId, readonly number[]>;
+  /** Boxes asked for blocks since the head last moved (or the last install attempt). */
+  readonly asked: Set<NodeId>;
+  /** The boxes that vouched for the snapshot's block. */
+  readonly anchor: AnchorVotes;
+}
 
 /** How long catchUp waits for a peer's answer (blocks, headers, a checkpoint part of 1 MiB at most) before asking another. */
 const PEER_ANSWER_TIMEOUT_MS = 5_000;
@@ -490,23 +504,40 @@ export class BoxNode {
    * messages), so a long catch-up does not look like a dead box.
    *
    * A peer that pruned the readings of the blocks asked for (store.ts
-   * retention) says so (blocksPruned, with its pruned height B); this box
-   * then installs that peer's checkpoint of the state after B, anchored to
-   * the snapshot's block first (installCheckpointFrom), and goes on with
-   * whole blocks from B+1.
+   * retention) says so (blocksPruned, with the checkpoints it holds). Once
+   * every other box was asked and none sent the blocks whole, this box
+   * installs the newest checkpoint below the snapshot's block that a box
+   * offers (the fewest headers to walk and blocks to re-apply), once other
+   * boxes vouch for the snapshot's block (installCheckpointFrom), and goes
+   * on with whole blocks after it.
    */
   private async catchUp(target: { point: ChainPoint; index: number }): Promise<void> {
     const { point } = target;
-    const refused = new Set<string>(); // `${box}/${height}`: checkpoints refused in this catch-up, not fetched again
+    const peers = () => [...this.raft.config.voters, ...this.raft.config.learners].filter((v) => v !== this.id);
+    const voters = this.raft.config.voters.filter((v) => v !== this.id);
+    const round: CatchUpRound = {
+      refused: new Set(),
+      offers: new Map(),
+      asked: new Set(),
+      // Two boxes but this one vouch for the snapshot's block, or the only other voter.
+      anchor: new AnchorVotes(point, Math.max(1, Math.min(2, voters.length))),
+    };
     let attempt = 0;
     while (!this.stopped && this.ledger.state.height < point.height) {
-      // The leader every other time, and in between each other box in turn.
-      const peers = this.raft.config.voters.filter((v) => v !== this.id);
+      // The leader every other time, and in between each other box in turn (learners too: an auditor may keep every block).
+      const others = peers();
       const lead = this.raft.lead;
-      const from = lead !== null && lead !== this.id && attempt % 2 === 0 ? lead : peers[Math.floor(attempt / 2) % Math.max(1, peers.length)];
+      const from = lead !== null && lead !== this.id && attempt % 2 === 0 ? lead : others[Math.floor(attempt / 2) % Math.max(1, others.length)];
       attempt++;
       if (from === undefined) throw new PeergridError("PG_ERR_CATCH_UP", "no other box to fetch blocks from");
-      const progressed = await this.catchUpFrom(from, point, refused);
+      let progressed = await this.catchUpFrom(from, point, round);
+      if (progressed) {
+        round.asked.clear();
+        round.offers.clear();
+      } else if (!this.stopped && others.every((b) => round.asked.has(b)) && round.offers.size > 0) {
+        progressed = await this.installBestCheckpoint(point, round);
+        round.asked.clear(); // ask them all again before the next install
+      }
       // No progress (no answer, nothing new, a refused answer): pause before the next box, rather than spin.
       if (!progressed && !this.stopped) await new Promise<void>((resolve) => setTimeout(resolve, CATCH_UP_RETRY_MS));
     }
@@ -521,12 +552,16 @@ export class BoxNode {
     this.log("info", "caught up to the snapshot", { height: point.height, index: target.index });
   }
 
-  /** One round of catching up from one box: its next blocks, or its checkpoint. Whether the head moved. */
-  private async catchUpFrom(from: NodeId, point: ChainPoint, refused: Set<string>): Promise<boolean> {
+  /** One round of catching up from one box: its next blocks, or its word that it pruned them (an offer of its checkpoints). Whether the head moved. */
+  private async catchUpFrom(from: NodeId, point: ChainPoint, round: CatchUpRound): Promise<boolean> {
     const fromHeight = this.ledger.state.height + 1;
     const answer = await this.requestBlocks(from, fromHeight, Math.min(BLOCKS_PER_MESSAGE_MAX, point.height - fromHeight + 1));
+    round.asked.add(from);
     if (answer === null || this.stopped) return false;
-    if (answer.type === "blocksPruned") return refused.has(`${from}/${answer.prunedTo}`) ? false : this.installCheckpointFrom(from, answer.prunedTo, point, refused);
+    if (answer.type === "blocksPruned") {
+      round.offers.set(from, answer.checkpoints);
+      return false;
+    }
     const blocks: Block[] = [];
     try {
       for (const bytes of answer.blocks) blocks.push(decodeBlock(bytes));
@@ -552,8 +587,52 @@ export class BoxNode {
   }
 
   /**
+   * Install the newest checkpoint a box offers that lies between this
+   * ledger's head and the snapshot's block (only an ancestor of that block
+   * is anchored by its hash; a later checkpoint would be the peer's word)
+   * and was not refused in this catch-up. Whether one was installed.
+   */
+  private async installBestCheckpoint(point: ChainPoint, round: CatchUpRound): Promise<boolean> {
+    const head = this.ledger.state.height;
+    let best: { from: NodeId; height: number } | null = null;
+    for (const [from, heights] of round.offers) {
+      for (const height of heights) {
+        if (height > head && height < point.height && !round.refused.has(`${from}/${height}`) && (best === null || height > best.height)) best = { from, height };
+      }
+    }
+    if (best === null) {
+      // Every box pruned past the snapshot's block (this box was away, or catching up, for longer than their window).
+      this.log("warn", "no box holds a checkpoint below the snapshot's block, nor the blocks whole; waiting for one", { head, snapshotHeight: point.height, offers: Object.fromEntries(round.offers) });
+      return false;
+    }
+    if (!(await this.confirmAnchor(point, round))) return false;
+    return this.installCheckpointFrom(best.from, best.height, point, round.refused);
+  }
+
+  /**
+   * Have other boxes vouch for the snapshot's block (checkpoint-fetch.ts
+   * AnchorVotes): Raft does not make the leader that sent the snapshot
+   * honest, and a checkpoint is checked only against the chain down from
+   * that block. Whether enough did.
+   */
+  private async confirmAnchor(point: ChainPoint, round: CatchUpRound): Promise<boolean> {
+    const votes = round.anchor;
+    for (const box of this.raft.config.voters) {
+      if (votes.confirmed || this.stopped) break;
+      if (box === this.id || votes.has(box)) continue;
+      const request: PeerMessage = { type: "headersRequest", from: this.id, to: box, fromHeight: point.height, countMax: 1 };
+      const headers = await this.ask(box, request, (m) => (m.type === "headers" && m.fromHeight === point.height ? m.headers : null));
+      if (headers !== null && votes.take(box, headers) === "denied") {
+        this.log("error", "a box names another block at the snapshot's height than the snapshot does: the snapshot or that box is not the chain's", { box, height: point.height, snapshotBlock: toHex(point.blockHash) });
+      }
+    }
+    if (!votes.confirmed) this.log("warn", "not enough boxes vouch for the snapshot's block yet; no checkpoint is installed until they do", { height: point.height, needed: votes.needed, denials: votes.denials });
+    return votes.confirmed;
+  }
+
+  /**
    * Install the checkpoint of the state after block B that box `from` holds
-   * (it pruned the blocks up to B). Its headers from the snapshot's block P
+   * (it pruned the blocks up to B, or a later checkpoint it keeps). Its headers from the snapshot's block P
    * down to B are checked first, each the parent of the one above and the
    * first P's hash (checkpoint-fetch.ts HeaderWalk), then its records are
    * fetched part by part and installed only if they hash to the root block
@@ -564,12 +643,7 @@ export class BoxNode {
    */
   private async installCheckpointFrom(from: NodeId, height: number, point: ChainPoint, refused: Set<string>): Promise<boolean> {
     const head = this.ledger.state.height;
-    if (height >= point.height) {
-      // Only an ancestor of the snapshot's block is anchored by its hash; a later checkpoint would be the peer's word.
-      refused.add(`${from}/${height}`);
-      this.log("warn", "a box pruned past the snapshot's block: its checkpoint cannot be checked against the snapshot; asking another box", { from, prunedTo: height, snapshotHeight: point.height });
-      return false;
-    }
+    assert(height > head && height < point.height, "a checkpoint between the head and the snapshot's block");
     const startedMs = performance.now();
     this.log("info", "a box pruned the blocks this ledger lacks: installing its checkpoint of the state after them", { from, height, head, snapshotHeight: point.height });
     try {
@@ -582,7 +656,7 @@ export class BoxNode {
         if (headers === null) throw new CatchUpError("PG_ERR_CATCH_UP_TIMEOUT", `no answer for the headers of blocks ${fromHeight}..${fromHeight + count - 1}`);
         walk.take(fromHeight, headers);
       }
-      const parts = new CheckpointParts(height, CHECKPOINT_RECORDS_MAX, CHECKPOINT_BYTES_MAX);
+      const parts = new CheckpointParts(height, CHECKPOINT_RECORDS_MAX, CHECKPOINT_BYTES_MAX, CHECKPOINT_FULL_PART);
       while (!parts.done) {
         const afterKey = parts.afterKey;
         const request: PeerMessage = { type: "checkpointRequest", from: this.id, to: from, height, afterKey };
@@ -595,6 +669,7 @@ export class BoxNode {
       const installed = this.ledger.installCheckpoint(header, nextHeader, parts.records);
       this.appliedIndex = Math.max(this.appliedIndex, this.ledger.state.raftIndex);
       this.counters.checkpointsInstalled++;
+      this.transport.refreshMembership(); // members enrolled or removed in the blocks not held
       this.log("info", "installed a checkpoint: the history before it is not held here; fetching the blocks after it", {
         from,
         height,
@@ -978,7 +1053,13 @@ export class BoxNode {
     }
     const prunedTo = this.ledger.store.readingsPrunedTo();
     if (blocks.length === 0 && m.fromHeight <= prunedTo) {
-      this.transport.send({ type: "blocksPruned", from: this.id, to: m.from, fromHeight: m.fromHeight, prunedTo });
+      const checkpoints = this.ledger.store
+        .checkpoints()
+        .map((c) => c.height)
+        .filter((h) => h >= prunedTo)
+        .slice(-CHECKPOINTS_LISTED_MAX);
+      if (checkpoints[0] !== prunedTo) checkpoints.unshift(prunedTo); // more than the message lists: the oldest, then the newest
+      this.transport.send({ type: "blocksPruned", from: this.id, to: m.from, fromHeight: m.fromHeight, prunedTo, checkpoints: checkpoints.slice(0, CHECKPOINTS_LISTED_MAX) });
       return;
     }
     this.transport.send({ type: "blocks", from: this.id, to: m.from, fromHeight: m.fromHeight, blocks });

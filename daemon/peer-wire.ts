@@ -8,8 +8,10 @@
 //   blocks             the answer: encoded blocks from fromHeight on, in order
 //   blocksPruned       the answer instead when block fromHeight is at or below
 //                      the sender's prunedTo (its readings are gone, store.ts
-//                      retention, or it never held it): "ask for my checkpoint
-//                      at prunedTo"
+//                      retention, or it never held it): "ask for one of my
+//                      checkpoints", the heights of those it holds (prunedTo's
+//                      first; the asker takes the newest below its snapshot's
+//                      block, so it walks and re-applies the fewest blocks)
 //   headersRequest     "send me block headers from height H", and
 //   headers            the answer: signed headers from fromHeight on, in order,
 //                      up to the first the sender does not hold. The asker
@@ -26,7 +28,8 @@
 //   forward            count:uvar | tx:bytes * count
 //   blocksRequest      fromHeight:uvar | countMax:uvar
 //   blocks             fromHeight:uvar | count:uvar | block:bytes * count
-//   blocksPruned       fromHeight:uvar | prunedTo:uvar          1 <= fromHeight <= prunedTo
+//   blocksPruned       fromHeight:uvar | prunedTo:uvar | count:uvar | checkpoint:uvar * count
+//                      1 <= fromHeight <= prunedTo = checkpoint[0] < checkpoint[1] < ...
 //   headersRequest     fromHeight:uvar | countMax:uvar
 //   headers            fromHeight:uvar | count:uvar | header:bytes * count
 //   checkpointRequest  height:uvar | afterKey:str
@@ -69,10 +72,18 @@ export const HEADERS_PER_MESSAGE_MAX = 4_096;
 export const CHECKPOINT_PART_RECORDS_MAX = 16_384;
 /** Most bytes of keys and values in one checkpoint part (a part of one record may be larger: a record's own bound). */
 export const CHECKPOINT_PART_BYTES_MAX = 1024 * 1024;
-/** Most records a checkpoint may announce: far above a neighbourhood's state (~10 records a premise), below what a box can hold. */
-export const CHECKPOINT_RECORDS_MAX = 2_000_000;
-/** Most bytes of keys and values a box takes in one checkpoint (~50 times the state of 1,000 premises): a peer cannot fill its memory. */
-export const CHECKPOINT_BYTES_MAX = 256 * 1024 * 1024;
+/** A part cut because it was full: every part but the last must be (the sender stops before a record that would not fit). */
+export const CHECKPOINT_FULL_PART = { records: CHECKPOINT_PART_RECORDS_MAX, bytes: CHECKPOINT_PART_BYTES_MAX, slackBytes: KEY_BYTES_MAX + VALUE_BYTES_MAX } as const;
+/** Most records a checkpoint may announce: 20 times the state of 1,000 premises (~10 records a premise). */
+export const CHECKPOINT_RECORDS_MAX = 200_000;
+/**
+ * Most bytes a box holds of one checkpoint until it is installed: keys,
+ * values and RECORD_OVERHEAD_BYTES a record (ledger/checkpoint-fetch.ts).
+ * The state of 1,000 premises takes ~4 MB so; a peer cannot fill a Pi's memory.
+ */
+export const CHECKPOINT_BYTES_MAX = 96 * 1024 * 1024;
+/** Most checkpoint heights a blocksPruned lists (a box keeps about five: ledger-pruner.ts). */
+export const CHECKPOINTS_LISTED_MAX = 64;
 const HEIGHT_MAX = 2 ** 48 - 1;
 
 export const PeerType = { forward: 1, blocksRequest: 2, blocks: 3, blocksPruned: 4, headersRequest: 5, headers: 6, checkpointRequest: 7, checkpoint: 8 } as const;
@@ -87,7 +98,7 @@ export type PeerMessage =
   | { readonly type: "forward"; readonly from: NodeId; readonly to: NodeId; readonly txs: readonly Uint8Array[] }
   | { readonly type: "blocksRequest"; readonly from: NodeId; readonly to: NodeId; readonly fromHeight: number; readonly countMax: number }
   | { readonly type: "blocks"; readonly from: NodeId; readonly to: NodeId; readonly fromHeight: number; readonly blocks: readonly Uint8Array[] }
-  | { readonly type: "blocksPruned"; readonly from: NodeId; readonly to: NodeId; readonly fromHeight: number; readonly prunedTo: number }
+  | { readonly type: "blocksPruned"; readonly from: NodeId; readonly to: NodeId; readonly fromHeight: number; readonly prunedTo: number; readonly checkpoints: readonly number[] }
   | { readonly type: "headersRequest"; readonly from: NodeId; readonly to: NodeId; readonly fromHeight: number; readonly countMax: number }
   | { readonly type: "headers"; readonly from: NodeId; readonly to: NodeId; readonly fromHeight: number; readonly headers: readonly Uint8Array[] }
   | { readonly type: "checkpointRequest"; readonly from: NodeId; readonly to: NodeId; readonly height: number; readonly afterKey: string }
@@ -142,7 +153,8 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
       for (const b of m.blocks) w.bytes(b, BLOCK_BYTES_MAX);
       break;
     case "blocksPruned":
-      w.uvar(m.fromHeight).uvar(m.prunedTo);
+      w.uvar(m.fromHeight).uvar(m.prunedTo).uvar(m.checkpoints.length);
+      for (const h of m.checkpoints) w.uvar(h);
       break;
     case "headersRequest":
       w.uvar(m.fromHeight).uvar(m.countMax);
@@ -197,7 +209,13 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
       const fromHeight = r.uvar("from height", HEIGHT_MAX);
       const prunedTo = r.uvar("pruned to", HEIGHT_MAX);
       if (fromHeight === 0 || prunedTo < fromHeight) r.fail(DecodeReason.outOfRange, `blocks pruned to ${prunedTo} cannot be the answer for height ${fromHeight}`);
-      m = { type: "blocksPruned", from, to, fromHeight, prunedTo };
+      const n = r.uvar("checkpoint count", CHECKPOINTS_LISTED_MAX);
+      const checkpoints: number[] = [];
+      for (let i = 0; i < n; i++) checkpoints.push(r.uvar("checkpoint height", HEIGHT_MAX));
+      if (checkpoints[0] !== prunedTo || checkpoints.some((h, i) => i > 0 && h <= (checkpoints[i - 1] as number))) {
+        r.fail(DecodeReason.invalid, `checkpoints ${checkpoints.join(", ")}: the first must be the pruned height ${prunedTo}, then ascending`);
+      }
+      m = { type: "blocksPruned", from, to, fromHeight, prunedTo, checkpoints };
       break;
     }
     case PeerType.headersRequest:

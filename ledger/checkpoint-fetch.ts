@@ -6,6 +6,12 @@
 // retention), a box whose head is below B cannot fetch those blocks whole;
 // it installs a copy of the state after B instead. A peer's word is never
 // taken for it:
+//   0. AnchorVotes: the snapshot's chain point P comes from the leader, and
+//      Raft does not make a leader honest. Before anything is fetched, other
+//      boxes must hold a block at P's height with P's hash: at least two of
+//      them (or the only other one), so one dishonest box (the leader, or
+//      the peer serving the checkpoint) cannot make up a chain point, a
+//      state and the headers that lead to it.
 //   1. HeaderWalk: the headers from the Raft snapshot's block P down to B,
 //      each required to hash to what the one above names as its parent, the
 //      first to P's hash in the snapshot (replicated.ts ChainPoint, which
@@ -108,10 +114,65 @@ export interface CheckpointPart {
   readonly records: readonly { readonly key: string; readonly value: Uint8Array }[];
 }
 
+/** Boxes vouching for a chain point: each that holds a block at its height with its hash. */
+export class AnchorVotes {
+  private readonly confirmedBy = new Set<number>();
+  private readonly deniedBy = new Set<number>();
+
+  /** `needed`: how many other boxes must hold the block (at least 1). */
+  constructor(
+    readonly point: ChainPoint,
+    readonly needed: number,
+  ) {
+    assert(Number.isSafeInteger(needed) && needed >= 1, "at least one box vouches");
+  }
+
+  /** Box `box`'s answer to a request for the header at the point's height: "confirmed", "denied" (another block there), or "none" (it holds none yet: ask again later). */
+  take(box: number, headers: readonly Uint8Array[]): "confirmed" | "denied" | "none" {
+    const bytes = headers[0];
+    if (bytes === undefined) return "none";
+    let hash: Hash;
+    let height: number;
+    try {
+      ({ hash, header: { height } } = decodeHeader(bytes));
+    } catch (err) {
+      if (err instanceof DecodeError) return "none";
+      throw err;
+    }
+    if (height !== this.point.height) return "none";
+    if (!bytesEqual(hash, this.point.blockHash)) {
+      this.deniedBy.add(box);
+      this.confirmedBy.delete(box);
+      return "denied";
+    }
+    this.confirmedBy.add(box);
+    this.deniedBy.delete(box);
+    return "confirmed";
+  }
+
+  has(box: number): boolean {
+    return this.confirmedBy.has(box);
+  }
+
+  get confirmed(): boolean {
+    return this.confirmedBy.size >= this.needed;
+  }
+
+  /** The boxes that named another block at the point's height. */
+  get denials(): number[] {
+    return [...this.deniedBy];
+  }
+}
+
+/** Bytes of memory a record held until the install costs beyond its key and value (objects, the array slot): counted against `bytesMax`. */
+export const RECORD_OVERHEAD_BYTES = 300;
+
 /**
  * Collects a checkpoint's parts, each following on from the last, up to the
  * count the peer announced; at most `recordsMax` records and `bytesMax`
- * bytes of keys and values in all (what it holds in memory until installed).
+ * bytes in all (keys, values and RECORD_OVERHEAD_BYTES each: what it holds
+ * in memory until installed). Every part but the last must be full (as the
+ * sender cuts them: `fullPart`), so a peer cannot trickle a record a time.
  */
 export class CheckpointParts {
   readonly records: { readonly key: string; readonly value: Uint8Array }[] = [];
@@ -124,6 +185,8 @@ export class CheckpointParts {
     readonly height: number,
     readonly recordsMax: number,
     readonly bytesMax: number,
+    /** A part the sender cut because it was full: this many records, or within `slackBytes` of `bytes` bytes of keys and values. */
+    readonly fullPart: { readonly records: number; readonly bytes: number; readonly slackBytes: number },
   ) {
     assert(Number.isSafeInteger(recordsMax) && recordsMax >= 1 && Number.isSafeInteger(bytesMax) && bytesMax >= 1, "bounds on records and bytes");
   }
@@ -146,13 +209,19 @@ export class CheckpointParts {
     if (part.total === 0) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the peer holds no checkpoint at ${this.height} (any more)`);
     if (this.total !== null && part.total !== this.total) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the checkpoint at ${this.height} had ${this.total} records, now ${part.total}`);
     if (part.total > this.recordsMax) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `a checkpoint of ${part.total} records is more than this box takes (${this.recordsMax})`);
-    if (part.records.length === 0 && !part.done) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", "an empty part that is not the last");
+    if (!part.done) {
+      const partBytes = part.records.reduce((n, r) => n + TEXT.encode(r.key).length + r.value.length, 0);
+      const f = this.fullPart;
+      if (part.records.length < f.records && partBytes + f.slackBytes < f.bytes) {
+        throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `a part of ${part.records.length} records (${partBytes} bytes) that is neither full nor the last`);
+      }
+    }
     this.total = part.total;
     if (this.records.length + part.records.length > part.total) {
       throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `more than the ${part.total} records the checkpoint at ${this.height} has`);
     }
     for (const r of part.records) {
-      this.bytes += TEXT.encode(r.key).length + r.value.length;
+      this.bytes += TEXT.encode(r.key).length + r.value.length + RECORD_OVERHEAD_BYTES;
       if (this.bytes > this.bytesMax) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the checkpoint at ${this.height} is over the ${this.bytesMax} bytes this box takes`);
       this.records.push(r);
     }

@@ -168,6 +168,12 @@ function checkSettlement(recorded: StoredInterval, s: StoredSettlement, differen
 export function replayInterval(store: LedgerStore, startMs: number): ReplayReport {
   const genesis = store.chain.genesis;
   const I = genesis.market.intervalMs;
+  const from = store.historyFrom();
+  if (from > 0) {
+    // Replay rebuilds the members and the order book from every transaction since genesis: with a gap it would
+    // report a wrong book, or blame the chain, rather than its own missing history.
+    throw new ReplayError(`this box caught up from a peer's checkpoint of the state after block ${from} and does not hold the history before it; replay on a box that holds the chain from genesis`);
+  }
   if (intervalStartOf(startMs, I) !== startMs) {
     throw new ReplayError(`${new Date(startMs).toISOString()} is not the start of a market interval (intervals are ${I / 60_000} minutes; try ${new Date(intervalStartOf(startMs, I)).toISOString()})`);
   }

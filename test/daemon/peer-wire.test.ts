@@ -29,8 +29,8 @@ const samples: PeerMessage[] = [
   { type: "blocksRequest", from: 3, to: 0, fromHeight: 1, countMax: BLOCKS_PER_MESSAGE_MAX },
   { type: "blocks", from: 0, to: 3, fromHeight: 42, blocks: [new Uint8Array(300).fill(1), new Uint8Array(5)] },
   { type: "blocks", from: 0, to: 3, fromHeight: 9, blocks: [] },
-  { type: "blocksPruned", from: 0, to: 3, fromHeight: 9, prunedTo: 86_400 },
-  { type: "blocksPruned", from: 0, to: 3, fromHeight: 7, prunedTo: 7 },
+  { type: "blocksPruned", from: 0, to: 3, fromHeight: 9, prunedTo: 86_400, checkpoints: [86_400, 86_700, 87_000] },
+  { type: "blocksPruned", from: 0, to: 3, fromHeight: 7, prunedTo: 7, checkpoints: [7] },
   { type: "headersRequest", from: 3, to: 1, fromHeight: 1, countMax: HEADERS_PER_MESSAGE_MAX },
   { type: "headers", from: 1, to: 3, fromHeight: 100, headers: [new Uint8Array(HEADER_BYTES_MAX).fill(2), new Uint8Array(180).fill(3)] },
   { type: "headers", from: 1, to: 3, fromHeight: 0, headers: [] },
@@ -80,8 +80,11 @@ it("says which of its messages are peer messages (not Raft's)", () => {
 it("refuses pruned answers, header and checkpoint messages that are junk or over their bounds", () => {
   const refused = (m: PeerMessage, why: RegExp) => assert.throws(() => decodePeerMessage(encodePeerMessage(m)), (e: unknown) => e instanceof DecodeError && why.test(e.message), String(why));
   // A pruned answer must be about a height it pruned.
-  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 10, prunedTo: 9 }, /pruned to 9/);
-  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 0, prunedTo: 9 }, /height 0/);
+  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 10, prunedTo: 9, checkpoints: [9] }, /pruned to 9/);
+  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 0, prunedTo: 9, checkpoints: [9] }, /height 0/);
+  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 5, prunedTo: 9, checkpoints: [] }, /first must be the pruned height/);
+  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 5, prunedTo: 9, checkpoints: [8, 9] }, /first must be the pruned height/);
+  refused({ type: "blocksPruned", from: 0, to: 3, fromHeight: 5, prunedTo: 9, checkpoints: [9, 20, 20] }, /then ascending/);
   refused({ type: "headersRequest", from: 3, to: 1, fromHeight: 0, countMax: 1 }, /from height 1/);
   refused({ type: "headersRequest", from: 3, to: 1, fromHeight: 5, countMax: 0 }, /from height 1/);
   refused({ type: "headersRequest", from: 3, to: 1, fromHeight: 5, countMax: HEADERS_PER_MESSAGE_MAX + 1 }, /exceeds/);
