@@ -460,7 +460,7 @@ export function buildProgram(log: (s: string) => void, setExit: (code: number) =
     .addOption(new Option("--boxes <n>", "boxes (households), 2..10; every other one has solar panels").default(DEMO_DEFAULTS.boxes).argParser(parseIntOption("boxes")))
     .addOption(new Option("--speed <n>", "simulated seconds per real second, 1..60 (15: a 15-minute market interval passes in a minute; a block stays one a real second)").default(DEMO_DEFAULTS.speed).argParser(parseIntOption("speed")))
     .addOption(new Option("--base-port <port>", "the first of the loopback ports the demo takes (3 per box, 1 for MQTT)").default(DEMO_DEFAULTS.basePort).argParser(parseIntOption("base-port")))
-    .option("--start-at <HH:MM>", "the simulated local time of day the demo starts at (the sun is up from 06:00 to 20:00)", DEMO_DEFAULTS.startAt)
+    .option("--start-at <HH:MM>", "the time of day the demo starts at, London time (BST) on its day, 21 June 2026 (the sun is up from about 04:45 to 21:15)", DEMO_DEFAULTS.startAt)
     .option("--no-mqtt", "no MQTT broker (by default box 0 runs one on loopback, and every box publishes to it)")
     .addOption(new Option("--progress-every <s>", "real seconds between progress lines").default(DEMO_DEFAULTS.progressEveryS).argParser(parseIntOption("progress-every")))
     .action(async (o: { dataDir: string; boxes: number; speed: number; basePort: number; startAt: string; mqtt: boolean; progressEvery: number }) => {

@@ -4,18 +4,22 @@
 // This process is the orchestrator. It makes a fresh neighbourhood in the
 // demo's folder (keys, a genesis, a data directory per box: LocalCluster),
 // hosts one simulated Modbus TCP meter per household (device/sim-meter.ts,
-// an Eastron SDM630's registers; solar and load profiles), starts the boxes,
-// each reading its own meter over Modbus TCP and trading for its household
-// by an automatic-bidding policy (prosumers sell their surplus, the others
-// buy), waits for a leader, prints where everything is, then prints the
-// market as it clears, until Ctrl-C.
+// an Eastron SDM630's registers) showing that household's premise of
+// sim/premise.ts (its PV under London's sky, its own demand, perhaps a
+// battery: demoPremises), starts the boxes, each reading its own meter over
+// Modbus TCP and trading for its household by an automatic-bidding policy
+// (prosumers sell their surplus, the others buy), waits for a leader,
+// prints where everything is, then prints the market as it clears, until
+// Ctrl-C.
 //
 // Time. Every process runs on one simulated clock (daemon/sim-clock.ts):
 // `--speed 15` (the default) makes a 15-minute market interval pass in a
 // real minute, with a block every real second (15 simulated seconds). The
-// simulated day starts at 09:10 local time (--start-at), when the sun is
-// up: the bidders order at the first boundary (09:15) from what the meters
-// measured, and the first trades clear at 09:30, about 80 s in.
+// simulated day is always a sunny midsummer day in London, Sunday 21 June
+// 2026 (DEMO_DATE, DEMO_SITE: why that day, and the time zones), from 09:10
+// London time (--start-at), when the sun is well up: the bidders order at
+// the first boundary (09:15) from what the meters measured, and the first
+// trades clear at 09:30, about 80 s in.
 //
 // Stopping. Ctrl-C or SIGTERM: every box gets SIGTERM and exits 0 (one that
 // has not after STOP_WAIT_MS gets SIGKILL), then this process exits 0. The
@@ -40,7 +44,10 @@ import { DEFAULT_MARKET_PARAMS } from "../ledger/genesis.js";
 import type { RoleName } from "../ledger/tx.js";
 import type { BiddingPolicy } from "../market/auto-bid.js";
 import { loadRegisterMap } from "../device/meter-kind.js";
-import { SimulatedMeter, type SimulatedMeterOptions } from "../device/sim-meter.js";
+import { SimulatedMeter } from "../device/sim-meter.js";
+import { type Premise, type PremiseKind, SiteModel, createPremise } from "../sim/premise.js";
+import { LONDON, type Site, daysFromCivil, localDayStartMs, offsetMsOf, weekdayOf } from "../sim/site.js";
+import { PV_DEFAULTS, type PvArray } from "../sim/solar.js";
 import { prepareDemoDir, releaseDemoDir } from "./demo-dir.js";
 import { LocalCluster, waitFor } from "./local-cluster.js";
 import type { NodeStatus } from "./node.js";
@@ -72,49 +79,126 @@ const STOP_WAIT_MS = 10_000;
 /** Boxes start and elect a leader within this (a slow machine: seconds). */
 const START_WAIT_MS = 30_000;
 const POLL_MS = 1_000;
+/** The summary's household column: the longest, "eva, 6.5 kWp solar, 13.5 kWh battery", fits. */
+const HOUSEHOLD_COLUMN = 36;
 
-// ---------------------------------------------------------------- the households
+// ---------------------------------------------------------------- the households and their day
 
 interface Household {
   readonly name: string;
-  /** The solar array's output at noon, W (0: no panels). */
+  /** The solar array's nameplate, W peak (0: no panels): its kWp x 1000, and its inverter's limit. */
   readonly solarPeakW: number;
-  /** What the household draws all day, W; the morning and evening peaks come on top. */
-  readonly loadBaseW: number;
+  /** A home battery (sized by sim/premise.ts drawBattery) that stores the surplus before any is exported. */
+  readonly battery: boolean;
 }
 
 /**
  * Households by box: prosumers (solar) and consumers alternate, so any number
- * of boxes has both. Consumers draw more (a heat pump, an electric car).
+ * of boxes has both. Their demand is drawn per household by sim/household.ts
+ * (typical British households: a median of 2,900 kWh a year, appliance runs).
  */
 const HOUSEHOLDS: readonly Household[] = [
-  { name: "ann", solarPeakW: 5_000, loadBaseW: 350 },
-  { name: "bob", solarPeakW: 0, loadBaseW: 1_200 },
-  { name: "cho", solarPeakW: 4_000, loadBaseW: 300 },
-  { name: "dev", solarPeakW: 0, loadBaseW: 800 },
-  { name: "eva", solarPeakW: 6_500, loadBaseW: 500 },
-  { name: "fay", solarPeakW: 0, loadBaseW: 1_500 },
-  { name: "gus", solarPeakW: 3_000, loadBaseW: 400 },
-  { name: "hal", solarPeakW: 0, loadBaseW: 600 },
-  { name: "ida", solarPeakW: 4_500, loadBaseW: 450 },
-  { name: "jon", solarPeakW: 0, loadBaseW: 1_000 },
+  { name: "ann", solarPeakW: 5_000, battery: false },
+  { name: "bob", solarPeakW: 0, battery: false },
+  { name: "cho", solarPeakW: 4_000, battery: false },
+  { name: "dev", solarPeakW: 0, battery: false },
+  { name: "eva", solarPeakW: 6_500, battery: true }, // stores her morning surplus, sells once the battery is full
+  { name: "fay", solarPeakW: 0, battery: false },
+  { name: "gus", solarPeakW: 3_000, battery: false },
+  { name: "hal", solarPeakW: 0, battery: false },
+  { name: "ida", solarPeakW: 4_500, battery: false },
+  { name: "jon", solarPeakW: 0, battery: false },
 ];
 
 /**
- * A household's meter profile: device/profiles.ts's half-sine sun and
- * two-hump load, the same on any date, so the demo trades from 09:30 in
- * any season. THE SEAM for the realistic profiles (issue 8, sim/premise.ts,
- * which device/sim-meter.ts now takes as `power`): return
- * `{ power: (t) => premise.netPowerW(t) }` here, premise i of one
- * `createNeighbourhood({ seed, site, … })`; then choose the simulated date
- * (a winter morning at 51.5 N has little surplus) and a seed whose weather
- * lets the first intervals trade, and say so in the summary.
+ * Where and when the demo runs. The meters show premises of sim/premise.ts:
+ * PV under the site's clear sky and the seed's weather, households with
+ * their own routines and appliance runs, a home battery. Real PV depends on
+ * the season and the weather (a December morning in London has hardly any
+ * surplus, an overcast day little), so the demo does not simulate today's
+ * date: it always runs the same sunny midsummer day, Sunday 21 June 2026,
+ * in London. DEMO_SEED was chosen by computing the day for seeds whose
+ * weather makes it clear (sim/weather.ts day types): at 90, every prosumer
+ * without a battery exports at least 250 Wh net in every 15-minute interval
+ * from 09:00 to 17:00 and every consumer imports, so the bidders sell and
+ * buy from the first interval whatever --boxes is
+ * (test/daemon/demo-profiles.test.ts holds the demo to that).
+ *
+ * Time zone. The site keeps London's own clock that day, British Summer
+ * Time, UTC+1 (sim/ models no daylight saving: a site has one offset, so
+ * the summer one for a summer day). The households' routines follow it and
+ * the sun follows London's longitude (solar noon about 13:00 BST). The demo
+ * prints London times, and --start-at is a London time. The web app shows
+ * the same instants in its browser's time zone: on a machine set to UK time
+ * the two agree; elsewhere the summary says what the web app shows. The
+ * alternatives are worse: a site moved into this machine's time zone is
+ * not London, and loads on this machine's clock under London's sun would
+ * cook breakfast at the wrong time of day.
  */
-function meterProfile(h: Household, utcOffsetHours: number): Pick<SimulatedMeterOptions, "solar" | "load"> {
-  return {
-    solar: { peakW: h.solarPeakW, sunriseHour: 6, sunsetHour: 20, utcOffsetHours },
-    load: { baseW: h.loadBaseW, morningPeakW: 2 * h.loadBaseW, eveningPeakW: 3 * h.loadBaseW, utcOffsetHours },
-  };
+export const DEMO_SITE: Site = { ...LONDON, utcOffsetHours: 1 };
+export const DEMO_DATE = { year: 2026, month: 6, day: 21 } as const;
+export const DEMO_SEED = 90;
+const DEMO_PLACE = "London";
+const DEMO_ZONE = "BST";
+
+/** The demo's simulated clock at a time of day (minutes after the site's midnight) on DEMO_DATE, UTC ms. */
+export function demoTimeMs(minuteOfDay: number): number {
+  assert(Number.isSafeInteger(minuteOfDay) && minuteOfDay >= 0 && minuteOfDay < 24 * 60, "a time of day, whole minutes");
+  return localDayStartMs(daysFromCivil(DEMO_DATE.year, DEMO_DATE.month, DEMO_DATE.day), offsetMsOf(DEMO_SITE)) + minuteOfDay * 60_000;
+}
+
+/** HH:MM at the demo's site: what the demo prints (--start-at is read the same way). */
+export function siteClockText(ms: number): string {
+  const d = new Date(ms + offsetMsOf(DEMO_SITE));
+  return `${String(d.getUTCHours()).padStart(2, "0")}:${String(d.getUTCMinutes()).padStart(2, "0")}`;
+}
+
+/** "Sunday 21 June 2026": the demo's day, for the summary. */
+function demoDateText(): string {
+  const d = DEMO_DATE;
+  const weekday = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"][weekdayOf(daysFromCivil(d.year, d.month, d.day))];
+  const month = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"][d.month - 1];
+  return `${weekday} ${d.day} ${month} ${d.year}`;
+}
+
+function kindOf(h: Household): PremiseKind {
+  return h.solarPeakW === 0 ? "consumer" : h.battery ? "prosumer-battery" : "prosumer";
+}
+
+/**
+ * A household's array: facing the equator (south) at 35°, a common pitch of
+ * British roofs and the array sim/README.md checks the yields with; its kWp
+ * the household's solarPeakW, an inverter as large (no clipping), PVGIS's
+ * default losses (PV_DEFAULTS).
+ */
+function pvOf(h: Household): PvArray {
+  assert(h.solarPeakW > 0, "an array only where there are panels");
+  return { kWp: h.solarPeakW / 1_000, tiltDeg: 35, azimuthDeg: DEMO_SITE.latitudeDeg >= 0 ? 180 : 0, inverterW: h.solarPeakW, ...PV_DEFAULTS };
+}
+
+/**
+ * The premises of households 0..boxes-1, premise i for household i, under
+ * one SiteModel: one sky over the neighbourhood (each array sees a passing
+ * cloud a little earlier or later). Household i's meter shows premise i's
+ * netPowerW; a premise is stateful (its battery), so each meter gets its own
+ * and asks it in time order, which a SimulatedMeter does.
+ */
+export function demoPremises(boxes: number): Premise[] {
+  assert(Number.isSafeInteger(boxes) && boxes >= 1 && boxes <= HOUSEHOLDS.length, "a household for every box");
+  const model = new SiteModel(DEMO_SITE, DEMO_SEED);
+  return HOUSEHOLDS.slice(0, boxes).map((h, index) => createPremise({ seed: DEMO_SEED, index, kind: kindOf(h), site: DEMO_SITE, model, ...(h.solarPeakW > 0 && { pv: pvOf(h) }) }));
+}
+
+/**
+ * Household i's meter: an SDM630 on 127.0.0.1:port (0: any free port)
+ * showing premise i's net power at the demo's time; its counters start at
+ * made-up readings, as of a meter some years in service.
+ */
+export function startHouseholdMeter(i: number, premise: Premise, now: () => number, port: number): Promise<SimulatedMeter> {
+  const h = HOUSEHOLDS[i] as Household;
+  assert(premise.index === i && premise.kind === kindOf(h), "household i's meter shows premise i");
+  const map = loadRegisterMap("eastron-sdm630");
+  return SimulatedMeter.start({ map, unit: 1, host: "127.0.0.1", port, now, power: (t) => premise.netPowerW(t), importWh: 2_000_000 + 137_000 * i, exportWh: h.solarPeakW > 0 ? 500_000 + 71_000 * i : 0 });
 }
 
 /**
@@ -207,6 +291,8 @@ class Demo {
   private readonly token = randomBytes(32).toString("hex");
   private readonly logs: WriteStream[] = [];
   private readonly meters: SimulatedMeter[] = [];
+  /** Household i's premise, shown by its meter. */
+  private readonly premises: Premise[];
   private readonly exitedEarly = new Set<number>();
   private readonly ready = new Set<number>();
   private stopSignal: string | null = null;
@@ -222,10 +308,10 @@ class Demo {
   ) {
     assert(o.boxes >= BOXES_MIN && o.boxes <= HOUSEHOLDS.length && BOXES_MAX === HOUSEHOLDS.length, "a household for every box");
     this.stopRequested = new Promise((resolve) => (this.wakeStop = () => resolve(STOP)));
-    const day = new Date();
-    day.setHours(0, 0, 0, 0); // local midnight today: the web app, in this machine's browser, shows the same hours
-    this.clock = { simStartMs: day.getTime() + o.startMinuteOfDay * 60_000, realStartMs: Date.now(), speed: o.speed };
+    // DEMO_DATE at the site, not today: the day's sun and weather are known to trade (see DEMO_SITE).
+    this.clock = { simStartMs: demoTimeMs(o.startMinuteOfDay), realStartMs: Date.now(), speed: o.speed };
     this.now = simNow(this.clock);
+    this.premises = demoPremises(o.boxes);
     this.cluster = LocalCluster.create({
       dir: o.dataDir,
       boxes: o.boxes,
@@ -300,14 +386,7 @@ class Demo {
 
   /** Meters, boxes, a leader; or STOP if a signal came first. Throws when a box fails to start. */
   private async start(): Promise<number | typeof STOP> {
-    const map = loadRegisterMap("eastron-sdm630");
-    const utcOffsetHours = -new Date(this.clock.simStartMs).getTimezoneOffset() / 60;
-    for (let i = 0; i < this.o.boxes; i++) {
-      const h = HOUSEHOLDS[i] as Household;
-      this.meters.push(
-        await SimulatedMeter.start({ map, unit: 1, host: "127.0.0.1", port: this.meterPort(i), now: this.now, ...meterProfile(h, utcOffsetHours), importWh: 2_000_000 + 137_000 * i, exportWh: h.solarPeakW > 0 ? 500_000 + 71_000 * i : 0 }),
-      );
-    }
+    for (const [i, premise] of this.premises.entries()) this.meters.push(await startHouseholdMeter(i, premise, this.now, this.meterPort(i)));
     this.out(`starting ${this.o.boxes} boxes in ${this.o.dataDir} …`);
     const boxes = Array.from({ length: this.o.boxes }, (_, i) => i);
     // Never a box spawned once a stop began: the shutdown stops the boxes there are when it starts.
@@ -354,9 +433,22 @@ class Demo {
     return r.startsWith("..") ? path : r;
   }
 
-  private clockText(ms: number): string {
+  /** The household as the summary shows it: its panels and battery (its demand is the premise's own). */
+  private householdText(i: number): string {
+    const h = HOUSEHOLDS[i] as Household;
+    const battery = this.premises[i]?.battery ?? null;
+    const solar = h.solarPeakW > 0 ? `${(h.solarPeakW / 1000).toFixed(1)} kWp solar` : "no solar";
+    return `${h.name}, ${solar}${battery === null ? "" : `, ${fmtKWh(battery.spec.capacityWh)} battery`}`;
+  }
+
+  /** What the web app, in a browser on this machine, shows instead of the site's time, if it differs. */
+  private browserClockNote(ms: number): string {
+    const machineOffsetMin = -new Date(ms).getTimezoneOffset();
+    const siteOffsetMin = offsetMsOf(DEMO_SITE) / 60_000;
+    if (machineOffsetMin === siteOffsetMin) return "";
     const d = new Date(ms);
-    return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+    const here = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+    return `; the web app shows your browser's time zone, on this machine UTC${fmtOffset(machineOffsetMin)}: ${here} now`;
   }
 
   private printSummary(leader: number): void {
@@ -368,18 +460,17 @@ class Demo {
     const lines = [
       "",
       `peergrid demo: a neighbourhood of ${o.boxes} boxes on this machine, each its own process on loopback`,
-      `  time runs ${o.speed}x: simulated ${this.clockText(nowMs)} now; a ${intervalMs / 60_000}-minute market interval every ${fmtSeconds((intervalMs / o.speed) / 1_000)}; a block every real second`,
+      `  the day: ${demoDateText()}, sunny, in ${DEMO_PLACE}; times are ${DEMO_PLACE}'s (${DEMO_ZONE}, UTC${fmtOffset(offsetMsOf(DEMO_SITE) / 60_000)})${this.browserClockNote(nowMs)}`,
+      `  time runs ${o.speed}x: simulated ${siteClockText(nowMs)} now; a ${intervalMs / 60_000}-minute market interval every ${fmtSeconds((intervalMs / o.speed) / 1_000)}; a block every real second`,
       "",
-      "  box  household                       web app and API          Raft            meter (Modbus TCP)",
+      `  box  ${"household".padEnd(HOUSEHOLD_COLUMN)} web app and API          Raft            meter (Modbus TCP)`,
       ...Array.from({ length: o.boxes }, (_, i) => {
-        const h = HOUSEHOLDS[i] as Household;
-        const who = `${h.name}${h.solarPeakW > 0 ? `, ${(h.solarPeakW / 1000).toFixed(1)} kW solar` : ", no solar"}, ${h.loadBaseW} W base`;
-        return `  ${String(i).padEnd(4)} ${who.padEnd(31)} ${`${this.url(i)}/`.padEnd(24)} ${`127.0.0.1:${this.cluster.raftPort(i)}`.padEnd(15)} 127.0.0.1:${this.meterPort(i)}${i === leader ? "   <- leader" : ""}`;
+        return `  ${String(i).padEnd(4)} ${this.householdText(i).padEnd(HOUSEHOLD_COLUMN)} ${`${this.url(i)}/`.padEnd(24)} ${`127.0.0.1:${this.cluster.raftPort(i)}`.padEnd(15)} 127.0.0.1:${this.meterPort(i)}${i === leader ? "   <- leader" : ""}`;
       }),
       "",
       ...(o.mqtt ? [`  MQTT: box 0's broker, mqtt://127.0.0.1:${this.mqttPort()}, has every box's topics (mosquitto_sub -h 127.0.0.1 -p ${this.mqttPort()} -t 'peergrid/#' -v)`] : []),
       `  Each box trades for its household (${this.shown(this.policyFile(0))}, …): solar surplus is offered, shortfall bid for.`,
-      `  The first orders go in at ${this.clockText(firstBoundary)} (simulated), from what the meters measured; the first trades clear at ${this.clockText(firstBoundary + intervalMs)}, in about ${fmtSeconds(firstTradesInS)}.`,
+      `  The first orders go in at ${siteClockText(firstBoundary)} (simulated), from what the meters measured; the first trades clear at ${siteClockText(firstBoundary + intervalMs)}, in about ${fmtSeconds(firstTradesInS)}.`,
       "",
       `  Open ${this.url(0)}/ in a browser. To trade there, enrol the key the page shows: paste it here and press Enter,`,
       `  or: curl -H "Authorization: Bearer $(cat ${this.shown(this.tokenFile())})" -H 'content-type: application/json' \\`,
@@ -417,10 +508,10 @@ class Demo {
     const next = nowMs - (nowMs % market.intervalMs) + market.intervalMs;
     const book = await getJson<{ intervals: BookView[] }>(`${this.url(source.box)}/api/v1/market/book?interval=${next}`);
     const b = book?.intervals[0];
-    const orders = b === undefined ? `no orders for ${this.clockText(next)} yet` : `orders for ${this.clockText(next)}: ${b.asks.length} sell ${b.askWh} Wh, ${b.bids.length} buy ${b.bidWh} Wh`;
+    const orders = b === undefined ? `no orders for ${siteClockText(next)} yet` : `orders for ${siteClockText(next)}: ${b.asks.length} sell ${b.askWh} Wh, ${b.bids.length} buy ${b.bidWh} Wh`;
     const last = market.lastCleared;
-    const price = last === null || last.priceMicroPerKWh === null ? "no price yet" : `last price ${fmtPrice(last.priceMicroPerKWh)} (${this.clockText(last.startMs)})`;
-    return `${this.clockText(nowMs)}  block ${s.height}, ${leader}; ${orders}; ${price}`;
+    const price = last === null || last.priceMicroPerKWh === null ? "no price yet" : `last price ${fmtPrice(last.priceMicroPerKWh)} (${siteClockText(last.startMs)})`;
+    return `${siteClockText(nowMs)}  block ${s.height}, ${leader}; ${orders}; ${price}`;
   }
 
   /** The status of a box that answers: the leader's by preference. */
@@ -431,13 +522,13 @@ class Demo {
   }
 
   private clearingLine(c: ClearingView, intervalMs: number): string {
-    const when = `${this.clockText(c.startMs)}–${this.clockText(c.startMs + intervalMs)}`;
+    const when = `${siteClockText(c.startMs)}–${siteClockText(c.startMs + intervalMs)}`;
     const orders = `${c.sellOrders} sell, ${c.buyOrders} buy order${c.buyOrders === 1 ? "" : "s"}`;
-    if (c.buyOrders + c.sellOrders === 0) return `${this.clockText(c.startMs)}  interval ${when}: no orders (a box bids once a period of its readings has settled)`;
-    if (c.trades.length === 0) return `${this.clockText(c.startMs)}  interval ${when} cleared: ${orders}, no trade`;
+    if (c.buyOrders + c.sellOrders === 0) return `${siteClockText(c.startMs)}  interval ${when}: no orders (a box bids once a period of its readings has settled)`;
+    if (c.trades.length === 0) return `${siteClockText(c.startMs)}  interval ${when} cleared: ${orders}, no trade`;
     const trades = c.trades.map((t) => `${this.name(t.buyer)} buys ${t.energyWh} Wh from ${this.name(t.seller)}`);
     const price = c.priceMicroPerKWh === null ? "pay-as-bid" : `${fmtPrice(c.priceMicroPerKWh)}`;
-    return `${this.clockText(c.startMs)}  interval ${when} cleared at ${price}: ${c.trades.length} trade${c.trades.length === 1 ? "" : "s"}, ${c.volumeWh} Wh (${orders}): ${trades.join("; ")}`;
+    return `${siteClockText(c.startMs)}  interval ${when} cleared at ${price}: ${c.trades.length} trade${c.trades.length === 1 ? "" : "s"}, ${c.volumeWh} Wh (${orders}): ${trades.join("; ")}`;
   }
 
   /** Keys pasted on standard input are enrolled as neighbours (users) by box 0, through its admin route. */
@@ -541,6 +632,16 @@ export async function getJson<T>(url: string): Promise<T | null> {
 
 function fmtPrice(microPerKWh: number): string {
   return `${(microPerKWh / 1e6).toFixed(3)}/kWh`;
+}
+
+function fmtKWh(wh: number): string {
+  return `${Number.isInteger(wh / 1_000) ? wh / 1_000 : (wh / 1_000).toFixed(1)} kWh`;
+}
+
+/** +1, -7, +5:30: a UTC offset in minutes as the summary writes it. */
+function fmtOffset(minutes: number): string {
+  const a = Math.abs(minutes);
+  return `${minutes < 0 ? "-" : "+"}${Math.floor(a / 60)}${a % 60 === 0 ? "" : `:${String(a % 60).padStart(2, "0")}`}`;
 }
 
 function fmtSeconds(s: number): string {

@@ -2,8 +2,9 @@
 // household or critical-site demand (sim/household.ts), a PV array under
 // the site's clear sky and weather (sim/solar.ts, sim/weather.ts), a home
 // battery (sim/battery.ts). Pure and deterministic: the same (seed, index,
-// kind, site) gives the same premise in any process (the demo's boxes each
-// build their own and still share one sky).
+// kind, site) gives the same premise in any process (the simulator's world
+// thread and a test's twin agree; daemon/demo.ts builds its households'
+// premises under one shared sky).
 //
 // API
 //   const model = new SiteModel(site, seed)          // one per neighbourhood: weather, sun and PV tables, shared

@@ -110,6 +110,7 @@ describe("peergrid demo", () => {
       const summary = transcript();
       for (let i = 0; i < BOXES; i++) assert.ok(summary.includes(`${http(i)}/`), `box ${i}'s web app is printed:\n${summary}`);
       assert.match(summary, /<- leader/, "the leader is named");
+      assert.match(summary, /the day: Sunday 21 June 2026, sunny, in London; times are London's \(BST, UTC\+1\)/, "the simulated day is named");
       const boxes = childrenOf(run.child.pid as number);
       assert.equal(boxes.length, BOXES, `one process per box: ${boxes.join(", ")}`);
 
@@ -141,6 +142,8 @@ describe("peergrid demo", () => {
       const recent = await getJson<{ blocks: { height: number; timeMs: number }[] }>(`${http(0)}/api/v1/blocks?limit=10`);
       const gaps = (recent?.blocks ?? []).slice(1).map((b, i) => (recent?.blocks[i] as { timeMs: number }).timeMs - b.timeMs);
       assert.ok(gaps.length >= 5 && gaps.filter((g) => Math.abs(g - 60_000) <= 3_000).length >= gaps.length - 1, `block time gaps: ${gaps.join(", ")}`);
+      // On the demo's day (its meters' sunny 21 June in London: test/daemon/demo-profiles.test.ts), not today.
+      assert.ok(recent?.blocks.every((b) => new Date(b.timeMs).toISOString().startsWith("2026-06-21T")), `blocks stamped on 21 June 2026: ${recent?.blocks.map((b) => new Date(b.timeMs).toISOString()).join(", ")}`);
       assert.ok(height >= firstTradeS - 8 && height <= firstTradeS + 2, `about a block a real second: height ${height} after ${firstTradeS} s`);
 
       // A browser's key, pasted into the demo's terminal, is enrolled by box 0 and seen by every box.
