@@ -19,6 +19,8 @@ import { NodeSigner, NodeVerifier } from "../../ledger/keys.js";
 import type { Ledger } from "../../ledger/ledger.js";
 import { type MemberRecord, memberKey } from "../../ledger/records.js";
 import { ResultCode } from "../../ledger/state.js";
+import { LedgerStore } from "../../ledger/store.js";
+import { type VerifyReport, verifyChain } from "../../ledger/verify.js";
 import { type OrderBody, type ReadingBody, type SignedTx, type TxBody, Quality, signTx } from "../../ledger/tx.js";
 
 /** 2026-01-15T12:00:00Z. Block h is at T0 + h seconds. */
@@ -157,4 +159,14 @@ export function tempDir(t: { after(fn: () => void): void }, label = "test"): str
   const dir = mkdtempSync(join(tmpdir(), `peergrid-${label}-`));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** `peergrid verify`'s check of the ledger file at `path`, opened read-only as an auditor would. */
+export function verifyPath(path: string, fx: Fixture): VerifyReport {
+  const store = LedgerStore.open(path, { readonly: true });
+  try {
+    return verifyChain(store, fx.verifier);
+  } finally {
+    store.close();
+  }
 }

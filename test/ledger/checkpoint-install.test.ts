@@ -10,7 +10,6 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { decodeHeader, encodeHeader } from "../../ledger/block.js";
 import { AnchorVotes, CatchUpError, CheckpointParts, HeaderWalk, RECORD_OVERHEAD_BYTES } from "../../ledger/checkpoint-fetch.js";
@@ -20,13 +19,13 @@ import { Ledger } from "../../ledger/ledger.js";
 import { type MemberRecord, decodeRecord, encodeRecord } from "../../ledger/records.js";
 import { LedgerStore } from "../../ledger/store.js";
 import { TxType, signTx } from "../../ledger/tx.js";
-import { type VerifyReport, verifyChain } from "../../ledger/verify.js";
+import type { VerifyReport } from "../../ledger/verify.js";
 import { CHECKPOINT_BYTES_MAX, CHECKPOINT_FULL_PART, CHECKPOINT_PART_BYTES_MAX, CHECKPOINT_PART_RECORDS_MAX, CHECKPOINT_RECORDS_MAX, decodePeerMessage, encodePeerMessage } from "../../daemon/peer-wire.js";
 import type { NodeSigner } from "../../ledger/keys.js";
 import { lastSeqOf } from "../../ledger/state.js";
 import { ReplayError, replayInterval } from "../../market/replay.js";
 import { runCli } from "../helpers/cli.js";
-import { appendBlocks, blockTimeMs, makeFixture, meterOf, readingFor, tempDir } from "../helpers/chain-fixture.js";
+import { appendBlocks, blockTimeMs, makeFixture, meterOf, readingFor, tempDir, verifyPath } from "../helpers/chain-fixture.js";
 
 const fx = makeFixture({ boxes: 4 });
 const READINGS = 10; // per block
@@ -117,15 +116,6 @@ function dump(path: string): string {
   }
 }
 
-function verifyPath(path: string): VerifyReport {
-  const store = LedgerStore.open(path, { readonly: true });
-  try {
-    return verifyChain(store, fx.verifier);
-  } finally {
-    store.close();
-  }
-}
-
 /** Append the source's blocks after the target's head (whole: they are above the source's pruned height). */
 function followSource(target: Ledger, source: Ledger): void {
   for (let h = target.state.height + 1; h <= source.state.height; h++) {
@@ -181,14 +171,14 @@ describe("installing a checkpoint", () => {
     assert.equal(replayInterval(source.store, later.startMs).matches, true);
     assert.throws(() => replayInterval(box.store, later.startMs), (e: unknown) => e instanceof ReplayError && /does not hold the history before it/.test(e.message));
 
-    const report = verifyPath(box.store.path);
+    const report = verifyPath(box.store.path, fx);
     assert.equal(report.ok, true, JSON.stringify(report.fault));
     assert.equal(report.historyFrom, B);
     assert.deepEqual(report.historyGaps, [{ from: 1, to: B - 1 }]);
     assert.equal(report.readingsPrunedTo, B);
     assert.equal(report.blocks, 1 + 1 + (HEAD - B), "genesis, B's header, and every block after it");
     assert.equal(report.headHash, toHex(source.state.blockHash));
-    const full = verifyPath(source.store.path);
+    const full = verifyPath(source.store.path, fx);
     assert.equal(report.stateRoot, full.stateRoot);
 
     // Reopened, it has the same state and goes on.
@@ -234,7 +224,7 @@ describe("installing a checkpoint", () => {
     while (!offline.store.pruneStep(100).done);
     assert.equal(readings(offline.store.path), 0);
 
-    const report = verifyPath(offline.store.path);
+    const report = verifyPath(offline.store.path, fx);
     assert.equal(report.ok, true, JSON.stringify(report.fault));
     assert.deepEqual(report.historyGaps, [{ from: 41, to: B - 1 }]);
     assert.equal(report.blocks, 1 + 40 + 1 + (HEAD - B), "genesis, its own 40, B's header, and the blocks after B");
@@ -255,7 +245,7 @@ describe("installing a checkpoint", () => {
       const c = new Database(copy);
       sql(c);
       c.close();
-      return verifyPath(copy);
+      return verifyPath(copy, fx);
     };
     const reheader = (db: Database.Database, height: number) => {
       const row = db.prepare("SELECT header FROM blocks WHERE height = ?").get(height) as { header: Buffer };
@@ -341,7 +331,7 @@ describe("installing a checkpoint", () => {
     appendBlocks(ledger, fx, 1, { readings: 6, orders: 0 });
     assert.equal(ledger.store.getBlock(3)?.block.txs.length, 0, "block 3 kept none of the new block's rows");
     assert.equal(ledger.store.getBlock(4)?.block.txs.length, 6);
-    const report = verifyPath(ledger.store.path);
+    const report = verifyPath(ledger.store.path, fx);
     assert.equal(report.ok, true, JSON.stringify(report.fault));
   });
 });

@@ -14,7 +14,7 @@ import { Ledger, ledgerPath } from "../../ledger/ledger.js";
 import { LedgerStore } from "../../ledger/store.js";
 import { TxType } from "../../ledger/tx.js";
 import { type VerifyReport, verifyChain } from "../../ledger/verify.js";
-import { appendBlocks, makeFixture, tempDir } from "../helpers/chain-fixture.js";
+import { appendBlocks, makeFixture, tempDir, verifyPath } from "../helpers/chain-fixture.js";
 
 const fx = makeFixture({ boxes: 4 });
 const READINGS = 12; // per block
@@ -42,15 +42,6 @@ function rowsOf(path: string): { readings: number; others: number } {
   }
 }
 
-function verifyPath(path: string): VerifyReport {
-  const store = LedgerStore.open(path, { readonly: true });
-  try {
-    return verifyChain(store, fx.verifier);
-  } finally {
-    store.close();
-  }
-}
-
 function pruneAll(store: LedgerStore, batch: number): number {
   let steps = 0;
   for (;;) {
@@ -64,7 +55,7 @@ describe("retention of raw readings", () => {
     const { dir, ledger } = chainWithCheckpoints(t, 30, [10, 20]);
     const store = ledger.store;
     const before = rowsOf(ledgerPath(dir));
-    const fullBefore = verifyPath(ledgerPath(dir));
+    const fullBefore = verifyPath(ledgerPath(dir), fx);
     assert.equal(fullBefore.ok, true, JSON.stringify(fullBefore.fault));
     assert.deepEqual(store.checkpoints().map((c) => c.height), [10, 20]);
 
@@ -87,7 +78,7 @@ describe("retention of raw readings", () => {
     assert.ok(whole !== null && !whole.readingsPruned && whole.block.txs.length === whole.block.header.txCount);
     assert.equal(store.header(15)?.header.height, 15, "headers stay");
 
-    const report = verifyPath(ledgerPath(dir));
+    const report = verifyPath(ledgerPath(dir), fx);
     assert.equal(report.ok, true, JSON.stringify(report.fault));
     assert.equal(report.readingsPrunedTo, 20);
     assert.equal(report.blocks, 31);
@@ -112,7 +103,7 @@ describe("retention of raw readings", () => {
     assert.equal(ledger.store.pruneStep(30).done, false);
     const half = rowsOf(ledgerPath(dir));
     assert.ok(half.readings < 12 * READINGS && half.readings > 4 * READINGS, `${half.readings} readings left`);
-    const report = verifyPath(ledgerPath(dir));
+    const report = verifyPath(ledgerPath(dir), fx);
     assert.equal(report.ok, true, JSON.stringify(report.fault));
     ledger.close();
     const again = Ledger.open(dir, fx.verifier);
@@ -161,7 +152,7 @@ describe("retention of raw readings", () => {
       } finally {
         db.close();
       }
-      return verifyPath(copy);
+      return verifyPath(copy, fx);
     }
 
     test("a changed checkpoint record", (t) => {
