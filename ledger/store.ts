@@ -600,9 +600,7 @@ export class LedgerStore {
     const run = this.db.transaction(() => {
       const head = this.head();
       assert(h.height === head.height + 1 && bytesEqual(h.parentHash, head.hash), `block ${h.height} extends the stored head ${head.height}`);
-      // After the head's own range: with its readings pruned, the largest row left may lie inside it.
-      const headRow = this.stmts.block.get(head.height) as Row;
-      firstRow = Math.max((this.stmts.maxTxRow.get() as { n: number }).n + 1, (headRow.first_tx as number) + (headRow.tx_count as number));
+      firstRow = this.nextTxRow(head.height);
       this.stmts.insertBlock.run(h.height, Buffer.from(block.hash), Buffer.from(encodeHeader(h, block.signature)), h.timeMs, firstRow, block.txs.length, Buffer.from(state.tree.root));
       block.txs.forEach((t, i) => {
         const c = LedgerStore.txColumns(t, h.height, h.timeMs);
@@ -617,7 +615,7 @@ export class LedgerStore {
         if (rec === null) this.stmts.deleteState.run(key);
         else this.stmts.upsertState.run(key, Buffer.from(encodeRecord(rec)));
         if (rec !== null && rec.kind === "meter" && read.has(key)) {
-          this.stmts.upsertReading.run(rec.author, rec.meterId, h.height, rec.timeMs, rec.importWh, rec.exportWh, rec.powerW, rec.voltagesDeciV.join(","), rec.frequencyMilliHz, rec.quality);
+          this.upsertLatestReading(rec, h.height);
         }
       }
       if (market !== null) this.writeMarket(h.height, market);
@@ -1038,8 +1036,7 @@ export class LedgerStore {
     }
     this.db.transaction(() => {
       assert(this.head().height === head.height, "no block was appended meanwhile");
-      const headRow = this.stmts.block.get(head.height) as Row;
-      const firstRow = Math.max((this.stmts.maxTxRow.get() as { n: number }).n + 1, (headRow.first_tx as number) + (headRow.tx_count as number));
+      const firstRow = this.nextTxRow(head.height);
       this.stmts.insertBlock.run(height, Buffer.from(b.hash), Buffer.from(encodeHeader(b.header, b.signature)), b.header.timeMs, firstRow, 0, Buffer.from(tree.root));
       r.clearState.run();
       r.clearLatestReadings.run();
@@ -1047,7 +1044,7 @@ export class LedgerStore {
         r.insertState.run(e.key, Buffer.from(e.bytes));
         const m = e.value;
         // The block a reading came in is in the history not held: B is an upper bound.
-        if (m.kind === "meter") this.stmts.upsertReading.run(m.author, m.meterId, height, m.timeMs, m.importWh, m.exportWh, m.powerW, m.voltagesDeciV.join(","), m.frequencyMilliHz, m.quality);
+        if (m.kind === "meter") this.upsertLatestReading(m, height);
       }
       r.copyState.run(height);
       r.insertCheckpoint.run(height, b.header.timeMs, tree.size);
@@ -1061,6 +1058,26 @@ export class LedgerStore {
     return { height, timeMs: b.header.timeMs, records: tree.size };
   }
 
+  /** The row number after block `height`'s own range of transaction rows. */
+  private rowsEnd(height: number): number {
+    const row = this.stmts.block.get(height) as Row;
+    return (row.first_tx as number) + (row.tx_count as number);
+  }
+
+  /**
+   * The first row of a block appended after the head: after the head's own
+   * range (with its readings pruned, the largest row left may lie inside it)
+   * and after every row there is, so that rowids stay in chain order.
+   */
+  private nextTxRow(headHeight: number): number {
+    return Math.max((this.stmts.maxTxRow.get() as { n: number }).n + 1, this.rowsEnd(headHeight));
+  }
+
+  /** latest_readings' row for a meter record, stored with the block it is of. */
+  private upsertLatestReading(m: MeterRecord, height: number): void {
+    this.stmts.upsertReading.run(m.author, m.meterId, height, m.timeMs, m.importWh, m.exportWh, m.powerW, m.voltagesDeciV.join(","), m.frequencyMilliHz, m.quality);
+  }
+
   /**
    * Delete the next at most `rowsMax` rows' worth of pruned readings (by row
    * number, so each step costs about the same). `done`: no pruned reading is left.
@@ -1070,8 +1087,7 @@ export class LedgerStore {
     const r = this.retention();
     const to = this.readingsPrunedTo();
     if (r === null || to === 0) return { deleted: 0, done: true };
-    const row = this.stmts.block.get(to) as Row;
-    const end = (row.first_tx as number) + (row.tx_count as number); // the first row after block `to`
+    const end = this.rowsEnd(to); // the first row after block `to`
     const cursor = Math.max(1, this.metaNumber("prune_cursor"));
     if (cursor >= end) return { deleted: 0, done: true };
     const next = Math.min(end, cursor + rowsMax);
