@@ -46,7 +46,7 @@
 // (ledger/raft/wire.ts) never has: one frame is one or the other. Canonical
 // and bounded like every decoder here; any junk is a DecodeError, and the
 // transport closes the link that sent it.
-import { isSafeUint } from "../ledger/assert.js";
+import { compareBytes, isSafeUint } from "../ledger/assert.js";
 import { BLOCK_BYTES_MAX, HEADER_BYTES_MAX } from "../ledger/block.js";
 import { Reader, Writer, varintSize } from "../ledger/codec.js";
 import { DecodeReason } from "../ledger/errors.js";
@@ -129,13 +129,6 @@ export function encodedSize(m: PeerMessage): number {
   const records = m.type === "checkpoint" ? m.records.reduce((n, r) => n + 3 * r.key.length + r.value.length + 16, 0) : 0;
   const keys = m.type === "checkpoint" || m.type === "checkpointRequest" ? 3 * m.afterKey.length + 8 : 0;
   return 32 + keys + records + list.reduce((n, b) => n + varintSize(b.length) + b.length, 0);
-}
-
-/** Byte-wise order of two UTF-8 strings: SQLite's BINARY collation, which orders the checkpoint_state table. */
-function compareUtf8(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
-  return a.length - b.length;
 }
 
 export function encodePeerMessage(m: PeerMessage): Uint8Array {
@@ -263,7 +256,8 @@ function readCheckpointPart(r: Reader, from: NodeId, to: NodeId): PeerMessage {
   let bytes = 0;
   for (let i = 0; i < n; i++) {
     const keyBytes = r.bytes(KEY_BYTES_MAX, "record key");
-    if (compareUtf8(keyBytes, previous) <= 0) r.fail(DecodeReason.nonCanonical, `record ${i}'s key is not after the one before it`);
+    // Byte order: SQLite's BINARY collation, which orders the checkpoint_state table.
+    if (compareBytes(keyBytes, previous) <= 0) r.fail(DecodeReason.nonCanonical, `record ${i}'s key is not after the one before it`);
     const key = r.utf8(keyBytes, "record key");
     const value = new Uint8Array(r.bytes(VALUE_BYTES_MAX, "record value"));
     bytes += keyBytes.length + value.length;

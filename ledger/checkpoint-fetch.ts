@@ -209,8 +209,8 @@ export class CheckpointParts {
     if (part.total === 0) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the peer holds no checkpoint at ${this.height} (any more)`);
     if (this.total !== null && part.total !== this.total) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the checkpoint at ${this.height} had ${this.total} records, now ${part.total}`);
     if (part.total > this.recordsMax) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `a checkpoint of ${part.total} records is more than this box takes (${this.recordsMax})`);
+    const partBytes = part.records.reduce((n, r) => n + TEXT.encode(r.key).length + r.value.length, 0);
     if (!part.done) {
-      const partBytes = part.records.reduce((n, r) => n + TEXT.encode(r.key).length + r.value.length, 0);
       const f = this.fullPart;
       if (part.records.length < f.records && partBytes + f.slackBytes < f.bytes) {
         throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `a part of ${part.records.length} records (${partBytes} bytes) that is neither full nor the last`);
@@ -220,11 +220,10 @@ export class CheckpointParts {
     if (this.records.length + part.records.length > part.total) {
       throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `more than the ${part.total} records the checkpoint at ${this.height} has`);
     }
-    for (const r of part.records) {
-      this.bytes += TEXT.encode(r.key).length + r.value.length + RECORD_OVERHEAD_BYTES;
-      if (this.bytes > this.bytesMax) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the checkpoint at ${this.height} is over the ${this.bytesMax} bytes this box takes`);
-      this.records.push(r);
-    }
+    const bytes = this.bytes + partBytes + part.records.length * RECORD_OVERHEAD_BYTES;
+    if (bytes > this.bytesMax) throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the checkpoint at ${this.height} is over the ${this.bytesMax} bytes this box takes`);
+    this.bytes = bytes;
+    for (const r of part.records) this.records.push(r);
     if (part.done && this.records.length !== part.total) {
       throw new CatchUpError("PG_ERR_CATCH_UP_CHECKPOINT", `the checkpoint at ${this.height} ended after ${this.records.length} of its ${part.total} records`);
     }
